@@ -1,0 +1,17 @@
+"""Typed errors: every face turns these into a clear message, never a traceback."""
+
+
+class ImgrecError(Exception):
+    """Base of every error a user can cause or fix."""
+
+
+class ImageError(ImgrecError):
+    """An upload is not an image we accept; the message says what was received and expected."""
+
+
+class ModelError(ImgrecError):
+    """A model is missing, corrupt, or does not match its model card."""
+
+
+class StoreError(ImgrecError):
+    """The prediction log could not be written or read."""
