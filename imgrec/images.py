@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ ALLOWED_FORMATS = {
     "GIF": "GIF",
     "TIFF": "TIFF",
 }
+# Pillow's openers to try; the JPEG opener also yields MPO files.
+_PILLOW_OPENERS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 ACCEPTED = "JPEG, PNG, WebP, BMP, GIF, TIFF"
 # File endings a picker may offer; the content, not the name, decides.
 ACCEPTED_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
@@ -119,11 +122,12 @@ def _open_allowed(data: bytes, max_pixels: int) -> Image.Image:
         # Our own pixel limit applies after the header is read; Pillow's warning is noise.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            return Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
+            return Image.open(io.BytesIO(data), formats=_PILLOW_OPENERS)
         except Image.DecompressionBombError as exc:
-            raise ImageError(
-                f"Image has too many pixels ({exc}). Expected at most {max_pixels / 1e6:.1f} megapixels."
-            ) from None
+            # Pillow refuses beyond twice its own limit while reading the header; it names the size.
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            size = f"{int(found.group(1)) / 1e6:.1f} megapixels" if found else "too many pixels"
+            raise ImageError(f"Image has {size}. Expected at most {max_pixels / 1e6:.1f} megapixels.") from None
         except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError):
             kind = sniff_kind(data)
             if kind in ALLOWED_FORMATS.values():

@@ -1,0 +1,45 @@
+"""Single-image latency of imgrec's Predictor vs plain ``model.predict``, side by side, plus batch-32 throughput.
+
+Run: ``make bench`` or ``.venv/bin/python bench/predict_latency.py`` (KERAS_HOME as in the Makefile).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from common import machine, median_ms
+
+from imgrec import registry
+from imgrec.config import Settings, get_settings
+from imgrec.predict import Predictor
+
+
+def main() -> None:
+    settings = get_settings()
+    if not registry.versions("imagenet-mobilenetv2", settings):
+        settings = Settings(models_dir=Path(tempfile.mkdtemp()) / "models", data_dir=Path(tempfile.mkdtemp()))
+    registry.ensure_default_model(settings)
+    predictor = Predictor.load("imagenet-mobilenetv2", settings=settings)
+    model = predictor.model
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    batch32 = rng.integers(0, 256, (32, 224, 224, 3), dtype=np.uint8)
+
+    ours_single = median_ms(lambda: predictor.predict([image], top_k=5))
+    plain_single = median_ms(lambda: model.predict(image[None].astype("float32"), verbose=0))
+    ours_batch = median_ms(lambda: predictor.predict_batch(batch32), repeats=8)
+    plain_batch = median_ms(lambda: model.predict(batch32.astype("float32"), verbose=0), repeats=8)
+
+    print(f"machine: {machine()}")
+    print("model: imagenet-mobilenetv2 (MobileNetV2 1.0, 224x224), TensorFlow CPU")
+    print(f"single image  predictor {ours_single:8.2f} ms   model.predict {plain_single:8.2f} ms   "
+          f"speed-up x{plain_single / ours_single:.2f}")
+    print(f"batch of 32   predictor {ours_batch:8.2f} ms ({32000 / ours_batch:6.1f} img/s)   "
+          f"model.predict {plain_batch:8.2f} ms ({32000 / plain_batch:6.1f} img/s)   "
+          f"ratio x{plain_batch / ours_batch:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+import sys
+
+from imgrec.cli import main
+
+sys.exit(main())

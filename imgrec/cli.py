@@ -1,0 +1,146 @@
+"""``python -m imgrec``: the command-line face of imgrec. Each command only calls the package."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from imgrec.config import get_settings
+from imgrec.errors import ImgrecError
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ImgrecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m imgrec", description="imgrec: image-recognition workbench")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    predict = commands.add_parser("predict", help="classify image files")
+    predict.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    predict.add_argument("--model", help="model name (default: the active model)")
+    predict.add_argument("--version", help="model version (default: the latest)")
+    predict.add_argument("--top-k", type=_positive_int, default=get_settings().default_top_k)
+    predict.add_argument("--json", action="store_true", help="one JSON object per line per file")
+    predict.set_defaults(handler=_predict)
+
+    models = commands.add_parser("models", help="list the available models")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(handler=_models)
+
+    init = commands.add_parser("init", help="create data/ and register the default ImageNet model")
+    init.set_defaults(handler=_init)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number. Expected 1 or more.") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is too small. Expected 1 or more.")
+    return value
+
+
+def _predict(args) -> int:
+    from imgrec.images import decode_image
+    from imgrec.predict import MAX_BATCH, Predictor
+
+    settings = get_settings()
+    predictor = Predictor.load(args.model, args.version, settings)
+    model_info = {"name": predictor.card.name, "version": predictor.card.version}
+    failures = 0
+    # Chunks keep memory bounded for long file lists while still batching inference.
+    for start in range(0, len(args.files), MAX_BATCH):
+        decoded = []
+        for path in args.files[start : start + MAX_BATCH]:
+            try:
+                decoded.append((path, decode_image(path, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)))
+            except ImgrecError as exc:
+                decoded.append((path, exc))
+                failures += 1
+        images = [item for _, item in decoded if not isinstance(item, Exception)]
+        ranked = iter(predictor.predict(images, top_k=args.top_k))
+        for path, item in decoded:
+            if isinstance(item, Exception):
+                _emit_error(args, path, item)
+            else:
+                _emit_predictions(args, path, model_info, next(ranked))
+    return EXIT_SOME_FAILED if failures else EXIT_OK
+
+
+def _emit_predictions(args, path: Path, model_info: dict, predictions) -> None:
+    if args.json:
+        ranked = [{"label": p.label, "score": round(p.score, 6)} for p in predictions]
+        print(json.dumps({"file": str(path), "model": model_info, "predictions": ranked}), flush=True)
+    else:
+        ranked = ", ".join(f"{p.label} {p.score:.1%}" for p in predictions)
+        print(f"{path}: {ranked}", flush=True)
+
+
+def _emit_error(args, path: Path, exc: Exception) -> None:
+    if args.json:
+        print(json.dumps({"file": str(path), "error": str(exc)}), flush=True)
+    else:
+        print(f"{path}: error: {exc}", file=sys.stderr, flush=True)
+
+
+def _models(args) -> int:
+    from imgrec import registry
+
+    settings = get_settings()
+    try:
+        active = registry.resolve(settings=settings)
+    except ImgrecError:
+        active = None
+    rows = []
+    for card in registry.list_cards(settings):
+        is_active = (card.name, card.version) == active
+        rows.append(
+            {
+                "name": card.name,
+                "version": card.version,
+                "backbone": card.backbone,
+                "input_size": list(card.input_size),
+                "classes": card.num_classes,
+                "dataset": card.dataset,
+                "metrics": card.metrics,
+                "active": is_active,
+            }
+        )
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+    elif not rows:
+        print("No models yet. Run `python -m imgrec init` to register the default ImageNet model.")
+    else:
+        for row in rows:
+            marker = "*" if row["active"] else " "
+            size = "x".join(map(str, row["input_size"]))
+            print(f"{marker} {row['name']}@{row['version']}  {row['backbone']}  {size}  "
+                  f"{row['classes']} classes  {row['dataset']}")
+    return EXIT_OK
+
+
+def _init(args) -> int:
+    from imgrec import registry
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    card = registry.ensure_default_model(settings)
+    print(f"Default model ready: {card.ref} ({card.num_classes} classes).")
+    return EXIT_OK

@@ -1,0 +1,86 @@
+"""``python -m imgrec``: JSON lines, exit codes, and no traceback for a user's mistake."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from imgrec.config import PROJECT_ROOT
+
+
+def run_cli(args, settings, **extra_env):
+    env = {
+        **os.environ,
+        "IMGREC_MODELS_DIR": str(settings.models_dir),
+        "IMGREC_DATA_DIR": str(settings.data_dir),
+        **extra_env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "imgrec", *args], capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("files")
+    Image.new("RGB", (50, 40), (200, 30, 30)).save(folder / "red.png")
+    (folder / "notes.jpg").write_text("not an image at all")
+    (folder / "empty.png").write_bytes(b"")
+    return folder
+
+
+def test_predict_json_lines_and_exit_code_1_when_any_file_fails(tiny_settings, files):
+    paths = [files / "red.png", files / "notes.jpg", files / "missing.png", files / "empty.png", files / "red.png"]
+    result = run_cli(["predict", *map(str, paths), "--json", "--top-k", "2"], tiny_settings)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == [str(p) for p in paths]  # one line per file, in order
+    good, text, missing, empty, again = lines
+    assert good["model"] == {"name": "tiny-cnn", "version": "1"}
+    assert [p["label"] for p in good["predictions"]] == [p["label"] for p in again["predictions"]]
+    assert len(good["predictions"]) == 2 and set(good["predictions"][0]) == {"label", "score"}
+    assert "Unsupported image format 'text'" in text["error"]
+    assert "File not found" in missing["error"]
+    assert "empty (0 bytes)" in empty["error"]
+
+
+def test_predict_exit_code_0_when_all_succeed(tiny_settings, files):
+    result = run_cli(["predict", str(files / "red.png")], tiny_settings)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{files / 'red.png'}: ")
+
+
+def test_unknown_model_is_a_one_line_error(tiny_settings, files):
+    result = run_cli(["predict", str(files / "red.png"), "--model", "nope"], tiny_settings)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("error: No model named 'nope'. Available models: tiny-cnn.")
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_top_k_is_a_usage_error(tiny_settings, files):
+    result = run_cli(["predict", str(files / "red.png"), "--top-k", "zero"], tiny_settings)
+    assert result.returncode == 2 and "'zero' is not a whole number" in result.stderr
+
+
+def test_models_json_marks_the_active_model(tiny_settings):
+    result = run_cli(["models", "--json"], tiny_settings)
+    assert result.returncode == 0, result.stderr
+    [row] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert row["name"] == "tiny-cnn" and row["active"] is True and row["classes"] == 3
+
+
+def test_real_photos_through_the_default_model(imagenet_settings, photos_dir, files):
+    paths = [photos_dir / "cat.jpg", photos_dir / "parrot.jpg", files / "notes.jpg"]
+    result = run_cli(["predict", *map(str, paths), "--json"], imagenet_settings)
+    assert result.returncode == 1
+    cat, parrot, bad = (json.loads(line) for line in result.stdout.splitlines())
+    assert cat["model"]["name"] == "imagenet-mobilenetv2"
+    assert cat["predictions"][0]["label"] in {"Egyptian cat", "tabby", "tiger cat"}
+    assert parrot["predictions"][0]["label"] == "macaw"
+    assert "error" in bad
