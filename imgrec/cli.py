@@ -57,8 +57,9 @@ def _positive_int(text: str) -> int:
 
 
 def _predict(args) -> int:
-    from imgrec.images import decode_image
+    from imgrec.images import read_image_file
     from imgrec.predict import MAX_BATCH, Predictor
+    from imgrec.service import Upload, classify
 
     settings = get_settings()
     predictor = Predictor.load(args.model, args.version, settings)
@@ -66,20 +67,21 @@ def _predict(args) -> int:
     failures = 0
     # Chunks keep memory bounded for long file lists while still batching inference.
     for start in range(0, len(args.files), MAX_BATCH):
-        decoded = []
-        for path in args.files[start : start + MAX_BATCH]:
+        paths = args.files[start : start + MAX_BATCH]
+        uploads, unreadable = [], {}
+        for path in paths:
             try:
-                decoded.append((path, decode_image(path, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)))
+                uploads.append(Upload(str(path), read_image_file(path, settings.max_upload_bytes)))
             except ImgrecError as exc:
-                decoded.append((path, exc))
+                unreadable[path] = exc
+        results = iter(classify(predictor, uploads, args.top_k, settings))
+        for path in paths:
+            item = None if path in unreadable else next(results)
+            if item is None or not item.ok:
                 failures += 1
-        images = [item for _, item in decoded if not isinstance(item, Exception)]
-        ranked = iter(predictor.predict(images, top_k=args.top_k))
-        for path, item in decoded:
-            if isinstance(item, Exception):
-                _emit_error(args, path, item)
+                _emit_error(args, path, unreadable.get(path) or item.error)
             else:
-                _emit_predictions(args, path, model_info, next(ranked))
+                _emit_predictions(args, path, model_info, item.result.predictions)
     return EXIT_SOME_FAILED if failures else EXIT_OK
 
 
@@ -92,11 +94,11 @@ def _emit_predictions(args, path: Path, model_info: dict, predictions) -> None:
         print(f"{path}: {ranked}", flush=True)
 
 
-def _emit_error(args, path: Path, exc: Exception) -> None:
+def _emit_error(args, path: Path, message) -> None:
     if args.json:
-        print(json.dumps({"file": str(path), "error": str(exc)}), flush=True)
+        print(json.dumps({"file": str(path), "error": str(message)}), flush=True)
     else:
-        print(f"{path}: error: {exc}", file=sys.stderr, flush=True)
+        print(f"{path}: error: {message}", file=sys.stderr, flush=True)
 
 
 def _models(args) -> int:

@@ -95,7 +95,12 @@ def decode_image(
 def _read_bytes(source, max_bytes: int) -> bytes:
     if isinstance(source, (bytes, bytearray)):
         return bytes(source)
-    path = Path(source)
+    return read_image_file(source, max_bytes)
+
+
+def read_image_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """A file's bytes, refusing a missing, non-regular or oversized file before reading it."""
+    path = Path(path)
     try:
         size = path.stat().st_size
     except FileNotFoundError:
