@@ -1,0 +1,113 @@
+"""Predict: upload, photograph or pick images; see top-k scores, verdicts and Grad-CAM overlays."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from imgrec.config import get_settings
+from imgrec.images import ACCEPTED_EXTENSIONS
+from imgrec.samples import list_samples
+from imgrec.service import Upload, classify, log_classified
+from ui import cache, explain_view
+from ui.charts import top_k_bars
+from ui.widgets import session_id, show_error
+
+settings = get_settings()
+RESULTS = "predict.results"  # (input key, model ref) -> Classified; survives reruns, so nothing recomputes
+st.session_state.setdefault(RESULTS, {})
+
+st.title("Predict")
+st.caption("Upload images, take a photo or pick a sample. Scores, an uncertainty verdict and a Grad-CAM map for each.")
+
+try:
+    refs = cache.model_refs()
+except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
+    show_error(exc)
+    st.stop()
+
+with st.sidebar:
+    st.subheader("Model")
+    model_ref = st.selectbox("Model", refs, key="predict.model", help="The active model is listed first.")
+    top_k = st.slider("Top-k", 1, 10, settings.default_top_k, key="predict.top_k")
+    threshold = st.slider(
+        "Uncertain below", 0.0, 1.0, settings.uncertain_threshold, 0.05, key="predict.threshold",
+        help="A top score under this is reported as uncertain.",
+    )
+    cam_controls = explain_view.sidebar_controls()
+
+name, version = model_ref.split("@", 1)
+try:
+    predictor = cache.predictor(name, version)
+except Exception as exc:  # noqa: BLE001
+    show_error(exc)
+    st.stop()
+
+upload_tab, camera_tab, sample_tab = st.tabs(
+    [":material/upload: Upload", ":material/photo_camera: Camera", ":material/collections: Samples"]
+)
+inputs: list[tuple[str, Upload]] = []
+with upload_tab:
+    files = st.file_uploader(
+        f"Images ({', '.join(e.upper() for e in ACCEPTED_EXTENSIONS[:6])}…)",
+        type=list(ACCEPTED_EXTENSIONS),
+        accept_multiple_files=True,
+        key="predict.files",
+        max_upload_size=settings.max_upload_bytes // (1024 * 1024),
+    )
+    inputs += [(f"upload:{f.file_id}", Upload(f.name, f.getvalue())) for f in files or []]
+with camera_tab:
+    if st.toggle("Use the camera", key="predict.camera_on"):
+        photo = st.camera_input("Take a photo", key="predict.camera")
+        if photo is not None:
+            inputs.append((f"camera:{photo.file_id}", Upload("camera photo", photo.getvalue())))
+with sample_tab:
+    samples = list_samples(settings)
+    if samples:
+        chosen = st.multiselect("Sample photos", list(samples), key="predict.samples", placeholder="Pick one or more")
+        inputs += [(f"sample:{name}", Upload(name, samples[name].read_bytes())) for name in chosen]
+    else:
+        st.info("No sample photos found. Set IMGREC_SAMPLES_DIR to a folder of images.")
+
+if not inputs:
+    st.info("Add an image to see what the model makes of it.", icon=":material/arrow_upward:")
+    st.stop()
+
+results = st.session_state[RESULTS]
+new = [(key, upload) for key, upload in inputs if (key, model_ref) not in results]
+if new:
+    with st.spinner(f"Classifying {len(new)} image(s)…"):
+        try:
+            store = cache.store()
+        except Exception as exc:  # noqa: BLE001 - the prediction matters more than its log
+            store = None
+            st.warning(f"Predictions are not being logged: {exc}", icon=":material/database:")
+        for (key, _), item in zip(new, classify(predictor, [u for _, u in new], 10, settings)):
+            if store is not None:
+                log_classified(store, item, source="app", session_id=session_id(), settings=settings)
+            results[(key, model_ref)] = item
+
+for index, (key, upload) in enumerate(inputs):
+    item = results[(key, model_ref)]
+    st.divider()
+    st.subheader(upload.filename, anchor=False)
+    if not item.ok:
+        st.error(item.error, icon=":material/broken_image:")
+        continue
+    if item.log_warning:
+        st.warning(item.log_warning, icon=":material/database:")
+    predictions = predictor.top_k(item.result.probabilities, top_k)
+    best = predictions[0]
+    image_col, cam_col, chart_col = st.columns([1, 1, 1.3], gap="medium")
+    with image_col:
+        st.image(item.image.pixels, caption=f"{item.image.width}×{item.image.height} {item.image.format}", width="stretch")
+    with chart_col:
+        if best.score < threshold:
+            st.warning(f"**Uncertain** — best guess *{best.label}* at {best.score:.1%}", icon=":material/help:")
+        else:
+            st.success(f"**{best.label}** — {best.score:.1%}", icon=":material/check_circle:")
+        st.altair_chart(top_k_bars(predictions, threshold), width="stretch")
+        st.caption(f"{item.model_name}@{item.model_version} · {item.result.latency_ms:.0f} ms")
+    with cam_col:
+        explain_view.overlay_panel(predictor, model_ref, key, item, predictions, cam_controls)
+    explain_view.details(predictor, model_ref, key, item, predictions, cam_controls, refs)
+    explain_view.feedback(key, item, predictor.card.class_names)

@@ -1,0 +1,13 @@
+"""Entry point: ``streamlit run streamlit_app.py`` (or ``make run``)."""
+
+import streamlit as st
+
+st.set_page_config(page_title="imgrec", page_icon=":material/image_search:", layout="wide")
+
+pages = [
+    st.Page("pages/predict.py", title="Predict", icon=":material/image_search:", default=True),
+    st.Page("pages/analytics.py", title="Analytics", icon=":material/monitoring:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/models.py", title="Models", icon=":material/deployed_code:"),
+]
+st.navigation(pages).run()

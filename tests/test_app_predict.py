@@ -1,0 +1,84 @@
+"""The Predict page under AppTest, with a real tiny model and a real SQLite log."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from imgrec.store import open_store
+from tests.apptest import app_with_settings, elements
+from tests.conftest import make_settings
+
+
+def png(colour=(200, 40, 40), size=(48, 40)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def page_settings(tiny_settings, tmp_path):
+    # The shared tiny model, a fresh database per test.
+    return make_settings(tmp_path, models_dir=tiny_settings.models_dir)
+
+
+def test_upload_shows_chart_overlay_and_logs_once(monkeypatch, page_settings):
+    with app_with_settings(monkeypatch, page_settings) as at:
+        at.run()
+        assert not at.exception
+        assert "Add an image" in at.info[-1].value
+        at.file_uploader(key="predict.files").set_value([("red.png", png(), "image/png")]).run()
+        assert not at.exception, at.exception
+        assert [s.value for s in at.main.subheader] == ["red.png"]
+        assert len(elements(at, "vega_lite_chart")) == 1  # the top-k chart
+        assert len(elements(at, "image")) >= 3  # preview, Grad-CAM overlay, heatmap alone
+        assert [b.label for b in elements(at, "download_button")] == ["Download overlay (PNG)"]
+        assert "tiny-cnn@1" in at.caption[-1].value or any("tiny-cnn@1" in c.value for c in at.caption)
+        # A rerun (moving the opacity slider) logs nothing new and recomputes nothing.
+        at.slider(key="predict.cam_opacity").set_value(0.8).run()
+        assert not at.exception
+    with open_store(page_settings) as store:
+        assert store.count_predictions() == 1
+
+
+def test_bad_upload_is_an_error_message_and_others_still_predicted(monkeypatch, page_settings):
+    with app_with_settings(monkeypatch, page_settings) as at:
+        at.run()
+        at.file_uploader(key="predict.files").set_value(
+            [("notes.jpg", b"not an image", "image/jpeg"), ("blue.png", png((20, 20, 220)), "image/png")]
+        ).run()
+        assert not at.exception
+        assert [e.value for e in at.error] == [
+            "Unsupported image format 'text'. Expected one of: JPEG, PNG, WebP, BMP, GIF, TIFF."
+        ]
+        assert [s.value for s in at.main.subheader] == ["notes.jpg", "blue.png"]
+        assert len(elements(at, "vega_lite_chart")) == 1
+    with open_store(page_settings) as store:
+        assert store.count_predictions() == 1
+
+
+def test_uncertain_verdict_follows_the_threshold(monkeypatch, page_settings):
+    with app_with_settings(monkeypatch, page_settings) as at:
+        at.run()
+        at.file_uploader(key="predict.files").set_value([("red.png", png(), "image/png")]).run()
+        at.slider(key="predict.threshold").set_value(1.0).run()
+        assert any("Uncertain" in w.value for w in at.warning)
+        at.slider(key="predict.threshold").set_value(0.0).run()
+        assert not any("Uncertain" in w.value for w in at.warning)
+        assert at.success
+
+
+def test_reruns_do_not_reload_the_model(monkeypatch, page_settings):
+    from imgrec import registry
+
+    calls = []
+    original = registry.load_model
+    monkeypatch.setattr(registry, "load_model", lambda *a, **k: calls.append(a) or original(*a, **k))
+    with app_with_settings(monkeypatch, page_settings) as at:
+        at.run()
+        at.file_uploader(key="predict.files").set_value([("red.png", png(), "image/png")]).run()
+        at.slider(key="predict.top_k").set_value(2).run()
+        at.run()
+    assert len(calls) == 1

@@ -1,0 +1,1 @@
+"""Streamlit-only helpers: caches and small shared widgets. Logic lives in ``imgrec``."""

@@ -1,0 +1,51 @@
+"""Altair charts for the pages (presentation only; the numbers come from imgrec)."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+CONFIDENT = "#2563eb"
+UNCERTAIN = "#f59e0b"
+
+
+def top_k_bars(predictions, threshold: float) -> alt.Chart:
+    """Horizontal bars, best first, coloured by whether the score clears the uncertainty threshold."""
+    frame = pd.DataFrame(
+        {
+            "label": [p.label for p in predictions],
+            "score": [p.score for p in predictions],
+            "rank": range(1, len(predictions) + 1),
+        }
+    )
+    frame["verdict"] = ["confident" if s >= threshold else "below threshold" for s in frame["score"]]
+    base = alt.Chart(frame).encode(
+        y=alt.Y("label:N", sort=alt.EncodingSortField("rank"), title=None, axis=alt.Axis(labelLimit=220)),
+        x=alt.X("score:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="confidence"),
+        tooltip=[alt.Tooltip("label:N"), alt.Tooltip("score:Q", format=".2%")],
+    )
+    bars = base.mark_bar(cornerRadiusEnd=3).encode(
+        color=alt.Color(
+            "verdict:N",
+            scale=alt.Scale(domain=["confident", "below threshold"], range=[CONFIDENT, UNCERTAIN]),
+            legend=None,
+        )
+    )
+    labels = base.mark_text(align="left", dx=4, color="#374151").encode(text=alt.Text("score:Q", format=".1%"))
+    rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(strokeDash=[4, 3], color="#9ca3af").encode(
+        x="threshold:Q"
+    )
+    return (bars + labels + rule).properties(height=max(120, 34 * len(frame)))
+
+
+def curves(frame: pd.DataFrame, x: str, y: str, color: str, title: str) -> alt.Chart:
+    return (
+        alt.Chart(frame)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X(f"{x}:Q", axis=alt.Axis(format="%"), title="fraction of pixels"),
+            y=alt.Y(f"{y}:Q", scale=alt.Scale(domain=[0, 1]), title="class score"),
+            color=alt.Color(f"{color}:N", title=None),
+        )
+        .properties(title=title, height=220)
+    )
