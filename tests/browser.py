@@ -90,7 +90,7 @@ def browser_page(width: int = 1400, height: int = 1000):
         browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
-            page.set_default_timeout(60_000)
+            page.set_default_timeout(90_000)
             yield page
         finally:
             browser.close()

@@ -15,12 +15,11 @@ def top_k_bars(predictions, threshold: float) -> alt.Chart:
         {
             "label": [p.label for p in predictions],
             "score": [p.score for p in predictions],
-            "rank": range(1, len(predictions) + 1),
         }
     )
     frame["verdict"] = ["confident" if s >= threshold else "below threshold" for s in frame["score"]]
     base = alt.Chart(frame).encode(
-        y=alt.Y("label:N", sort=alt.EncodingSortField("rank"), title=None, axis=alt.Axis(labelLimit=220)),
+        y=alt.Y("label:N", sort=list(frame["label"]), title=None, axis=alt.Axis(labelLimit=220, labelOverlap=False)),
         x=alt.X("score:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="confidence"),
         tooltip=[alt.Tooltip("label:N"), alt.Tooltip("score:Q", format=".2%")],
     )
@@ -35,7 +34,7 @@ def top_k_bars(predictions, threshold: float) -> alt.Chart:
     rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(strokeDash=[4, 3], color="#9ca3af").encode(
         x="threshold:Q"
     )
-    return (bars + labels + rule).properties(height=max(120, 34 * len(frame)))
+    return (bars + labels + rule).properties(height=alt.Step(30))
 
 
 def curves(frame: pd.DataFrame, x: str, y: str, color: str, title: str) -> alt.Chart:
