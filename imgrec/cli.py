@@ -43,6 +43,16 @@ def _parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("init", help="create data/ and register the default ImageNet model")
     init.set_defaults(handler=_init)
+
+    serve = commands.add_parser("serve", help="run the REST API (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=_positive_int, default=8000)
+    serve.add_argument("--workers", type=_positive_int, default=1, help="processes, each with its own model")
+    serve.set_defaults(handler=_serve)
+
+    stats = commands.add_parser("stats", help="aggregates over the prediction log (as GET /stats)")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(handler=_stats)
     return parser
 
 
@@ -145,4 +155,39 @@ def _init(args) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     card = registry.ensure_default_model(settings)
     print(f"Default model ready: {card.ref} ({card.num_classes} classes).")
+    return EXIT_OK
+
+
+def _serve(args) -> int:
+    import uvicorn
+
+    get_settings()  # a bad IMGREC_* value fails here, with a clear message, not in every worker
+    uvicorn.run(
+        "imgrec.api:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+        log_level="info", access_log=False,
+    )
+    return EXIT_OK
+
+
+def _stats(args) -> int:
+    from imgrec.api import stats_report
+    from imgrec.store import open_store
+
+    with open_store(get_settings()) as store:
+        report = stats_report(store)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    summary, latency = report["summary"], report["latency_ms"]
+    print(f"predictions: {summary['predictions']} ({summary['distinct_images']} distinct images, "
+          f"{summary['flagged']} flagged wrong)")
+    if summary["predictions"]:
+        print(f"mean confidence: {summary['mean_confidence']:.1%}   uncertain (< {summary['uncertain_threshold']:.0%}): "
+              f"{summary['uncertain_share']:.1%}")
+        print("latency: " + "  ".join(f"{name} {value:.1f} ms" for name, value in latency.items() if value is not None))
+    for row in report["by_model"]:
+        print(f"  {row['model_name']}@{row['model_version']}: {row['predictions']} predictions, "
+              f"mean confidence {row['mean_confidence']:.1%}, mean latency {row['mean_latency_ms']:.1f} ms")
+    if report["top_labels"]:
+        print("top labels: " + ", ".join(f"{row['label']} {row['predictions']}" for row in report["top_labels"]))
     return EXIT_OK
