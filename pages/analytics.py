@@ -1,3 +1,95 @@
-from ui.widgets import coming_soon
+"""Analytics: KPIs, charts, a review queue, export and drift over the prediction log."""
 
-coming_soon("Analytics", "Prediction log and Analytics page")
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import streamlit as st
+
+from imgrec import stats
+from imgrec.config import get_settings
+from imgrec.log_export import FORMATS
+from ui import analytics_view as view
+from ui import cache
+from ui.widgets import show_error
+
+settings = get_settings()
+st.title("Analytics")
+st.caption("Every prediction from the app, the API and the CLI. Filters apply to every number, chart and export.")
+
+try:
+    options = cache.filter_options()
+except Exception as exc:  # noqa: BLE001 - a broken database is a message, not a traceback
+    show_error(exc)
+    st.stop()
+
+if options.total == 0:
+    st.info("No predictions logged yet. Classify an image on the Predict page and it shows up here.",
+            icon=":material/insights:")
+    st.stop()
+
+with st.sidebar:
+    st.subheader("Filters")
+    period = st.date_input("Dates (UTC)", value=(options.first_day, options.last_day), key="analytics.dates",
+                           min_value=options.first_day, max_value=options.last_day)
+    models = st.multiselect("Models", options.models, key="analytics.models", placeholder="All models")
+    labels = st.multiselect("Top-1 labels", options.labels, key="analytics.labels", placeholder="All labels")
+    sources = st.multiselect("Sources", options.sources, key="analytics.sources", placeholder="All sources")
+    confidence = st.slider("Top-1 confidence", 0.0, 1.0, (0.0, 1.0), 0.05, key="analytics.confidence")
+    threshold = st.slider("Uncertain below", 0.0, 1.0, settings.uncertain_threshold, 0.05,
+                          key="analytics.threshold")
+
+filters = view.filters_from(period, models, labels, sources, confidence)
+try:
+    summary = cache.summary(filters, threshold)
+except Exception as exc:  # noqa: BLE001
+    show_error(exc)
+    st.stop()
+
+view.kpis(summary)
+if summary.predictions == 0:
+    st.info("No predictions match these filters.", icon=":material/filter_alt_off:")
+    st.stop()
+
+overview, queue_tab, export_tab, drift_tab = st.tabs(
+    [":material/bar_chart: Overview", ":material/rule: Review queue", ":material/download: Export",
+     ":material/compare_arrows: Drift"]
+)
+with overview:
+    left, right = st.columns(2)
+    left.altair_chart(view.predictions_over_time(cache.by_day(filters)), width="stretch")
+    right.altair_chart(view.top_labels(cache.by_label(filters)), width="stretch")
+    left.altair_chart(view.confidence_histogram(cache.confidence_histogram(filters), threshold), width="stretch")
+    right.altair_chart(view.latency_over_time(cache.latency_over_time(filters)), width="stretch")
+    view.model_table(cache.by_model(filters, threshold))
+
+with queue_tab:
+    st.caption("Flagged predictions first, then the least confident — the start of a re-labelling loop.")
+    view.review_queue(cache.review_queue(filters, threshold), cache.store())
+
+with export_tab:
+    st.caption(f"{summary.predictions:,} filtered predictions, one row each, with feedback and image metadata.")
+    columns = st.columns(len(FORMATS))
+    for column, fmt in zip(columns, FORMATS):
+        with column:
+            if st.button(f"Prepare {fmt.upper()}", key=f"analytics.prepare.{fmt}", icon=":material/table_view:"):
+                st.session_state[f"analytics.export.{fmt}"] = cache.export(filters, fmt)
+            data = st.session_state.get(f"analytics.export.{fmt}")
+            if data is not None:
+                st.download_button(f"Download {fmt.upper()}", data, file_name=f"predictions.{fmt}",
+                                   mime=FORMATS[fmt], key=f"analytics.download.{fmt}", icon=":material/download:")
+
+with drift_tab:
+    st.caption("Compare a recent window with a baseline: PSI on confidence and labels, and a KS test on confidence.")
+    today = options.last_day
+    left, right = st.columns(2)
+    window_a = left.date_input("Baseline window", (today - timedelta(days=13), today - timedelta(days=7)),
+                               key="analytics.drift_a")
+    window_b = right.date_input("Recent window", (today - timedelta(days=6), today), key="analytics.drift_b")
+    if len(window_a) == 2 and len(window_b) == 2:
+        try:
+            view.drift(cache.drift(tuple(window_a), tuple(window_b), filters))
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc)
+    else:
+        st.info("Pick a start and an end date for both windows.")

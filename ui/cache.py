@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+import pandas as pd
 import streamlit as st
 
 from imgrec import registry
@@ -36,3 +40,80 @@ def model_refs() -> list[str]:
     except ImgrecError:  # the active (or default) model is gone: list what there is
         active = None
     return sorted(refs, key=lambda ref: ref != active)
+
+
+# -- Analytics: short-lived caches so a page rerun (a widget moved) does not query again ----------
+
+QUERY_TTL = 30  # seconds: fresh enough for a dashboard, cheap enough for a busy log
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    total: int
+    first_day: date
+    last_day: date
+    models: list[str]
+    labels: list[str]
+    sources: list[str]
+
+
+@st.cache_data(ttl=QUERY_TTL, show_spinner=False)
+def filter_options() -> FilterOptions:
+    from imgrec import stats
+    from imgrec.store import SOURCES
+
+    models = stats.by_model(store())
+    if models.empty:
+        today = datetime.now(timezone.utc).date()
+        return FilterOptions(0, today, today, [], [], list(SOURCES))
+    labels = stats.by_label(store(), limit=500)
+    return FilterOptions(
+        total=int(models["predictions"].sum()),
+        first_day=pd.Timestamp(models["first_seen"].min()).date(),
+        last_day=pd.Timestamp(models["last_seen"].max()).date(),
+        models=[f"{n}@{v}" for n, v in zip(models["model_name"], models["model_version"])],
+        labels=sorted(labels["label"]),
+        sources=list(SOURCES),
+    )
+
+
+@st.cache_data(ttl=QUERY_TTL, show_spinner=False)
+def summary(filters, threshold: float):
+    from imgrec import stats
+
+    return stats.summary(store(), filters, uncertain_threshold=threshold)
+
+
+def _query(name: str):
+    """A cached wrapper of ``imgrec.stats.<name>(store, filters, *args)``."""
+
+    def run(filters, *args):
+        from imgrec import stats
+
+        return getattr(stats, name)(store(), filters, *args)
+
+    # Streamlit keys a cache by the function's name and source: rename first, so each query has its own.
+    run.__name__ = run.__qualname__ = f"cached_{name}"
+    return st.cache_data(ttl=QUERY_TTL, show_spinner=False)(run)
+
+
+by_day = _query("by_day")
+by_label = _query("by_label")
+by_model = _query("by_model")
+confidence_histogram = _query("confidence_histogram")
+latency_over_time = _query("latency_over_time")
+review_queue = _query("review_queue")
+
+
+@st.cache_data(ttl=QUERY_TTL, show_spinner="Preparing the export…", max_entries=4)
+def export(filters, fmt: str) -> bytes:
+    from imgrec.log_export import export_predictions
+
+    return export_predictions(store(), filters, fmt)
+
+
+@st.cache_data(ttl=QUERY_TTL, show_spinner=False)
+def drift(window_a, window_b, filters):
+    from imgrec import stats
+
+    return stats.drift(store(), window_a, window_b, filters)

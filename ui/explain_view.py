@@ -106,7 +106,7 @@ def _faithfulness(predictor, model_ref, image_key, item, cam, target) -> None:
         if not st.button("Compute faithfulness", key=f"predict.faith_button.{image_key}", icon=":material/science:"):
             return
         with st.spinner("Scoring the map…"):
-            results[cache_key] = explain.deletion_insertion(predictor, item.image.pixels, cam.values, target)
+            results[cache_key] = explain.deletion_insertion(predictor, item.image.pixels, cam, target)
     score = results[cache_key]
     cols = st.columns(4)
     cols[0].metric("Deletion AUC", f"{score.deletion_auc:.3f}", f"{score.deletion_auc - score.random_deletion_auc:+.3f} vs random", delta_color="inverse")

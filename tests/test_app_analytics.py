@@ -1,0 +1,99 @@
+"""The Analytics page under AppTest on a seeded SQLite log: KPIs, charts, filters, export, drift."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from imgrec.store import open_store
+from tests.apptest import app_with_settings, elements
+from tests.store_fixtures import make_record
+
+START = datetime(2026, 11, 1, 9, 0)
+
+
+def seed(settings) -> None:
+    """40 predictions over 20 days: cats (confident, app) then dogs (unsure, api); 3 cat rows flagged."""
+    with open_store(settings) as store:
+        ids = []
+        for i in range(40):
+            cat = i < 20
+            ids.append(store.log_prediction(make_record(
+                i, label="cat" if cat else "dog", score=0.9 if cat else 0.4, source="app" if cat else "api",
+                latency_ms=10 + i, created_at=START + timedelta(days=i // 2),
+            )))
+        for prediction_id in ids[:3]:
+            store.add_feedback(prediction_id, corrected_label="lynx", wrong=True, note="ears")
+
+
+@pytest.fixture
+def seeded(settings):
+    seed(settings)
+    return settings
+
+
+def test_empty_log_says_so(monkeypatch, settings):
+    with app_with_settings(monkeypatch, settings, page="pages/analytics.py") as at:
+        at.run()
+        assert not at.exception
+        assert "No predictions logged yet" in at.info[0].value
+
+
+def test_kpis_charts_and_filters(monkeypatch, seeded):
+    with app_with_settings(monkeypatch, seeded, page="pages/analytics.py") as at:
+        at.run()
+        assert not at.exception, at.exception
+        metrics = {m.label: m.value for m in at.metric}
+        assert metrics["Predictions"] == "40"
+        assert metrics["Distinct images"] == "40"
+        assert metrics["Mean top-1 confidence"] == "65.0%"
+        assert metrics["Uncertain (< 50%)"] == "50.0%"
+        assert metrics["Flagged wrong"] == "3"
+        assert len(elements(at, "vega_lite_chart")) == 4
+        # Filter to the API's predictions: only the 20 dogs remain, every number follows.
+        at.multiselect(key="analytics.sources").set_value(["api"]).run()
+        metrics = {m.label: m.value for m in at.metric}
+        assert metrics["Predictions"] == "20" and metrics["Mean top-1 confidence"] == "40.0%"
+        assert metrics["Flagged wrong"] == "0"
+        # And a confidence range that matches nothing.
+        at.slider(key="analytics.confidence").set_value((0.95, 1.0)).run()
+        assert "No predictions match these filters" in at.info[-1].value
+
+
+def test_review_queue_lists_flagged_first(monkeypatch, seeded):
+    with app_with_settings(monkeypatch, seeded, page="pages/analytics.py") as at:
+        at.run()
+        [table] = [d for d in at.dataframe if "top1_label" in d.value.columns]
+        queue = table.value
+        assert list(queue["flagged"][:3]) == [True, True, True]
+        assert set(queue["corrected_label"][:3]) == {"lynx"}
+        assert set(queue["top1_label"][3:]) == {"dog"}
+
+
+def test_export_downloads_the_filtered_rows(monkeypatch, seeded):
+    with app_with_settings(monkeypatch, seeded, page="pages/analytics.py") as at:
+        at.run()
+        at.multiselect(key="analytics.labels").set_value(["cat"]).run()
+        at.button(key="analytics.prepare.csv").click().run()
+        assert not at.exception
+        data = at.session_state["analytics.export.csv"]
+        frame = pd.read_csv(io.BytesIO(data))
+        assert len(frame) == 20 and set(frame["top1_label"]) == {"cat"}
+        assert [b.label for b in elements(at, "download_button")] == ["Download CSV"]
+        at.button(key="analytics.prepare.parquet").click().run()
+        parquet = pd.read_parquet(io.BytesIO(at.session_state["analytics.export.parquet"]))
+        assert len(parquet) == 20 and set(parquet["corrected_label"].dropna()) == {"lynx"}
+
+
+def test_drift_between_cat_days_and_dog_days(monkeypatch, seeded):
+    with app_with_settings(monkeypatch, seeded, page="pages/analytics.py") as at:
+        at.run()
+        at.date_input(key="analytics.drift_a").set_value((START.date(), (START + timedelta(days=9)).date())).run()
+        at.date_input(key="analytics.drift_b").set_value(
+            ((START + timedelta(days=10)).date(), (START + timedelta(days=19)).date())).run()
+        assert not at.exception, at.exception
+        texts = [w.value for w in at.warning] + [s.value for s in at.success]
+        assert any("labels:" in t for t in texts), texts
