@@ -82,3 +82,42 @@ def test_reruns_do_not_reload_the_model(monkeypatch, page_settings):
         at.slider(key="predict.top_k").set_value(2).run()
         at.run()
     assert len(calls) == 1
+
+
+def test_sample_pick_and_feedback_is_stored(monkeypatch, page_settings):
+    page_settings.samples_dir.mkdir(parents=True)
+    (page_settings.samples_dir / "red.png").write_bytes(png())
+    (page_settings.samples_dir / "readme.txt").write_text("not offered")
+    with app_with_settings(monkeypatch, page_settings) as at:
+        at.run()
+        assert at.multiselect(key="predict.samples").options == ["red.png"]
+        at.multiselect(key="predict.samples").set_value(["red.png"]).run()
+        assert not at.exception
+        assert len(elements(at, "vega_lite_chart")) == 1
+        at.selectbox(key="predict.fb_label.sample:red.png").set_value("dog")
+        at.text_input(key="predict.fb_note.sample:red.png").set_value("it is a dog")
+        at.button[[b.label for b in at.button].index("Send feedback")].click().run()
+        assert not at.exception
+        assert any("Thanks" in s.value for s in at.success)
+    with open_store(page_settings) as store:
+        [feedback] = store.get_prediction(1)["feedback"]
+    assert (feedback["corrected_label"], feedback["wrong"], feedback["note"]) == ("dog", True, "it is a dog")
+
+
+def test_faithfulness_on_request_and_target_class_changes_the_map(monkeypatch, page_settings):
+    page_settings.samples_dir.mkdir(parents=True)
+    (page_settings.samples_dir / "red.png").write_bytes(png())
+    with app_with_settings(monkeypatch, page_settings) as at:
+        at.run()
+        at.multiselect(key="predict.samples").set_value(["red.png"]).run()
+        assert not any(m.label == "Deletion AUC" for m in at.metric)  # only on request
+        at.button(key="predict.faith_button.sample:red.png").click().run()
+        assert not at.exception, at.exception
+        labels = {m.label for m in at.metric}
+        assert {"Deletion AUC", "Insertion AUC", "Random deletion", "Random insertion"} <= labels
+        heatmaps = at.session_state["predict.heatmaps"]
+        assert len(heatmaps) == 2  # this image: Grad-CAM and Grad-CAM++ (the compare tab) for the top class
+        target = at.selectbox(key="predict.cam_target.sample:red.png")
+        target.set_value(target.options[1]).run()
+        assert not at.exception
+        assert len(at.session_state["predict.heatmaps"]) == 4
