@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--version", help="model version (default: the latest)")
     predict.add_argument("--top-k", type=_positive_int, default=get_settings().default_top_k)
     predict.add_argument("--json", action="store_true", help="one JSON object per line per file")
+    predict.add_argument("--no-log", action="store_true", help="do not write the predictions to the log")
     predict.set_defaults(handler=_predict)
 
     models = commands.add_parser("models", help="list the available models")
@@ -69,10 +70,11 @@ def _positive_int(text: str) -> int:
 def _predict(args) -> int:
     from imgrec.images import read_image_file
     from imgrec.predict import MAX_BATCH, Predictor
-    from imgrec.service import Upload, classify
+    from imgrec.service import Upload, classify, log_classified
 
     settings = get_settings()
     predictor = Predictor.load(args.model, args.version, settings)
+    store = None if args.no_log else _store_or_warning(settings)
     model_info = {"name": predictor.card.name, "version": predictor.card.version}
     failures = 0
     # Chunks keep memory bounded for long file lists while still batching inference.
@@ -92,7 +94,22 @@ def _predict(args) -> int:
                 _emit_error(args, path, unreadable.get(path) or item.error)
             else:
                 _emit_predictions(args, path, model_info, item.result.predictions)
+                if store is not None:
+                    log_classified(store, item, source="cli", session_id=None, settings=settings)
+                    if item.log_warning:
+                        print(f"warning: {item.log_warning}", file=sys.stderr)
     return EXIT_SOME_FAILED if failures else EXIT_OK
+
+
+def _store_or_warning(settings):
+    """The prediction log, or None with a warning: a broken log must not cost the user the predictions."""
+    from imgrec.store import open_store
+
+    try:
+        return open_store(settings)
+    except ImgrecError as exc:
+        print(f"warning: predictions will not be logged: {exc}", file=sys.stderr)
+        return None
 
 
 def _emit_predictions(args, path: Path, model_info: dict, predictions) -> None:

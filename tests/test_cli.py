@@ -84,3 +84,33 @@ def test_real_photos_through_the_default_model(imagenet_settings, photos_dir, fi
     assert cat["predictions"][0]["label"] in {"Egyptian cat", "tabby", "tiger cat"}
     assert parrot["predictions"][0]["label"] == "macaw"
     assert "error" in bad
+
+
+def test_predictions_are_logged_with_source_cli(tiny_settings, files, tmp_path):
+    from imgrec import stats
+    from imgrec.store import open_store
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir)
+    paths = [files / "red.png", files / "notes.jpg", files / "red.png"]
+    result = run_cli(["predict", *map(str, paths), "--model", "tiny-cnn"], settings)
+    assert result.returncode == 1, result.stderr
+    with open_store(settings) as store:
+        assert store.count_predictions() == 2  # the bad file is not a prediction
+        assert stats.summary(store, stats.Filters(sources=["cli"])).distinct_images == 1
+    assert run_cli(["predict", str(files / "red.png"), "--no-log", "--model", "tiny-cnn"], settings).returncode == 0
+    with open_store(settings) as store:
+        assert store.count_predictions() == 2
+
+
+def test_unwritable_log_still_prints_predictions(tiny_settings, files, tmp_path):
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the database folder should be")
+    result = run_cli(["predict", str(files / "red.png"), "--json", "--model", "tiny-cnn"], settings,
+                     IMGREC_DATABASE_URL=f"sqlite:///{blocker}/imgrec.db")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["predictions"]
+    assert "warning:" in result.stderr and "Traceback" not in result.stderr
