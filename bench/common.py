@@ -34,3 +34,19 @@ def median_ms(fn, repeats: int = 30, warmup: int = 3) -> float:
         fn()
         times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
+
+
+def default_predictor():
+    """The ImageNet default model's predictor; registered into a temp folder when the project has none yet."""
+    import tempfile
+
+    from imgrec import registry
+    from imgrec.config import Settings, get_settings
+    from imgrec.predict import Predictor
+
+    settings = get_settings()
+    if not registry.versions("imagenet-mobilenetv2", settings):
+        scratch = Path(tempfile.mkdtemp())
+        settings = Settings(models_dir=scratch / "models", data_dir=scratch / "data")
+    registry.ensure_default_model(settings)
+    return Predictor.load("imagenet-mobilenetv2", settings=settings)

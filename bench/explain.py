@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import machine, median_ms
+from common import default_predictor, machine, median_ms
 
-from imgrec import explain, registry
-from imgrec.config import PROJECT_ROOT, Settings, get_settings
+from imgrec import explain
+from imgrec.config import PROJECT_ROOT
 from imgrec.images import decode_image, resize
-from imgrec.predict import Predictor
 
 ROUNDS = 3
 
@@ -31,11 +29,7 @@ def sample_image(size: tuple[int, int]) -> tuple[np.ndarray, str]:
 
 
 def main() -> None:
-    settings = get_settings()
-    if not registry.versions("imagenet-mobilenetv2", settings):
-        settings = Settings(models_dir=Path(tempfile.mkdtemp()) / "models", data_dir=Path(tempfile.mkdtemp()))
-    registry.ensure_default_model(settings)
-    predictor = Predictor.load("imagenet-mobilenetv2", settings=settings)
+    predictor = default_predictor()
     image, source = sample_image(predictor.card.input_size)
     batch = image[None]
 

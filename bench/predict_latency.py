@@ -5,23 +5,12 @@ Run: ``make bench`` or ``.venv/bin/python bench/predict_latency.py`` (KERAS_HOME
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import numpy as np
-from common import machine, median_ms
-
-from imgrec import registry
-from imgrec.config import Settings, get_settings
-from imgrec.predict import Predictor
+from common import default_predictor, machine, median_ms
 
 
 def main() -> None:
-    settings = get_settings()
-    if not registry.versions("imagenet-mobilenetv2", settings):
-        settings = Settings(models_dir=Path(tempfile.mkdtemp()) / "models", data_dir=Path(tempfile.mkdtemp()))
-    registry.ensure_default_model(settings)
-    predictor = Predictor.load("imagenet-mobilenetv2", settings=settings)
+    predictor = default_predictor()
     model = predictor.model
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import streamlit as st
 
-from imgrec import stats
 from imgrec.config import get_settings
 from imgrec.log_export import FORMATS
 from ui import analytics_view as view
