@@ -31,6 +31,7 @@ import hmac
 import json
 import logging
 import re
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -60,6 +61,8 @@ BODY_OVERHEAD_BYTES = 64 * 1024
 MAX_USER_AGENT = 512
 MAX_EXTRA_MODELS = 2  # models other than the served one kept loaded for ?model=
 RETRY_AFTER_S = 1
+HEALTH_TIMEOUT_S = 5
+STARTUP_STORE_TIMEOUT_S = 30
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 REQUEST_ID_KEY = "imgrec.request_id"
@@ -259,7 +262,7 @@ class ApiState:
         self.limiter = anyio.CapacityLimiter(max(8, min(settings.batch_queue_size, 64)))
         self.reload_lock = asyncio.Lock()
         self.extra_lock = asyncio.Lock()
-        self.store_lock = asyncio.Lock()
+        self._store_open_lock = threading.Lock()
         self.started = time.time()
         self.metrics.queue_depth.set_function(lambda: self.batcher.depth if self.batcher else 0)
 
@@ -269,7 +272,8 @@ class ApiState:
         except ApiError as exc:
             self.load_error = exc.detail
             log.error("No model is being served: %s", exc.detail)
-        await self.ensure_store()
+        with anyio.move_on_after(STARTUP_STORE_TIMEOUT_S):
+            await self.ensure_store()  # if the database is down, serve anyway; /health/ready says so
         if self.batching:
             s = self.settings
             self.batcher = Batcher(s.batch_max_size, s.batch_max_wait_ms, s.batch_queue_size, self.metrics.observe_batch)
@@ -335,36 +339,43 @@ class ApiState:
             self.extra.move_to_end(resolved)
             return self.extra[resolved]
 
-    async def ensure_store(self):
-        """The store, opened now if it could not be before (say the database came up after us)."""
-        if self.store is not None:
-            return self.store
+    def _open_store_blocking(self):
+        # Assigns under a thread lock, so an open that outlives an abandoned wait still lands.
         from imgrec.store import open_store
 
-        async with self.store_lock:
+        with self._store_open_lock:
             if self.store is None:
                 try:
-                    self.store = await anyio.to_thread.run_sync(lambda: open_store(self.settings))
+                    self.store = open_store(self.settings)
                     self.store_error = None
                 except StoreError as exc:
                     self.store_error = str(exc)
                     log.error("%s", exc)
         return self.store
 
+    async def ensure_store(self):
+        """The store, opened now if it could not be before (say the database came up after us)."""
+        if self.store is not None:
+            return self.store
+        return await anyio.to_thread.run_sync(self._open_store_blocking, abandon_on_cancel=True)
+
     async def database_check(self) -> dict[str, Any]:
-        store = await self.ensure_store()
-        if store is None:
-            return {"ok": False, "error": self.store_error}
+        """Can the prediction log be reached? Answers within ``HEALTH_TIMEOUT_S`` whatever the database does."""
+        with anyio.move_on_after(HEALTH_TIMEOUT_S):
+            store = await self.ensure_store()
+            if store is None:
+                return {"ok": False, "error": self.store_error}
 
-        def ping():
-            with store.engine.connect() as connection:
-                connection.exec_driver_sql("SELECT 1")
+            def ping():
+                with store.engine.connect() as connection:
+                    connection.exec_driver_sql("SELECT 1")
 
-        try:
-            await anyio.to_thread.run_sync(ping)
-        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
-            return {"ok": False, "backend": store.backend, "error": store.explain(exc)}
-        return {"ok": True, "backend": store.backend}
+            try:
+                await anyio.to_thread.run_sync(ping, abandon_on_cancel=True)
+            except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+                return {"ok": False, "backend": store.backend, "error": store.explain(exc)}
+            return {"ok": True, "backend": store.backend}
+        return {"ok": False, "error": f"The database did not answer within {HEALTH_TIMEOUT_S} s."}
 
     def model_check(self) -> dict[str, Any]:
         served = self.served

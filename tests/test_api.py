@@ -473,3 +473,30 @@ def test_batcher_gathers_concurrent_work_into_one_call():
     small.submit(predictor, np.zeros((1, 2, 2, 3), np.uint8))
     with pytest.raises(Overloaded):
         small.submit(predictor, np.zeros((1, 2, 2, 3), np.uint8))
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx`")
+def test_without_a_model_or_database_the_app_is_live_but_not_ready(tmp_path, tiny_settings):
+    from fastapi.testclient import TestClient
+
+    from imgrec.api import create_app
+
+    no_model = make_settings(tmp_path / "empty")
+    with TestClient(create_app(no_model)) as http:
+        assert http.get("/health/live").status_code == 200
+        ready = http.get("/health/ready")
+        assert ready.status_code == 503 and ready.json()["model"] is False
+        assert "No model named" in http.get("/health").json()["model"]["error"]
+        refused = assert_error(http.post("/predict", files={"files": ("a.jpg", jpeg())}), 503, "model_unavailable")
+        assert "No model named" in refused["detail"]
+    # A database nobody listens on (port 1 of this machine): predictions still answer, with a warning.
+    no_database = make_settings(
+        tmp_path / "nodb", models_dir=tiny_settings.models_dir, default_model="tiny-cnn",
+        database_url="postgresql+psycopg://imgrec@127.0.0.1:1/imgrec",
+    )
+    with TestClient(create_app(no_database)) as http:
+        health = http.get("/health")
+        assert health.status_code == 503 and health.json()["database"]["ok"] is False
+        answer = http.post("/predict", files={"files": ("a.jpg", jpeg())})
+        assert answer.status_code == 200 and "not logged" in answer.json()["log_warning"]
+        assert_error(http.get("/stats"), 503, "store_unavailable")
