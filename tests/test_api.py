@@ -308,6 +308,12 @@ def test_stats_endpoint_matches_the_cli(client, main):
     assert cli.returncode == 0, cli.stderr
     assert json.loads(cli.stdout) == api.json()
     assert api.json()["summary"]["predictions"] >= 1
+    text = subprocess.run(
+        [sys.executable, "-m", "imgrec", "stats"], capture_output=True, text=True, env=main.env, cwd=PROJECT_ROOT,
+        timeout=120,
+    )
+    assert text.returncode == 0 and f"predictions: {api.json()['summary']['predictions']} " in text.stdout
+    assert "tiny-cnn@1" in text.stdout
 
 
 # -- admin -------------------------------------------------------------------------------------
