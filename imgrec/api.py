@@ -509,8 +509,8 @@ def _parse_metadata(raw) -> dict | None:
 
 def _result(item, rid: str | None, state: ApiState) -> dict[str, Any]:
     if not item.ok:
-        status, error = _image_error_status(item.upload.data)
-        return {"filename": item.upload.filename, "error": error, "detail": item.error, "status": status,
+        status = 415 if item.error_code == "unsupported_format" else 422
+        return {"filename": item.upload.filename, "error": item.error_code, "detail": item.error, "status": status,
                 "request_id": rid}
     predictions = item.result.predictions
     state.metrics.predictions.labels(predictions[0].label).inc()
@@ -525,15 +525,6 @@ def _result(item, rid: str | None, state: ApiState) -> dict[str, Any]:
     if item.log_warning:
         body["log_warning"] = item.log_warning
     return body
-
-
-def _image_error_status(data: bytes) -> tuple[int, str]:
-    """415 for content that is not an image format we accept, 422 for one we accept but cannot use."""
-    from imgrec.images import ALLOWED_FORMATS, sniff_kind
-
-    if data and sniff_kind(data) not in ALLOWED_FORMATS.values():
-        return 415, "unsupported_format"
-    return 422, "invalid_image"
 
 
 @router.get("/health/live")

@@ -9,6 +9,10 @@ class ImageError(ImgrecError):
     """An upload is not an image we accept; the message says what was received and expected."""
 
 
+class UnsupportedFormatError(ImageError):
+    """The content is not one of the accepted image formats (as opposed to a broken accepted one)."""
+
+
 class ModelError(ImgrecError):
     """A model is missing, corrupt, or does not match its model card."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from imgrec.errors import ImageError
+from imgrec.errors import ImageError, UnsupportedFormatError
 
 # Pillow's format name -> the name we show people.  MPO is what many phones
 # write for JPEG (a JPEG with extra preview frames).
@@ -139,7 +139,7 @@ def _open_allowed(data: bytes, max_pixels: int) -> Image.Image:
                 raise ImageError(
                     f"Could not decode this {kind} file: its header is corrupt. Expected a complete {kind} image."
                 ) from None
-            raise ImageError(f"Unsupported image format '{kind}'. Expected one of: {ACCEPTED}.") from None
+            raise UnsupportedFormatError(f"Unsupported image format '{kind}'. Expected one of: {ACCEPTED}.") from None
 
 
 _MAGIC = (

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from imgrec.config import Settings
-from imgrec.errors import ImageError
+from imgrec.errors import ImageError, UnsupportedFormatError
 from imgrec.images import DecodedImage, decode_image
 from imgrec.predict import PredictionResult, Predictor
 
@@ -26,6 +26,7 @@ class Classified:
     image: DecodedImage | None = None
     result: PredictionResult | None = None
     error: str | None = None
+    error_code: str | None = None  # "unsupported_format" or "invalid_image", for the API's status codes
     prediction_id: int | None = None
     log_warning: str | None = None
     model_name: str = ""
@@ -44,7 +45,8 @@ def classify(predictor: Predictor, uploads: Sequence[Upload], top_k: int, settin
             image = decode_image(upload.data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
             items.append(Classified(upload, image=image))
         except ImageError as exc:
-            items.append(Classified(upload, error=str(exc)))
+            code = "unsupported_format" if isinstance(exc, UnsupportedFormatError) else "invalid_image"
+            items.append(Classified(upload, error=str(exc), error_code=code))
     good = [item for item in items if item.image is not None]
     for item, result in zip(good, predictor.predict_detailed([item.image for item in good], top_k)):
         item.result = result
