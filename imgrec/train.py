@@ -194,6 +194,19 @@ class _Trainer:
         self.state.setdefault("best", None)
         self.state.setdefault("wait", 0)
         self.state.setdefault("train_seconds", 0.0)
+        self._reconcile_metrics()
+
+    def _reconcile_metrics(self) -> None:
+        """After a kill: keep one line per finished epoch (up to the saved state), restoring the last."""
+        rows = {r["epoch"]: r for r in self.run_dir.metrics() if r.get("epoch", 0) <= self.state["epoch"]}
+        last = self.state.get("last_row")
+        if last and last["epoch"] not in rows:
+            rows[last["epoch"]] = last
+        text = "".join(json.dumps(rows[e]) + "\n" for e in sorted(rows))
+        if self.run_dir.metrics_path.exists() or text:
+            from imgrec.card import write_atomically
+
+            write_atomically(self.run_dir.metrics_path, text.encode())
 
     def log(self, message: str) -> None:
         print(f"[{runs.now()}] {message}", flush=True)
@@ -269,7 +282,7 @@ class _Trainer:
             callbacks.append(keras.callbacks.TensorBoard(str(self.run_dir.tensorboard_dir / phase), write_graph=False))
         fit_model.fit(
             train_ds, validation_data=val_ds, epochs=end_epoch, initial_epoch=start, callbacks=callbacks,
-            class_weight=self._class_weights(), verbose=2,
+            class_weight=self._class_weights(), verbose=2, shuffle=False,
         )
         if recorder.cancelled:
             raise _CancelledDuringTraining()
@@ -504,7 +517,6 @@ class _Recorder:
                        "seconds": round(seconds, 2), "time": runs.now()}
                 row.update({k: float(v) for k, v in (logs or {}).items() if np.isscalar(v) or np.ndim(v) == 0})
                 row.pop("learning_rate", None)
-                trainer.run_dir.append_metrics(row)
                 _save_weights(trainer.model, trainer.run_dir.checkpoints_dir / "last.weights.h5")
                 value, loss = row.get(MONITOR), row.get("val_loss", float("inf"))
                 best, best_loss = state["best"], state.get("best_loss", float("inf"))
@@ -514,8 +526,12 @@ class _Recorder:
                 else:
                     state["wait"] += 1
                 state["epoch"] = epoch + 1
+                state["last_row"] = row
                 self.last_epoch_done = epoch + 1
+                # Weights, then state, then the metrics line: a kill anywhere in between leaves the
+                # state pointing at weights that exist; a missing line is restored from the state.
                 trainer.run_dir.save_training_state(state)
+                trainer.run_dir.append_metrics(row)
                 patience = trainer.config.early_stopping_patience
                 stop = bool(patience) and state["wait"] >= patience
                 if stop:

@@ -1,0 +1,167 @@
+"""Training runs end to end on a tiny generated dataset: model, card, report; cancel; SIGKILL + resume; queue."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from imgrec import registry, runs, train
+from imgrec.train import ConfigError, RunConfig
+from tests.conftest import make_settings
+from tests.test_data import make_image_folder
+
+
+def tiny_config(folder, **overrides) -> RunConfig:
+    values = dict(name="tiny", dataset=str(folder), backbone="small_cnn", image_size=16, weights=None, epochs=2,
+                  batch_size=8, learning_rate=3e-3, early_stopping_patience=0, seed=0)
+    values.update(overrides)
+    return RunConfig(**values)
+
+
+def wait_until(predicate, timeout: float, what: str, run=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    log = run.log_tail(30) if run else ""
+    raise AssertionError(f"timed out waiting for {what}\n{log}")
+
+
+def test_run_config_from_yaml_and_validation(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("name: m1\ndataset: cifar10\nimage_size: 64\naugment: {flip: true, cutout: 0.2}\nloss: focal\n")
+    config = RunConfig.from_yaml(path)
+    assert config.image_size == (64, 64) and config.augment.flip and config.augment.cutout == 0.2
+    assert RunConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="Unknown run config key"):
+        RunConfig.from_dict({"epoch": 3})
+    with pytest.raises(ConfigError, match="backbone 'vgg'.*loss 'mse'"):
+        RunConfig(backbone="vgg", loss="mse")
+    path.write_text("- not a mapping")
+    with pytest.raises(ConfigError, match="mapping"):
+        RunConfig.from_yaml(path)
+
+
+def test_class_weights_from_counts():
+    weights = train.class_weights_from_counts([30, 10, 0, 20])
+    assert weights[1] == pytest.approx(2.0) and weights[0] == pytest.approx(2 / 3) and weights[2] == 0.0
+
+
+def test_fine_tune_keeps_batch_norm_frozen_and_cuts_at_a_block_boundary():
+    from imgrec.models import build_model
+
+    model = build_model("mobilenet_v2", 3, (32, 32), weights=None)
+    backbone = model.get_layer("backbone")
+    assert train.set_trainable(backbone, 0) == 0 and not backbone.trainable
+    count = train.set_trainable(backbone, 20)
+    assert 0 < count < 20
+    assert not any(layer.trainable for layer in backbone.layers if "BN" in layer.name or "_bn" in layer.name)
+    assert train.cut_layer(backbone, 38) == "block_13_expand"
+
+
+@pytest.mark.slow
+def test_end_to_end_transfer_run_registers_a_working_model(tmp_path, monkeypatch):
+    """MobileNetV2 head + fine-tune phases on cached activations (flip views) -> card, report, curves."""
+    from imgrec import cli
+    from imgrec.config import get_settings
+    from imgrec.predict import Predictor
+
+    settings = make_settings(tmp_path)
+    folder = make_image_folder(tmp_path / "ds", per_class=10, size=32)
+    config = tiny_config(folder, name="tiny-mnv2", backbone="mobilenet_v2", image_size=32, epochs=2,
+                         fine_tune_epochs=1, fine_tune_layers=38, augment={"flip": True}, label_smoothing=0.1,
+                         class_weights=True)
+    run = train.train(config, settings)
+    status = run.status()
+    assert status["state"] == runs.COMPLETED, run.log_tail()
+    assert [r["epoch"] for r in run.metrics()] == [1, 2, 3]
+    assert [r["phase"] for r in run.metrics()] == ["head", "head", "fine_tune"]
+    assert list((run.dir / "features").glob("train-block_13_expand-identity+flip.npy"))
+    card = registry.load_card("tiny-mnv2", "1", settings)
+    assert card.class_names == ("blue", "green", "red") and card.input_size == (32, 32)
+    assert card.preprocessing == "mobilenet_v2"
+    for key in ("accuracy", "top3_accuracy", "macro_f1", "ece", "temperature", "train_seconds", "val_accuracy"):
+        assert key in card.metrics
+    folder_out = registry.model_dir("tiny-mnv2", "1", settings)
+    for name in ("report.json", "history.jsonl", "curves.png"):
+        assert (folder_out / name).stat().st_size > 0
+    report = json.loads((folder_out / "report.json").read_text())
+    assert report["run_id"] == run.id and len(report["confusion"]) == 3
+    predictor = Predictor.load("tiny-mnv2", "1", settings)  # safe_mode load, no custom objects
+    probabilities = predictor.predict_proba([np.zeros((40, 40, 3), np.uint8)])
+    assert probabilities.shape == (1, 3) and np.isclose(probabilities.sum(), 1, atol=1e-4)
+
+    for name, value in {"IMGREC_MODELS_DIR": settings.models_dir, "IMGREC_DATA_DIR": settings.data_dir}.items():
+        monkeypatch.setenv(name, str(value))
+    get_settings.cache_clear()
+    try:
+        assert cli.main(["evaluate", "tiny-mnv2@1", "--dataset", str(folder), "--split", "test"]) == 0
+    finally:
+        get_settings.cache_clear()
+
+
+@pytest.mark.slow
+def test_cancel_stops_at_a_safe_point_and_keeps_the_checkpoint(tmp_path):
+    settings = make_settings(tmp_path)
+    folder = make_image_folder(tmp_path / "ds", per_class=12)
+    run = runs.create_run(tiny_config(folder, epochs=20, throttle_seconds=0.1), settings)
+
+    def cancel_after_first_epoch():
+        wait_until(lambda: len(run.metrics()) >= 1, 60, "a finished epoch", run)
+        runs.cancel(run.id, settings)
+
+    watcher = threading.Thread(target=cancel_after_first_epoch)
+    watcher.start()
+    status = train.execute_run(run, settings)
+    watcher.join()
+    assert status["state"] == runs.CANCELLED
+    done = run.training_state()["epoch"]
+    assert 1 <= done < 20
+    assert (run.checkpoints_dir / "last.weights.h5").exists()
+    assert [r["epoch"] for r in run.metrics()] == list(range(1, done + 1))
+    assert registry.versions("tiny", settings) == []
+    with pytest.raises(runs.RunError, match="already cancelled"):
+        runs.cancel(run.id, settings)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_continues_from_the_saved_epoch(tmp_path):
+    settings = make_settings(tmp_path)
+    folder = make_image_folder(tmp_path / "ds", per_class=12)
+    run = runs.submit(tiny_config(folder, epochs=6, throttle_seconds=0.3), settings)
+    wait_until(lambda: len(run.metrics()) >= 2, 120, "two finished epochs", run)
+    os.kill(run.raw_status()["pid"], signal.SIGKILL)
+    wait_until(lambda: run.state == runs.INTERRUPTED, 20, "the dead worker to be noticed", run)
+    saved = run.training_state()["epoch"]
+    assert 2 <= saved < 6
+    runs.resume(run.id, settings)
+    wait_until(lambda: run.state in runs.FINAL_STATES, 120, "the resumed run to finish", run)
+    assert run.state == runs.COMPLETED, run.log_tail()
+    assert f"Resuming after epoch {saved}" in run.log_path.read_text()
+    assert [r["epoch"] for r in run.metrics()] == [1, 2, 3, 4, 5, 6]
+    assert run.status()["resumes"] == 1 and registry.versions("tiny", settings) == ["1"]
+
+
+@pytest.mark.slow
+def test_runs_queue_one_at_a_time_and_a_queued_run_cancels(tmp_path):
+    settings = make_settings(tmp_path)
+    folder = make_image_folder(tmp_path / "ds", per_class=12)
+    first = runs.submit(tiny_config(folder, name="first", epochs=3, throttle_seconds=0.3), settings)
+    wait_until(lambda: first.state == runs.RUNNING, 90, "the first run to start", first)
+    second = runs.submit(tiny_config(folder, name="second", epochs=1), settings)
+    third = runs.submit(tiny_config(folder, name="third", epochs=1), settings)
+    runs.cancel(third.id, settings)
+    time.sleep(2)
+    assert second.state == runs.QUEUED and first.state == runs.RUNNING
+    wait_until(lambda: all(r.state in runs.FINAL_STATES for r in (first, second, third)), 150, "all runs", second)
+    assert [r.state for r in (first, second, third)] == [runs.COMPLETED, runs.COMPLETED, runs.CANCELLED]
+    assert second.status()["started"] >= first.status()["finished"]
+    assert "started" not in third.status() and not third.metrics()
+    assert registry.model_names(settings) == ["first", "second"]
