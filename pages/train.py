@@ -1,3 +1,36 @@
-from ui.widgets import coming_soon
+"""Train: configure and launch a run, watch it live, cancel or resume it, and read its evaluation."""
 
-coming_soon("Train", "Training and evaluation")
+from __future__ import annotations
+
+import streamlit as st
+
+from imgrec import runs
+from imgrec.config import get_settings
+from ui import train_view as view
+from ui.widgets import show_error
+
+settings = get_settings()
+st.title("Train")
+st.caption("Transfer learning on a folder of class folders or a built-in dataset. "
+           "Each run trains in its own process; one at a time, the others queue.")
+
+with st.expander("New run", expanded=not runs.list_runs(settings), icon=":material/add_circle:"):
+    config = view.run_form()
+    if config is not None:
+        try:
+            run = runs.submit(config, settings)
+        except Exception as exc:  # noqa: BLE001 - any failure becomes a message
+            show_error(exc)
+        else:
+            st.session_state[view.PICK] = run.id
+            st.toast(f"Run {run.id} launched.")
+            st.rerun()
+
+st.subheader("Runs", anchor=False)
+run_id = view.history_table()
+if run_id:
+    view.run_panel(run_id)
+    status = runs.get_run(run_id, settings).status()
+    if status.get("model_ref"):
+        st.divider()
+        view.evaluation_panel(status["model_ref"])

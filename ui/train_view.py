@@ -1,0 +1,429 @@
+"""Train page helpers: the run form, live run panel, run history, evaluation report and charts.
+
+Everything here only calls :mod:`imgrec.runs`, :mod:`imgrec.train`, :mod:`imgrec.data` and
+:mod:`imgrec.evaluate`; the training itself always runs in its own process.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from imgrec import registry, runs
+from imgrec.config import get_settings
+from imgrec.data import AugmentConfig
+from imgrec.models import BACKBONES
+from imgrec.train import LOSSES, SCHEDULES, RunConfig
+
+PICK = "train.pick_run"  # the run shown in the run panel (a launch selects the new run)
+REFRESH_SECONDS = 2.0
+FOLDER_CHOICE = "A folder path…"
+AUG_STRENGTHS = {  # field -> (label, max, default strength, help)
+    "rotation": ("Rotation", 0.25, 0.05, "Fraction of a full turn, e.g. 0.05 = ±18°"),
+    "zoom": ("Zoom", 0.5, 0.1, "±fraction of the image size"),
+    "brightness": ("Brightness", 0.8, 0.2, "±fraction of the value range"),
+    "contrast": ("Contrast", 0.8, 0.2, "±contrast factor"),
+    "saturation": ("Saturation", 1.0, 0.3, "strength of the saturation change"),
+    "hue": ("Hue", 0.5, 0.05, "strength of the hue shift"),
+    "cutout": ("Cutout", 0.5, 0.25, "side of the erased square, as a fraction of the image side"),
+}
+
+
+# -- Cached reads ---------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner="Loading the dataset…", max_entries=2)
+def load_dataset(source: str, val_fraction: float, test_fraction: float, seed: int):
+    from imgrec import data
+
+    return data.load_dataset(source, get_settings(), val_fraction=val_fraction, test_fraction=test_fraction,
+                             seed=seed, min_per_class=1)
+
+
+@st.cache_data(ttl=10, show_spinner="Checking the dataset…")
+def validate(source: str):
+    from imgrec import data
+
+    return data.validate_folder(source).to_dict()
+
+
+# -- The form -------------------------------------------------------------------------------------
+
+
+def run_form() -> RunConfig | None:
+    """The run settings; returns a RunConfig when Launch is pressed (errors are shown, not raised)."""
+    from imgrec import data
+
+    settings = get_settings()
+    choices = data.dataset_choices(settings) + [FOLDER_CHOICE]
+    left, middle, right = st.columns(3, gap="medium")
+    with left:
+        st.markdown("**Data**")
+        choice = st.selectbox("Dataset", choices, key="train.dataset",
+                              format_func=lambda c: data.BUILTIN.get(c, c))
+        dataset = choice
+        if choice == FOLDER_CHOICE:
+            dataset = st.text_input("Folder of class folders", key="train.folder",
+                                    placeholder="/path/to/images (class folders, or train/val/test)").strip()
+        name = st.text_input("Model name", key="train.name", value=_default_name(dataset))
+        backbone = st.selectbox("Backbone", list(BACKBONES), key="train.backbone")
+        size = st.select_slider("Image size", [28, 32, 48, 64, 96, 128, 160, 224], value=96, key="train.size")
+    with middle:
+        st.markdown("**Schedule**")
+        epochs = st.number_input("Head epochs", 0, 500, 5, key="train.epochs",
+                                 help="Frozen backbone: only the classifier head trains (the whole model for small_cnn).")
+        fine_tune_epochs = st.number_input("Fine-tune epochs", 0, 500, 0, key="train.ft_epochs",
+                                           disabled=backbone == "small_cnn")
+        fine_tune_layers = st.number_input("Fine-tune top layers", 1, 300, 30, key="train.ft_layers",
+                                           disabled=backbone == "small_cnn")
+        batch_size = st.select_slider("Batch size", [8, 16, 32, 64, 128, 256], value=64, key="train.batch")
+        lr = st.number_input("Learning rate", 1e-6, 1.0, 1e-3, format="%.5f", key="train.lr")
+        ft_lr = st.number_input("Fine-tune learning rate", 1e-7, 1.0, 1e-4, format="%.6f", key="train.ft_lr")
+        schedule = st.selectbox("Learning-rate schedule", SCHEDULES, key="train.schedule")
+    with right:
+        st.markdown("**Loss**")
+        loss = st.selectbox("Loss", LOSSES, key="train.loss",
+                            format_func=lambda v: {"crossentropy": "Cross-entropy", "focal": "Focal"}[v])
+        smoothing = st.slider("Label smoothing", 0.0, 0.3, 0.0, 0.05, key="train.smoothing")
+        class_weights = st.toggle("Class weights from counts", key="train.class_weights")
+        patience = st.number_input("Early-stopping patience (0 = off)", 0, 100, 5, key="train.patience")
+        limit = st.number_input("Max images per class and split (0 = all)", 0, 100_000, 0, key="train.limit")
+    augment = augmentation_controls()
+    with st.expander("Augmentation preview", icon=":material/grid_view:"):
+        augmentation_preview(dataset, augment, size)
+    if dataset and choice == FOLDER_CHOICE:
+        dataset_report_panel(dataset)
+    if not st.button("Launch run", type="primary", icon=":material/play_arrow:", key="train.launch",
+                     disabled=not dataset):
+        return None
+    try:
+        return RunConfig(
+            name=name, dataset=dataset, backbone=backbone, image_size=int(size),
+            weights=None if backbone == "small_cnn" else "imagenet",
+            epochs=int(epochs), fine_tune_epochs=0 if backbone == "small_cnn" else int(fine_tune_epochs),
+            fine_tune_layers=int(fine_tune_layers), batch_size=int(batch_size), learning_rate=float(lr),
+            fine_tune_learning_rate=float(ft_lr), lr_schedule=schedule, loss=loss, label_smoothing=float(smoothing),
+            class_weights=bool(class_weights), augment=augment, early_stopping_patience=int(patience),
+            limit_per_class=int(limit) or None,
+        )
+    except Exception as exc:  # noqa: BLE001 - a bad value becomes a message
+        from ui.widgets import show_error
+
+        show_error(exc)
+        return None
+
+
+def _default_name(dataset: str) -> str:
+    stem = Path(dataset).name if dataset else "model"
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in stem.lower()).strip("-") or "model"
+
+
+def augmentation_controls() -> AugmentConfig:
+    st.markdown("**Augmentation** (off keeps the backbone's activations cached: much faster)")
+    values = {"flip": False}
+    columns = st.columns(4)
+    with columns[0]:
+        values["flip"] = st.toggle("Horizontal flip", key="train.aug.flip")
+    for index, (field_name, (label, maximum, default, help_text)) in enumerate(AUG_STRENGTHS.items(), start=1):
+        with columns[index % 4]:
+            if st.toggle(label, key=f"train.aug.{field_name}"):
+                values[field_name] = st.slider(f"{label} strength", 0.01, maximum, default, key=f"train.aug.{field_name}.s",
+                                               help=help_text)
+    known = {f.name for f in fields(AugmentConfig)}
+    return AugmentConfig(**{k: v for k, v in values.items() if k in known})
+
+
+def augmentation_preview(dataset: str, augment: AugmentConfig, size: int, images: int = 3, copies: int = 5) -> None:
+    from imgrec import data
+
+    if not dataset:
+        st.caption("Choose a dataset to preview augmentations.")
+        return
+    try:
+        loaded = load_dataset(dataset, 0.15, 0.15, 1337)
+    except Exception as exc:  # noqa: BLE001
+        st.caption(f"No preview: {exc}")
+        return
+    train = loaded.splits["train"]
+    picks = np.random.default_rng(0).choice(len(train), size=min(images, len(train)), replace=False)
+    originals = np.stack([train.load_image(int(i), (size, size)) for i in picks])
+    grid = data.preview_augmentations(originals, augment, copies=copies, seed=int(st.session_state.get("train.aug.seed", 0)))
+    if st.button("Shuffle", key="train.aug.shuffle", icon=":material/shuffle:"):
+        st.session_state["train.aug.seed"] = int(st.session_state.get("train.aug.seed", 0)) + 1
+        st.rerun()
+    for row, index in zip(grid, picks):
+        cols = st.columns(copies + 1)
+        cols[0].image(train.load_image(int(index), (size, size)), caption="original", width="stretch")
+        for col, image in zip(cols[1:], row):
+            col.image(image, width="stretch")
+    if not augment.enabled:
+        st.caption("All augmentations are off: the copies equal the original.")
+
+
+def dataset_report_panel(source: str) -> None:
+    report = validate(source)
+    label = "Dataset check: ready" if report["ok"] else "Dataset check: problems"
+    with st.expander(label, expanded=not report["ok"], icon=":material/fact_check:"):
+        if report["counts"]:
+            frame = pd.DataFrame(report["counts"], index=report["class_names"])
+            st.dataframe(frame, width="stretch")
+        for issue in report["issues"]:
+            (st.error if issue["severity"] == "error" else st.warning)(issue["message"])
+        if report["skipped"]:
+            st.dataframe(pd.DataFrame(report["skipped"]), width="stretch", hide_index=True)
+
+
+# -- Run panel ------------------------------------------------------------------------------------
+
+
+def run_panel(run_id: str) -> None:
+    """Status, progress, ETA, curves and cancel/resume for one run; refreshes itself while it is live."""
+    settings = get_settings()
+    try:
+        run = runs.get_run(run_id, settings)
+    except runs.RunError as exc:
+        st.warning(str(exc))
+        return
+    live = run.status()["state"] in runs.LIVE_STATES
+
+    @st.fragment(run_every=REFRESH_SECONDS if live else None)
+    def panel():
+        status = run.status()
+        if live and status["state"] not in runs.LIVE_STATES:
+            st.rerun(scope="app")  # finished: redraw the page once (report, history), stop refreshing
+        _status_header(run, status)
+        metrics = run.metrics()
+        if metrics:
+            st.altair_chart(curves_chart(metrics), width="stretch", key=f"train.curves.{run.id}")
+        elif status["state"] in runs.LIVE_STATES:
+            st.caption("Curves appear after the first finished epoch.")
+        _run_actions(run, status)
+        with st.expander("Log", icon=":material/terminal:"):
+            st.code(run.log_tail(40) or "(empty)", language=None)
+
+    panel()
+
+
+def _status_header(run: runs.Run, status: dict) -> None:
+    state = status["state"]
+    icon = {runs.RUNNING: ":material/autorenew:", runs.QUEUED: ":material/schedule:",
+            runs.COMPLETED: ":material/check_circle:", runs.FAILED: ":material/error:",
+            runs.CANCELLED: ":material/cancel:", runs.INTERRUPTED: ":material/warning:"}[state]
+    st.markdown(f"#### {icon} `{run.id}` — {state}")
+    epoch, total = int(status.get("epoch") or 0), int(status.get("total_epochs") or 0)
+    steps, step = status.get("steps_per_epoch") or 0, status.get("step") or 0
+    fraction = (epoch + (step / steps if steps and state == runs.RUNNING else 0)) / total if total else 0
+    st.progress(min(max(fraction, 0.0), 1.0), text=f"epoch {epoch}/{total} · {status.get('message', '')}")
+    cols = st.columns(4)
+    cols[0].metric("State", state)
+    cols[1].metric("Best val accuracy", f"{status['best_val_accuracy']:.1%}" if status.get("best_val_accuracy") else "–")
+    cols[2].metric("ETA", format_seconds(status.get("eta_seconds")) if state == runs.RUNNING else "–")
+    cols[3].metric("Training time", format_seconds(status.get("train_seconds")))
+    if status.get("error"):
+        st.error(status["error"])
+
+
+def _run_actions(run: runs.Run, status: dict) -> None:
+    state = status["state"]
+    settings = get_settings()
+    if state in runs.LIVE_STATES and not run.cancel_requested():
+        if st.button("Cancel run", key=f"train.cancel.{run.id}", icon=":material/stop:"):
+            runs.cancel(run.id, settings)
+            st.rerun(scope="app")
+    elif state in runs.RESUMABLE_STATES:
+        if st.button("Resume run", key=f"train.resume.{run.id}", icon=":material/play_arrow:", type="primary"):
+            runs.resume(run.id, settings)
+            st.rerun(scope="app")
+
+
+def format_seconds(seconds) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(float(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m" if hours else (f"{minutes}m {secs:02d}s" if minutes else f"{secs}s")
+
+
+def curves_chart(metrics: list[dict]) -> alt.Chart:
+    """Loss and accuracy per epoch, train (solid) and validation (dashed)."""
+    rows = []
+    for row in metrics:
+        for metric in ("loss", "accuracy"):
+            for split, key in (("train", metric), ("validation", f"val_{metric}")):
+                if row.get(key) is not None:
+                    rows.append({"epoch": row["epoch"], "metric": metric, "split": split, "value": row[key],
+                                 "phase": row.get("phase", "")})
+    frame = pd.DataFrame(rows)
+    base = alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+        color=alt.Color("split:N", title=None, scale=alt.Scale(domain=["train", "validation"])),
+        strokeDash=alt.StrokeDash("split:N", legend=None),
+        tooltip=["epoch:Q", "phase:N", "split:N", alt.Tooltip("value:Q", format=".4f")],
+    ).properties(height=220, width=320)
+    return base.facet(column=alt.Column("metric:N", title=None, sort=["loss", "accuracy"])).resolve_scale(y="independent")
+
+
+# -- History --------------------------------------------------------------------------------------
+
+
+def history_table() -> str | None:
+    """All runs as a table; returns the run id picked for the run panel."""
+    all_runs = runs.list_runs(get_settings())
+    if not all_runs:
+        st.info("No runs yet. Configure one above and press Launch run.", icon=":material/history:")
+        return None
+    rows = []
+    for run in all_runs:
+        status = run.status()
+        metrics = status.get("metrics") or {}
+        rows.append({
+            "run": run.id, "state": status["state"], "model": status.get("model_ref") or "",
+            "dataset": status.get("dataset", ""), "backbone": status.get("backbone", ""),
+            "epochs": f"{status.get('epoch', 0)}/{status.get('total_epochs', '?')}",
+            "best val acc": status.get("best_val_accuracy"), "test acc": metrics.get("accuracy"),
+            "created": status.get("created", ""),
+        })
+    frame = pd.DataFrame(rows)
+    st.dataframe(frame, width="stretch", hide_index=True,
+                 column_config={"best val acc": st.column_config.NumberColumn(format="percent"),
+                                "test acc": st.column_config.NumberColumn(format="percent")})
+    ids = [r["run"] for r in rows]
+    if st.session_state.get(PICK) not in ids:
+        st.session_state.pop(PICK, None)
+    return st.selectbox("Show run", ids, key=PICK)
+
+
+# -- Evaluation -----------------------------------------------------------------------------------
+
+
+def evaluation_panel(model_ref: str) -> None:
+    """The test-set report of a trained model: metrics, per-class table, confusion heatmap with the
+    misclassified images of the chosen cell, reliability diagram, and "make active"."""
+    from imgrec.evaluate import EvaluationReport
+
+    settings = get_settings()
+    name, version = model_ref.split("@", 1)
+    folder = registry.model_dir(name, version, settings)
+    try:
+        card = registry.load_card(name, version, settings)
+        raw = json.loads((folder / "report.json").read_text())
+    except Exception as exc:  # noqa: BLE001
+        st.warning(f"No evaluation report for {model_ref}: {exc}")
+        return
+    report = EvaluationReport.from_dict(raw)
+    st.markdown(f"#### Evaluation of `{model_ref}` on the {report.split} split ({report.samples} images)")
+    summary = report.summary()
+    cols = st.columns(6)
+    cols[0].metric("Accuracy", f"{report.accuracy:.2%}")
+    cols[1].metric("Top-3", f"{report.top3_accuracy:.2%}")
+    cols[2].metric("Macro F1", f"{report.macro_f1:.3f}")
+    cols[3].metric("Weighted F1", f"{report.weighted_f1:.3f}")
+    cols[4].metric("ECE", f"{summary['ece']:.3f}", delta=f"{summary['ece_calibrated'] - summary['ece']:+.3f} at T={report.temperature:.2f}",
+                   delta_color="inverse")
+    cols[5].metric("Training time", format_seconds(card.metrics.get("train_seconds")))
+    active = registry.active_model(settings)
+    if active == (name, version):
+        st.success("This is the active model.", icon=":material/verified:")
+    elif st.button("Make this the active model", key=f"train.activate.{model_ref}", icon=":material/verified:"):
+        registry.set_active_model(name, version, settings)
+        st.cache_data.clear()  # the model list of other pages puts the active model first
+        st.toast(f"{model_ref} is now the active model.")
+        st.rerun()
+    heat_col, side_col = st.columns([1.2, 1], gap="large")
+    with heat_col:
+        event = st.altair_chart(confusion_heatmap(report), width="stretch", on_select="rerun",
+                                key=f"train.confusion.{model_ref}", selection_mode="cell")
+        picked = _picked_cell(event)
+    with side_col:
+        st.altair_chart(reliability_chart(report), width="stretch")
+        st.dataframe(pd.DataFrame(report.per_class), hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("precision", "recall", "f1")})
+    misclassified_gallery(report, raw.get("config") or {}, picked, model_ref)
+    curves = folder / "curves.png"
+    if curves.exists():
+        with st.expander("Training curves (saved with the model)", icon=":material/show_chart:"):
+            st.image(str(curves))
+
+
+def confusion_heatmap(report) -> alt.Chart:
+    names = report.class_names
+    rows = [{"true": names[i], "predicted": names[j], "count": int(c),
+             "share": float(c) / max(sum(report.confusion[i]), 1)}
+            for i, row in enumerate(report.confusion) for j, c in enumerate(row)]
+    frame = pd.DataFrame(rows)
+    cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click", clear="dblclick")
+    base = alt.Chart(frame).encode(
+        x=alt.X("predicted:N", sort=names, title="predicted"),
+        y=alt.Y("true:N", sort=names, title="true"),
+    )
+    heat = base.mark_rect().encode(
+        color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="row share"),
+        opacity=alt.condition(cell, alt.value(1.0), alt.value(0.55)),
+        tooltip=["true:N", "predicted:N", "count:Q", alt.Tooltip("share:Q", format=".1%")],
+    ).add_params(cell)
+    text = base.mark_text(fontSize=11).encode(
+        text="count:Q", color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("#111827")))
+    return (heat + text).properties(title="Confusion matrix (click a cell)", height=alt.Step(34), width=alt.Step(34))
+
+
+def _picked_cell(event) -> tuple[str, str] | None:
+    try:
+        points = event["selection"]["cell"]
+    except (KeyError, TypeError):
+        return None
+    if points:
+        return points[0].get("true"), points[0].get("predicted")
+    return None
+
+
+def reliability_chart(report) -> alt.Chart:
+    frame = pd.DataFrame([b for b in report.calibration["bins"] if b["count"]])
+    if frame.empty:
+        frame = pd.DataFrame({"confidence": [], "accuracy": [], "count": []})
+    diagonal = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 3], color="#9ca3af").encode(
+        x="x:Q", y="y:Q")
+    points = alt.Chart(frame).mark_circle(color="#2563eb").encode(
+        x=alt.X("confidence:Q", scale=alt.Scale(domain=[0, 1]), title="confidence"),
+        y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="accuracy"),
+        size=alt.Size("count:Q", legend=None),
+        tooltip=[alt.Tooltip("confidence:Q", format=".2f"), alt.Tooltip("accuracy:Q", format=".2f"), "count:Q"],
+    )
+    return (diagonal + points).properties(title=f"Reliability (ECE {report.calibration['ece']:.3f})", height=220)
+
+
+def misclassified_gallery(report, config: dict, picked: tuple[str, str] | None, model_ref: str, limit: int = 24) -> None:
+    cells = sorted(report.errors, key=lambda k: -len(report.errors[k]))
+    if not cells:
+        st.caption("No misclassified images in this split.")
+        return
+    labels = [k.replace("|", " → predicted ") + f" ({len(report.errors[k])})" for k in cells]
+    default = f"{picked[0]}|{picked[1]}" if picked else None
+    if default not in cells:
+        default = None
+    key = st.selectbox("Misclassified images of a cell (or click the heatmap)", cells,
+                       index=cells.index(default) if default else 0, format_func=lambda k: labels[cells.index(k)],
+                       key=f"train.cell.{model_ref}.{default}")
+    dataset = config.get("dataset")
+    if not dataset:
+        st.caption("The report does not name its dataset; images cannot be shown.")
+        return
+    try:
+        loaded = load_dataset(dataset, float(config.get("val_fraction", 0.15)), float(config.get("test_fraction", 0.15)),
+                              int(config.get("seed", 1337)))
+    except Exception as exc:  # noqa: BLE001
+        st.caption(f"Dataset '{dataset}' is not available here: {exc}")
+        return
+    split = loaded.splits[report.split]
+    indices = [i for i in report.errors[key] if i < len(split)][:limit]
+    cols = st.columns(8)
+    for n, index in enumerate(indices):
+        image = split.load_image(index)
+        cols[n % 8].image(image, caption=f"#{index}", width="stretch")
