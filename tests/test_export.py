@@ -1,0 +1,202 @@
+"""Exports, parity reports and serving backends: a tiny model in every format, honest numbers, tampering."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from imgrec import backends, export, registry
+from imgrec.errors import ModelError
+from imgrec.predict import Predictor
+from tests.conftest import build_tiny_model, make_settings, tiny_card
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """tiny-cnn@1 exported to every format; also returns the in-memory model from before saving."""
+    settings = make_settings(tmp_path_factory.mktemp("export"))
+    model = build_tiny_model()
+    registry.save_model(model, tiny_card(), settings)
+    results = export.export_model("tiny-cnn", "1", None, settings)
+    return settings, model, results
+
+
+def test_every_format_is_exported_and_reported(exported):
+    settings, _, results = exported
+    assert [r.format for r in results] == list(export.FORMATS)
+    folder = registry.model_dir("tiny-cnn", "1", settings)
+    report = json.loads((folder / "exports" / "parity.json").read_text())
+    assert list(report["exports"]) == list(export.FORMATS)
+    assert report["held_out"]["source"] == "generated" and "generated" in report["held_out"]["description"]
+    assert report["keras"]["latency_ms"] > 0
+    for result in results:
+        assert result.status in (export.STATUS_OK, export.STATUS_DIVERGING), (result.format, result.reason)
+        assert (folder / result.path).exists() and result.size_bytes > 0
+        assert result.latency_ms > 0 and result.held_out_images == export.HELD_OUT_IMAGES
+        assert 0 <= result.top1_agreement <= 1 and 0 <= result.top5_overlap <= 1
+        assert result.files and all(len(digest) == 64 for digest in result.files.values())
+    # Lossless formats agree exactly; float16 and int8 are smaller than float32.
+    by_format = {r.format: r for r in results}
+    for fmt in ("savedmodel", "tflite-fp32", "onnx"):
+        assert by_format[fmt].ok and by_format[fmt].top1_agreement == 1.0 and by_format[fmt].max_prob_diff < 1e-4
+    assert by_format["tflite-fp16"].size_bytes < 0.6 * by_format["tflite-fp32"].size_bytes
+    assert by_format["tflite-int8"].size_bytes < 0.35 * by_format["tflite-fp32"].size_bytes
+    assert by_format["tflite-int8"].max_prob_diff < 0.05
+    # No temp folders left behind.
+    assert not [p.name for p in (folder / "exports").iterdir() if p.name.startswith(".") and p.name != ".lock"]
+
+
+def test_parity_figures_are_computed_honestly(exported):
+    """Recompute every figure independently, from the files on disk, and compare with the report."""
+    settings, model, results = exported
+    card = registry.load_card("tiny-cnn", "1", settings)
+    held_out, _ = export.evaluation_data(card, settings)
+    reference = model.predict(held_out.images, verbose=0)
+    folder = registry.model_dir("tiny-cnn", "1", settings)
+    for result in results:
+        probabilities = backends.open_backend(result.format, folder / result.path, card).predict_batch(held_out.images)
+        top1 = np.mean(reference.argmax(1) == probabilities.argmax(1))
+        assert result.top1_agreement == pytest.approx(top1, abs=1e-4), result.format
+        assert result.max_prob_diff == pytest.approx(np.abs(reference - probabilities).max(), abs=1e-5)
+        expected = export.STATUS_OK if top1 >= export.MIN_TOP1_AGREEMENT else export.STATUS_DIVERGING
+        assert result.status == expected, result.format
+        if result.status == export.STATUS_DIVERGING:
+            assert "top-1 agrees" in result.reason
+
+
+def test_reloaded_exports_predict_as_the_model_did_before_saving(exported, rng):
+    settings, model, _ = exported
+    images = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    before = model.predict(images, verbose=0)
+    for fmt in ("savedmodel", "tflite-fp32", "onnx"):
+        backend = backends.load_backend("tiny-cnn", "1", fmt, settings)
+        np.testing.assert_allclose(backend.predict_batch(images), before, atol=1e-5, err_msg=fmt)
+        # Batches above the chunk size and of size one go through the same path.
+        big = np.concatenate([images] * 8)
+        np.testing.assert_allclose(backend.predict_batch(big)[-5:], before, atol=1e-5, err_msg=fmt)
+        assert backend.predict_batch(images[:0]).shape == (0, 3)
+
+
+def test_export_predictor_gives_the_same_top_k(exported, rng):
+    settings, _, _ = exported
+    keras_predictor = Predictor.load("tiny-cnn", "1", settings)
+    served = backends.load_predictor("tiny-cnn", "1", settings, backend="onnx")
+    assert isinstance(served, Predictor) and served.backend_name == "onnx"
+    images = [rng.integers(0, 256, (40, 50, 3), dtype=np.uint8) for _ in range(3)]
+    expected = keras_predictor.predict(images, top_k=3)
+    got = served.predict(images, top_k=3)
+    assert [[p.label for p in row] for row in got] == [[p.label for p in row] for row in expected]
+    assert np.allclose([[p.score for p in row] for row in got], [[p.score for p in row] for row in expected], atol=1e-5)
+
+
+def test_serving_backend_choice_is_per_version(exported):
+    settings, _, _ = exported
+    assert backends.serving_backend("tiny-cnn", "1", settings) == "keras"
+    assert "tflite-fp32" in backends.serving_choices("tiny-cnn", "1", settings)
+    backends.set_serving_backend("tiny-cnn", "1", "tflite-fp32", settings)
+    try:
+        assert backends.serving_backend("tiny-cnn", "1", settings) == "tflite-fp32"
+        predictor = backends.load_predictor("tiny-cnn", "1", settings)
+        assert predictor.backend_name == "tflite-fp32"
+    finally:
+        backends.set_serving_backend("tiny-cnn", "1", "keras", settings)
+    with pytest.raises(export.ExportError, match="Unknown export format"):
+        backends.set_serving_backend("tiny-cnn", "1", "caffe2", settings)
+
+
+def _tampered_copy(settings, tmp_path, fmt="tflite-fp32"):
+    """A copy of the exported models whose TFLite float weights are perturbed (shapes and ops untouched)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    copy = make_settings(tmp_path)
+    shutil.copytree(settings.models_dir, copy.models_dir)
+    path = export.export_path("tiny-cnn", "1", fmt, copy)
+    tflite = flatbuffer_utils.read_model(str(path))
+    rng = np.random.default_rng(3)
+    for tensor in tflite.subgraphs[0].tensors:
+        data = tflite.buffers[tensor.buffer].data
+        if tensor.type == 0 and data is not None and len(data) >= 4 * 64:  # FLOAT32 weights, not small constants
+            weights = np.frombuffer(bytes(data), np.float32)
+            noisy = weights + rng.normal(0, 2 * (weights.std() + 1e-3), weights.shape).astype(np.float32)
+            tflite.buffers[tensor.buffer].data = np.frombuffer(noisy.tobytes(), np.uint8)
+    flatbuffer_utils.write_model(tflite, str(path))
+    return copy
+
+
+def test_a_tampered_export_is_reported_as_diverging_and_refused(exported, tmp_path):
+    settings, _, _ = exported
+    copy = _tampered_copy(settings, tmp_path)
+    result = export.check_export("tiny-cnn", "1", "tflite-fp32", copy)
+    assert result.status == export.STATUS_DIVERGING, result.reason
+    assert result.top1_agreement < export.MIN_TOP1_AGREEMENT and result.max_prob_diff > 0.05
+    assert "files changed since export" in result.reason
+    saved = export.read_parity("tiny-cnn", "1", copy)["exports"]["tflite-fp32"]
+    assert saved["status"] == export.STATUS_DIVERGING
+    with pytest.raises(export.ExportError):
+        backends.load_backend("tiny-cnn", "1", "tflite-fp32", copy)
+    with pytest.raises(export.ExportError, match="diverging"):
+        backends.set_serving_backend("tiny-cnn", "1", "tflite-fp32", copy)
+
+
+def test_a_converter_failure_is_a_failed_result_not_a_crash(tmp_path, monkeypatch):
+    settings = make_settings(tmp_path)
+    registry.save_model(build_tiny_model(), tiny_card(), settings)
+
+    def broken(self):
+        raise RuntimeError("ONNX conversion is not supported for op FooBar")
+
+    monkeypatch.setattr(export._Converter, "_onnx", broken)
+    [result] = export.export_model("tiny-cnn", "1", ["onnx"], settings)
+    assert result.status == export.STATUS_FAILED and "FooBar" in result.reason
+    assert export.read_parity("tiny-cnn", "1", settings)["exports"]["onnx"]["status"] == export.STATUS_FAILED
+    assert not (registry.model_dir("tiny-cnn", "1", settings) / "exports" / "onnx").exists()
+    with pytest.raises(export.ExportError, match="failed"):
+        backends.load_backend("tiny-cnn", "1", "onnx", settings)
+
+
+def test_format_names_and_missing_models(tmp_path):
+    assert export.parse_formats(None) == list(export.FORMATS)
+    assert export.parse_formats("onnx, tflite-int8") == ["tflite-int8", "onnx"]
+    with pytest.raises(export.ExportError, match="Expected any of"):
+        export.parse_formats(["tflite-int4"])
+    with pytest.raises(ModelError, match="No model named"):
+        export.export_model("nope", None, ["onnx"], make_settings(tmp_path))
+
+
+def test_savedmodel_download_is_a_zip(exported):
+    import io
+    import zipfile
+
+    settings, _, _ = exported
+    name, data = export.download_bytes("tiny-cnn", "1", "savedmodel", settings)
+    assert name.endswith(".zip")
+    assert "savedmodel/saved_model.pb" in zipfile.ZipFile(io.BytesIO(data)).namelist()
+
+
+@pytest.mark.slow
+def test_every_backend_gives_the_same_top1_on_real_photos(imagenet_settings, photos_dir):
+    """The ImageNet model: Keras and each lossless export agree on the top-1 of every real photo."""
+    from imgrec.images import decode_image
+    from imgrec.samples import list_samples
+
+    settings = dataclasses.replace(imagenet_settings, samples_dir=photos_dir)
+    formats = ["savedmodel", "tflite-fp32", "onnx"]
+    samples = list_samples(settings)
+    # Held out: just the photos (no variants), to keep this under a minute.
+    results = export.export_model(None, None, formats, settings, held_out_images=len(samples))
+    assert all(r.ok for r in results), [(r.format, r.reason) for r in results]
+    assert {r.held_out_images for r in results} == {len(samples)}
+    keras_predictor = Predictor.load(settings=settings)
+    photos = [decode_image(path) for path in samples.values()]
+    expected = [row[0].label for row in keras_predictor.predict(photos, top_k=1)]
+    assert expected[list(samples).index("cat.jpg")] in {"tabby", "tiger cat", "Egyptian cat"}
+    batch = keras_predictor.prepare(photos)
+    for fmt in formats:
+        probabilities = backends.load_backend(settings.default_model, "1", fmt, settings).predict_batch(batch)
+        assert [keras_predictor.card.class_names[i] for i in probabilities.argmax(1)] == expected, fmt
+    served = backends.load_predictor(settings=settings, backend="tflite-fp32")
+    assert [row[0].label for row in served.predict(photos, top_k=1)] == expected
