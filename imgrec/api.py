@@ -624,19 +624,9 @@ async def stats(state: ApiState = Depends(get_state)):
     store = await state.ensure_store()
     if store is None:
         raise ApiError(503, "store_unavailable", f"The prediction log is unavailable: {state.store_error}")
-    return await anyio.to_thread.run_sync(lambda: stats_report(store))
+    from imgrec import stats as aggregates  # pandas and scipy load on first use, not at import
 
-
-def stats_report(store, label_limit: int = 10) -> dict[str, Any]:
-    """The aggregates behind ``GET /stats`` and ``python -m imgrec stats``, from ``imgrec.stats``."""
-    from imgrec import stats as aggregates
-
-    return {
-        "summary": aggregates.summary(store).to_dict(),
-        "latency_ms": aggregates.latency_percentiles(store),
-        "by_model": aggregates.frame_to_records(aggregates.by_model(store)),
-        "top_labels": aggregates.frame_to_records(aggregates.by_label(store, limit=label_limit)),
-    }
+    return await anyio.to_thread.run_sync(lambda: aggregates.report(store))
 
 
 # -- errors ------------------------------------------------------------------------------------

@@ -188,11 +188,11 @@ def _serve(args) -> int:
 
 
 def _stats(args) -> int:
-    from imgrec.api import stats_report
+    from imgrec import stats
     from imgrec.store import open_store
 
     with open_store(get_settings()) as store:
-        report = stats_report(store)
+        report = stats.report(store)
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK

@@ -148,6 +148,17 @@ class DriftReport:
         return asdict(self)
 
 
+def report(store: Store, filters: Filters = NO_FILTERS, label_limit: int = 10) -> dict[str, Any]:
+    """Totals, by model, by label, by day and latency percentiles: ``GET /stats`` and ``imgrec stats``."""
+    return {
+        "summary": summary(store, filters).to_dict(),
+        "latency_ms": latency_percentiles(store, filters),
+        "by_model": frame_to_records(by_model(store, filters)),
+        "top_labels": frame_to_records(by_label(store, filters, limit=label_limit)),
+        "by_day": frame_to_records(by_day(store, filters)),
+    }
+
+
 def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """JSON-ready rows: ISO timestamps, ``None`` for missing values, plain Python numbers (full precision)."""
     return [

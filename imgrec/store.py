@@ -222,7 +222,8 @@ class Store:
 
     def _create_engine(self) -> sa.Engine:
         if self.backend == "postgresql":
-            return sa.create_engine(self.url, pool_pre_ping=True)
+            # A server that never answers must not stall start-up, a page or /stats.
+            return sa.create_engine(self.url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
         path = self.sqlite_path
         read_only = self.url.query.get("mode") == "ro" or self.url.query.get("immutable") == "1"
         if path is not None and not read_only:
