@@ -17,6 +17,7 @@ checksums recorded at export time can be chosen or served.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -63,7 +64,9 @@ class TFLiteBackend:
 
         self.format = fmt
         self.card = card
-        self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+        # All cores, like TensorFlow and ONNX Runtime do by default (the interpreter's own default is fewer).
+        threads = num_threads or min(4, os.cpu_count() or 1)
+        self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._batch_size = None

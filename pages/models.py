@@ -1,3 +1,162 @@
-from ui.widgets import coming_soon
+"""Models: every model and version with its card, exports and parity, the active model, compare, files, delete."""
 
-coming_soon("Models", "Export and the Models page")
+from __future__ import annotations
+
+import streamlit as st
+
+from imgrec import backends, export, registry
+from imgrec.config import get_settings
+from ui import models_view as view
+from ui.widgets import show_error
+
+settings = get_settings()
+
+st.title("Models")
+st.caption("Registered models and their versions: cards, exports with a parity report, the active model, "
+           "comparisons, downloads.")
+view.show_flash()
+
+try:
+    cards = registry.list_cards(settings)
+    active = view.active_ref(settings)
+except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
+    show_error(exc)
+    st.stop()
+
+if not cards:
+    st.info("No models are registered yet. Train one on the Train page, or register the stock ImageNet model.",
+            icon=":material/inventory_2:")
+    if st.button("Register the ImageNet MobileNetV2", key="models.init", icon=":material/add:"):
+        try:
+            with st.spinner("Registering the default model…"):
+                card = registry.ensure_default_model(settings)
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc)
+        else:
+            view.changed()
+            view.flash("success", f"Registered {card.ref}.")
+            st.rerun()
+    st.stop()
+
+if active:
+    st.success(f"Active model: **{active}** — the Predict page lists it first; the API serves it after "
+               "`POST /model/reload`.", icon=":material/radio_button_checked:")
+else:
+    st.warning("The active model is missing: pick one below and make it active.", icon=":material/warning:")
+
+view.overview(cards, active, settings)
+
+by_ref = {card.ref: card for card in cards}
+refs = view.ordered_refs(cards, active)
+ref = st.selectbox("Model version", refs, key="models.ref")  # the active model first
+card = by_ref[ref]
+is_active = ref == active
+
+card_tab, exports_tab, compare_tab, files_tab, delete_tab = st.tabs([
+    ":material/badge: Card", ":material/conversion_path: Exports & parity", ":material/compare: Compare",
+    ":material/download: Files", ":material/delete: Delete",
+])
+
+with card_tab:
+    st.subheader(card.ref, anchor=False)
+    if is_active:
+        st.button("Active model", key="models.activate", disabled=True, icon=":material/check:")
+    elif st.button("Make this the active model", key="models.activate", type="primary", icon=":material/star:"):
+        try:
+            registry.set_active_model(card.name, card.version, settings)
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc)
+        else:
+            view.changed()
+            view.flash("success", f"{card.ref} is now the active model. The API switches on `POST /model/reload`.")
+            st.rerun()
+    view.card_panel(card)
+
+with exports_tab:
+    try:
+        report = export.read_parity(card.name, card.version, settings)
+    except Exception as exc:  # noqa: BLE001
+        show_error(exc)
+        report = {}
+    if report.get("exports"):
+        view.parity_table(report)
+        view.parity_notes(report)
+    else:
+        st.info(f"{card.ref} has no exports yet. Pick formats and run them: each is checked against the Keras "
+                "model on held-out images.", icon=":material/conversion_path:")
+    with st.form("models.export_form", border=True):
+        formats = st.multiselect("Formats", export.FORMATS, default=list(export.FORMATS), key="models.formats",
+                                 format_func=lambda f: export.FORMAT_INFO[f][0])
+        run = st.form_submit_button("Run exports", icon=":material/play_arrow:", type="primary")
+    if run:
+        if not formats:
+            st.warning("Pick at least one format.", icon=":material/warning:")
+        else:
+            with st.status(f"Exporting {card.ref}…", expanded=True) as status:
+                try:
+                    results = export.export_model(card.name, card.version, formats, settings, progress=status.write)
+                except Exception as exc:  # noqa: BLE001
+                    status.update(label="Export failed", state="error")
+                    show_error(exc)
+                else:
+                    bad = [r for r in results if not r.ok]
+                    status.update(label="Exports finished", state="complete" if not bad else "error")
+                    summary = ", ".join(f"{r.label}: {r.status}" for r in results)
+                    view.flash("warning" if bad else "success", f"Exports of {card.ref} finished — {summary}.")
+                    st.rerun()
+    st.markdown("**Serving backend**")
+    st.caption("Which runtime serves this version's predictions. Only exports whose parity status is ok can "
+               "be chosen; their files are checked against the checksums recorded at export time.")
+    try:
+        choices = backends.serving_choices(card.name, card.version, settings)
+        current = backends.serving_backend(card.name, card.version, settings)
+    except Exception as exc:  # noqa: BLE001
+        show_error(exc)
+    else:
+        chosen = st.selectbox("Serve predictions with", choices, key=f"models.serving.{ref}",
+                              index=choices.index(current) if current in choices else 0,
+                              format_func=view.serving_choice_label)
+        if chosen != current and st.button("Use this backend", key="models.serving.apply"):
+            try:
+                backends.set_serving_backend(card.name, card.version, chosen, settings)
+            except Exception as exc:  # noqa: BLE001
+                show_error(exc)
+            else:
+                view.flash("success", f"{card.ref} is now served with {view.serving_choice_label(chosen)}.")
+                st.rerun()
+
+with compare_tab:
+    if len(refs) < 2:
+        st.info("Only one model version is registered: there is nothing to compare it with yet.",
+                icon=":material/compare:")
+    else:
+        left, right = st.columns(2)
+        a_ref = left.selectbox("Version A", refs, index=refs.index(ref), key="models.compare.a")
+        b_ref = right.selectbox("Version B", refs, index=next(i for i, r in enumerate(refs) if r != a_ref),
+                                key="models.compare.b")
+        st.dataframe(view.comparison_frame(by_ref[a_ref], by_ref[b_ref]), hide_index=True, width="stretch")
+
+with files_tab:
+    try:
+        view.downloads(card, settings)
+    except Exception as exc:  # noqa: BLE001
+        show_error(exc)
+
+with delete_tab:
+    if is_active:
+        st.info(f"{card.ref} is the active model and cannot be deleted. Make another version active first.",
+                icon=":material/lock:")
+    else:
+        st.warning(f"Deleting {card.ref} removes its model file, card and every export. This cannot be undone.",
+                   icon=":material/delete_forever:")
+        confirmed = st.checkbox(f"Yes, delete {card.ref}", key=f"models.delete.confirm.{ref}")
+        if st.button("Delete version", key="models.delete", disabled=not confirmed, icon=":material/delete:"):
+            try:
+                registry.delete_version(card.name, card.version, settings)
+            except Exception as exc:  # noqa: BLE001
+                show_error(exc)
+            else:
+                view.changed()
+                st.session_state.pop("models.ref", None)
+                view.flash("success", f"Deleted {card.ref}.")
+                st.rerun()

@@ -1,0 +1,159 @@
+"""The Models page under AppTest: cards, the parity table, running exports, active model, compare, delete."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from imgrec import export, registry
+from tests.apptest import app_with_settings, elements
+from tests.conftest import build_tiny_model, make_settings, tiny_card
+
+PAGE = "pages/models.py"
+
+
+SEEDED_FORMATS = ["tflite-fp32", "tflite-int8", "onnx"]  # the quick ones; the rest show as not exported
+
+
+def seed(root, exported: bool = True):
+    """tiny-cnn@1 (active, exported to three formats) and tiny-cnn@2 (better metrics, not exported)."""
+    settings = make_settings(root)
+    model = build_tiny_model()
+    registry.save_model(model, tiny_card().with_updates(metrics={"val_accuracy": 0.8, "val_loss": 0.6}), settings)
+    registry.save_model(model, tiny_card().with_updates(
+        metrics={"val_accuracy": 0.85, "val_loss": 0.5, "test": {"accuracy": 0.83}},
+        description="Fine-tuned for two more epochs."), settings)
+    registry.set_active_model("tiny-cnn", "1", settings)
+    if exported:
+        export.export_model("tiny-cnn", "1", SEEDED_FORMATS, settings)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def seeded_template(tmp_path_factory):
+    return seed(tmp_path_factory.mktemp("models-template"))
+
+
+@pytest.fixture
+def seeded(seeded_template, tmp_path):
+    """A private copy of the seeded models, so a test may delete or activate freely."""
+    settings = make_settings(tmp_path)
+    shutil.copytree(seeded_template.models_dir, settings.models_dir)
+    shutil.copytree(seeded_template.data_dir, settings.data_dir)
+    return settings
+
+
+def _frames(at):
+    return [d.value for d in at.dataframe]
+
+
+def test_no_models_says_so(monkeypatch, settings):
+    with app_with_settings(monkeypatch, settings, page=PAGE) as at:
+        at.run()
+        assert not at.exception
+        assert "No models are registered yet" in at.info[0].value
+        assert at.button(key="models.init").label.startswith("Register")
+
+
+def test_cards_and_parity_table(monkeypatch, seeded):
+    with app_with_settings(monkeypatch, seeded, page=PAGE) as at:
+        at.run()
+        assert not at.exception, at.exception
+        assert "tiny-cnn@1" in at.success[0].value  # the active model
+        overview = next(f for f in _frames(at) if "Backbone" in f.columns)
+        assert list(overview["Version"]) == ["1", "2"] and list(overview["Active"]) == [True, False]
+        assert list(overview["Exports ok"])[1] == "none"
+        assert at.selectbox(key="models.ref").value == "tiny-cnn@1"
+        assert {m.label: m.value for m in at.metric}["val_accuracy"] == "80.0%"
+        parity = next(f for f in _frames(at) if "Top-1 agreement" in f.columns)
+        assert list(parity["Format"]) == [export.FORMAT_INFO[f][0] for f in export.FORMATS]
+        exported = parity[parity["Status"] != "— not exported"]
+        assert len(exported) == len(SEEDED_FORMATS)
+        assert set(exported["Status"]) <= {"✓ ok", "⚠ diverging", "✗ failed"}
+        assert (exported["Size (MB)"].astype(float) > 0).all() and (exported["Latency (ms)"].astype(float) > 0).all()
+        lossless = parity[parity["Format"].isin(["TFLite float32", "ONNX (tf2onnx)"])]
+        assert (lossless["Top-1 agreement"] == "100.0%").all()
+        assert (parity.loc[parity["Status"] == "— not exported", "Top-1 agreement"] == "").all()
+        notes = " ".join(c.value for c in at.caption)
+        assert "Held-out set:" in notes and "generated images" in notes
+        # Every file is offered for download.
+        labels = [b.label for b in elements(at, "download_button")]
+        assert any("model.keras" in label for label in labels) and any("ONNX" in label for label in labels)
+        assert len(labels) == 3 + len(SEEDED_FORMATS)
+
+
+def test_set_the_active_model(monkeypatch, seeded):
+    with app_with_settings(monkeypatch, seeded, page=PAGE) as at:
+        at.run()
+        at.selectbox(key="models.ref").set_value("tiny-cnn@2").run()
+        assert "no exports yet" in " ".join(i.value for i in at.info)
+        at.button(key="models.activate").click().run()
+        assert not at.exception, at.exception
+        assert registry.active_model(seeded) == ("tiny-cnn", "2")
+        assert any("tiny-cnn@2 is now the active model" in s.value for s in at.success)
+        assert at.selectbox(key="models.ref").options[0] == "tiny-cnn@2"
+
+
+def test_run_exports_from_the_page(monkeypatch, seeded):
+    with app_with_settings(monkeypatch, seeded, page=PAGE) as at:
+        at.run()
+        at.selectbox(key="models.ref").set_value("tiny-cnn@2").run()
+        at.multiselect(key="models.formats").set_value(["tflite-fp32", "onnx"])
+        next(b for b in at.button if b.label == "Run exports").click().run()
+        assert not at.exception, at.exception
+        report = export.read_parity("tiny-cnn", "2", seeded)
+        assert set(report["exports"]) == {"tflite-fp32", "onnx"}
+        assert any("Exports of tiny-cnn@2 finished" in s.value for s in at.success)
+        parity = next(f for f in _frames(at) if "Top-1 agreement" in f.columns)
+        assert (parity["Status"] == "— not exported").sum() == len(export.FORMATS) - 2
+        assert list(parity.loc[parity["Status"] != "— not exported", "Format"]) == ["TFLite float32", "ONNX (tf2onnx)"]
+
+
+def test_compare_two_versions(monkeypatch, seeded):
+    with app_with_settings(monkeypatch, seeded, page=PAGE) as at:
+        at.run()
+        assert at.selectbox(key="models.compare.a").value == "tiny-cnn@1"
+        assert at.selectbox(key="models.compare.b").value == "tiny-cnn@2"
+        table = next(f for f in _frames(at) if "Δ (B − A)" in f.columns).set_index("")
+        assert table.loc["val_accuracy", "Δ (B − A)"] == "+0.05"
+        assert table.loc["test.accuracy", "tiny-cnn@1"] == "—"
+
+
+def test_delete_needs_confirmation_and_never_the_active_one(monkeypatch, seeded):
+    with app_with_settings(monkeypatch, seeded, page=PAGE) as at:
+        at.run()
+        assert "cannot be deleted" in " ".join(i.value for i in at.info)
+        assert not [b for b in at.button if b.key == "models.delete"]
+        at.selectbox(key="models.ref").set_value("tiny-cnn@2").run()
+        assert at.button(key="models.delete").disabled
+        at.checkbox(key="models.delete.confirm.tiny-cnn@2").check().run()
+        at.button(key="models.delete").click().run()
+        assert not at.exception, at.exception
+        assert registry.versions("tiny-cnn", seeded) == ["1"]
+        assert any("Deleted tiny-cnn@2" in s.value for s in at.success)
+        assert at.selectbox(key="models.ref").options == ["tiny-cnn@1"]
+
+
+def test_a_corrupt_parity_report_is_an_error_message(monkeypatch, seeded):
+    path = registry.model_dir("tiny-cnn", "1", seeded) / "exports" / "parity.json"
+    path.write_text("{not json")
+    with app_with_settings(monkeypatch, seeded, page=PAGE) as at:
+        at.run()
+        assert not at.exception, at.exception
+        assert any("not valid JSON" in e.value for e in at.error)
+
+
+def test_serving_backend_choice(monkeypatch, seeded):
+    from imgrec import backends
+
+    with app_with_settings(monkeypatch, seeded, page=PAGE) as at:
+        at.run()
+        choice = at.selectbox(key="models.serving.tiny-cnn@1")
+        assert choice.value == "keras" and "ONNX (tf2onnx)" in choice.options
+        choice.set_value("onnx").run()
+        at.button(key="models.serving.apply").click().run()
+        assert not at.exception, at.exception
+        assert backends.serving_backend("tiny-cnn", "1", seeded) == "onnx"
+        json.loads((registry.model_dir("tiny-cnn", "1", seeded) / "exports" / "serving.json").read_text())

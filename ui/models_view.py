@@ -1,0 +1,317 @@
+"""Display pieces of the Models page: the overview, a card, the parity table, comparisons, downloads.
+
+Presentation only: every number comes from ``imgrec.registry``, ``imgrec.export`` and
+``imgrec.backends``. Files are read when a download is clicked (deferred ``data``), never on a rerun.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from imgrec import backends, export, registry
+from imgrec.card import CARD_FILE, MODEL_FILE, ModelCard
+from imgrec.config import Settings
+from imgrec.errors import ImgrecError
+
+FLASH = "models.flash"
+# Plain text symbols: a browser without an emoji font still draws them.
+STATUS_ICONS = {export.STATUS_OK: "✓ ok", export.STATUS_DIVERGING: "⚠ diverging", export.STATUS_FAILED: "✗ failed"}
+NOT_EXPORTED = "— not exported"
+
+
+# -- Messages that survive the rerun after an action -----------------------------------------------
+
+
+def flash(kind: str, message: str) -> None:
+    st.session_state[FLASH] = (kind, message)
+
+
+def show_flash() -> None:
+    kind, message = st.session_state.pop(FLASH, (None, None))
+    if kind == "success":
+        st.success(message, icon=":material/check_circle:")
+    elif kind == "warning":
+        st.warning(message, icon=":material/warning:")
+    elif kind == "error":
+        st.error(message, icon=":material/error:")
+
+
+def changed() -> None:
+    """After a change to the registry: the model list other pages cache is stale."""
+    from ui import cache
+
+    cache.model_refs.clear()
+
+
+# -- Overview and the card ---------------------------------------------------------------------------
+
+
+def active_ref(settings: Settings) -> str | None:
+    try:
+        return "@".join(registry.resolve(settings=settings))
+    except ImgrecError:
+        return None
+
+
+def ordered_refs(cards: list[ModelCard], active: str | None) -> list[str]:
+    return sorted((c.ref for c in cards), key=lambda ref: ref != active)
+
+
+def overview(cards: list[ModelCard], active: str | None, settings: Settings) -> None:
+    rows = []
+    for card in cards:
+        results = _results(card, settings)
+        rows.append({
+            "Model": card.name,
+            "Version": card.version,
+            "Active": card.ref == active,
+            "Backbone": card.backbone,
+            "Classes": card.num_classes,
+            "Input": f"{card.input_size[0]}×{card.input_size[1]}",
+            "Dataset": card.dataset,
+            "Exports ok": f"{sum(r.ok for r in results)} / {len(results)}" if results else "none",
+            "Created": card.created.replace("T", " ")[:16],
+        })
+    st.dataframe(
+        pd.DataFrame(rows), hide_index=True, width="stretch",
+        column_config={"Active": st.column_config.CheckboxColumn("Active", width="small")},
+    )
+
+
+def card_panel(card: ModelCard) -> None:
+    left, right = st.columns([1, 1.4], gap="large")
+    with left:
+        st.markdown(
+            "\n".join([
+                f"- **Backbone:** {card.backbone}",
+                f"- **Input size:** {card.input_size[0]} × {card.input_size[1]} RGB (raw 0–255; "
+                f"`{card.preprocessing}` preprocessing inside the model)",
+                f"- **Dataset:** {card.dataset}",
+                f"- **Task:** {card.task}",
+                f"- **Created:** {card.created.replace('T', ' ')}",
+                f"- **Classes:** {card.num_classes}",
+            ])
+        )
+        if card.description:
+            st.caption(card.description)
+    with right:
+        metrics = flat_metrics(card.metrics)
+        if not metrics:
+            st.info("This card records no evaluation metrics (the stock ImageNet model was not trained here).",
+                    icon=":material/info:")
+        else:
+            numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            cells = st.columns(min(4, max(1, len(numeric)))) if numeric else []
+            for index, (key, value) in enumerate(list(numeric.items())[:8]):
+                cells[index % len(cells)].metric(key, format_metric(key, value))
+            others = {k: v for k, v in metrics.items() if k not in numeric or list(numeric).index(k) >= 8}
+            if others:
+                st.dataframe(pd.DataFrame({"metric": list(others), "value": [str(v) for v in others.values()]}),
+                             hide_index=True, width="stretch")
+        with st.expander(f"Class names ({card.num_classes})"):
+            st.dataframe(pd.DataFrame({"index": range(card.num_classes), "class": card.class_names}),
+                         hide_index=True, width="stretch", height=min(400, 38 + 35 * card.num_classes))
+
+
+def flat_metrics(metrics: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in (metrics or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flat_metrics(value, f"{name}."))
+        elif isinstance(value, (list, tuple)) and len(value) > 6:
+            continue  # per-class arrays and curves: not a figure to show in a table
+        else:
+            flat[name] = value
+    return flat
+
+
+def format_metric(key: str, value) -> str:
+    if isinstance(value, float) and 0 <= value <= 1 and any(w in key.lower() for w in ("acc", "precision", "recall", "f1", "auc", "top")):
+        return f"{value:.1%}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+# -- Exports and parity --------------------------------------------------------------------------------
+
+
+def _results(card: ModelCard, settings: Settings) -> list[export.ExportResult]:
+    try:
+        return export.export_results(card.name, card.version, settings)
+    except ImgrecError:
+        return []
+
+
+def parity_frame(report: dict) -> pd.DataFrame:
+    """One row per format, exported or not, with the parity figures and ratios to the Keras model."""
+    keras = report.get("keras", {})
+    exports = report.get("exports", {})
+    rows = []
+    for fmt in export.FORMATS:
+        label = export.FORMAT_INFO[fmt][0]
+        entry = exports.get(fmt)
+        if entry is None:
+            rows.append({"Format": label, "Status": NOT_EXPORTED})
+            continue
+        result = export.ExportResult.from_dict(entry)
+        size_mb = result.size_bytes / 1e6 if result.size_bytes else None
+        rows.append({
+            "Format": label,
+            "Status": STATUS_ICONS.get(result.status, result.status),
+            "Top-1 agreement": result.top1_agreement,
+            "Top-1 (Keras sure)": result.confident_top1_agreement,
+            "Top-5 overlap": result.top5_overlap,
+            "Max |Δp|": result.max_prob_diff,
+            "Size (MB)": size_mb,
+            "× smaller": _ratio(keras.get("size_bytes"), result.size_bytes),
+            "Latency (ms)": result.latency_ms,
+            "× faster": _ratio(result.keras_latency_ms, result.latency_ms),
+            "Reason": result.reason,
+        })
+    frame = pd.DataFrame(rows)
+    if "Top-1 (Keras sure)" in frame and frame["Top-1 (Keras sure)"].isna().all():
+        frame = frame.drop(columns="Top-1 (Keras sure)")  # Keras is never that sure on these images
+    return frame
+
+
+def _ratio(reference, value):
+    return round(reference / value, 2) if reference and value else None
+
+
+PARITY_FORMATS = {
+    "Top-1 agreement": "{:.1%}", "Top-1 (Keras sure)": "{:.1%}", "Top-5 overlap": "{:.1%}", "Max |Δp|": "{:.2g}",
+    "Size (MB)": "{:.2f}", "× smaller": "{:.1f}×", "Latency (ms)": "{:.1f}", "× faster": "{:.2f}×",
+}
+
+
+def parity_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """The parity frame as text: figures formatted, blanks (not "None") where a format was not exported."""
+    shown = frame.copy()
+    for column in shown.columns:
+        pattern = PARITY_FORMATS.get(column)
+        shown[column] = [("" if pd.isna(v) else pattern.format(v) if pattern else str(v)) for v in shown[column]]
+    return shown
+
+
+def parity_table(report: dict) -> None:
+    st.dataframe(
+        parity_display(parity_frame(report)), hide_index=True, width="stretch", key="models.parity",
+        column_config={
+            "Top-1 (Keras sure)": st.column_config.TextColumn(
+                help=f"Top-1 agreement on the held-out images Keras scores ≥ {export.CONFIDENT_SCORE:.0%}"),
+            "Max |Δp|": st.column_config.TextColumn(help="Largest absolute probability difference"),
+            "× smaller": st.column_config.TextColumn(help="Keras .keras file size / export size"),
+            "Latency (ms)": st.column_config.TextColumn(
+                help="One image, median, on this machine: TensorFlow for the SavedModel, the LiteRT "
+                "interpreter for TFLite, ONNX Runtime for ONNX"),
+            "× faster": st.column_config.TextColumn(help="Keras latency / export latency"),
+            "Reason": st.column_config.TextColumn(width="large"),
+        },
+    )
+
+
+def parity_notes(report: dict) -> None:
+    keras = report.get("keras", {})
+    held = report.get("held_out", {})
+    calibration = report.get("calibration", {})
+    thresholds = report.get("thresholds", {})
+    lines = []
+    if keras:
+        lines.append(f"**Reference:** Keras model, {keras.get('size_bytes', 0) / 1e6:.2f} MB, "
+                     f"{keras.get('latency_ms', 0):.1f} ms per image on this machine.")
+    if held:
+        lines.append(f"**Held-out set:** {held.get('description', '')}.")
+    if calibration:
+        lines.append(f"**int8 calibration set:** {calibration.get('description', '')}.")
+    if thresholds:
+        lines.append(f"**Diverging** when top-1 agreement is below {thresholds.get('min_top1_agreement', 0):.0%} "
+                     f"or top-5 overlap below {thresholds.get('min_top5_overlap', 0):.0%}. "
+                     f"Last run {report.get('updated', '').replace('T', ' ')}.")
+    st.caption("  \n".join(lines))
+    bad = [e for e in report.get("exports", {}).values() if e.get("status") != export.STATUS_OK]
+    for entry in bad:
+        label = export.FORMAT_INFO.get(entry["format"], (entry["format"],))[0]
+        message = f"**{label}** is {entry['status']}: {entry.get('reason') or 'no reason recorded'}"
+        (st.error if entry["status"] == export.STATUS_FAILED else st.warning)(message, icon=":material/warning:")
+
+
+def serving_choice_label(fmt: str) -> str:
+    return "Keras (the .keras model)" if fmt == backends.KERAS else export.FORMAT_INFO.get(fmt, (fmt,))[0]
+
+
+# -- Comparison -----------------------------------------------------------------------------------
+
+
+def comparison_frame(a: ModelCard, b: ModelCard) -> pd.DataFrame:
+    fields = {
+        "Backbone": (a.backbone, b.backbone),
+        "Dataset": (a.dataset, b.dataset),
+        "Input size": (f"{a.input_size[0]}×{a.input_size[1]}", f"{b.input_size[0]}×{b.input_size[1]}"),
+        "Classes": (a.num_classes, b.num_classes),
+        "Created": (a.created.replace("T", " "), b.created.replace("T", " ")),
+    }
+    ma, mb = flat_metrics(a.metrics), flat_metrics(b.metrics)
+    rows = [{"": k, a.ref: str(va), b.ref: str(vb), "Δ (B − A)": ""} for k, (va, vb) in fields.items()]
+    for key in sorted(set(ma) | set(mb)):
+        va, vb = ma.get(key), mb.get(key)
+        delta = ""
+        if _number(va) and _number(vb):
+            delta = f"{vb - va:+.4g}"
+        rows.append({"": key, a.ref: "—" if va is None else format_metric(key, va),
+                     b.ref: "—" if vb is None else format_metric(key, vb), "Δ (B − A)": delta})
+    return pd.DataFrame(rows)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# -- Downloads --------------------------------------------------------------------------------------
+
+
+def downloads(card: ModelCard, settings: Settings) -> None:
+    folder = registry.model_dir(card.name, card.version, settings)
+    files = [(f"Model ({MODEL_FILE})", folder / MODEL_FILE, f"{card.name}-{card.version}.keras"),
+             (f"Model card ({CARD_FILE})", folder / CARD_FILE, f"{card.name}-{card.version}-card.json"),
+             ("Parity report (parity.json)", folder / export.EXPORTS_DIR / export.PARITY_FILE,
+              f"{card.name}-{card.version}-parity.json")]
+    cells = st.columns(3)
+    for index, (label, path, file_name) in enumerate(files):
+        with cells[index % 3]:
+            _download(label, path, file_name, f"models.download.{index}")
+    results = _results(card, settings)
+    if not results:
+        st.caption("No exports yet: run them on the Exports tab.")
+        return
+    st.markdown("**Exports**")
+    cells = st.columns(3)
+    for index, result in enumerate(r for r in results if r.path):
+        with cells[index % 3]:
+            path = folder / result.path
+            if not path.exists():
+                st.caption(f"{result.label}: file missing")
+                continue
+            size = result.size_bytes / 1e6
+            st.download_button(
+                f"{result.label} · {size:.1f} MB", key=f"models.download.{result.format}",
+                data=_lazy_export(card.name, card.version, result.format, settings),
+                file_name=f"{card.name}-{card.version}-{result.format}{'.zip' if path.is_dir() else path.suffix}",
+                on_click="ignore", icon=":material/download:", width="stretch",
+            )
+
+
+def _download(label: str, path: Path, file_name: str, key: str) -> None:
+    if not path.exists():
+        st.caption(f"{label}: not there yet")
+        return
+    st.download_button(f"{label} · {path.stat().st_size / 1e6:.2f} MB", data=lambda: path.read_bytes(),
+                       file_name=file_name, key=key, on_click="ignore", icon=":material/download:", width="stretch")
+
+
+def _lazy_export(name: str, version: str, fmt: str, settings: Settings):
+    return lambda: export.download_bytes(name, version, fmt, settings)[1]
