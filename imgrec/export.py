@@ -44,6 +44,7 @@ from imgrec.config import Settings, get_settings
 from imgrec.errors import ModelError
 
 EXPORTS_DIR = "exports"
+TRAINING_REPORT = "report.json"  # written by imgrec.train beside a trained model; its config names the dataset
 PARITY_FILE = "parity.json"
 ONNX_OPSET = 17
 
@@ -303,6 +304,7 @@ def _dataset_images(card: ModelCard, settings: Settings, held_out: int, calibrat
     source = _dataset_source(card, settings)
     if source is None:
         return None
+    label = card.dataset if source == card.dataset else f"{card.dataset}' ('{source}"
     from imgrec import data
 
     per_class = max(2, -(-max(held_out, calibration) // max(card.num_classes, 1)))
@@ -328,21 +330,35 @@ def _dataset_images(card: ModelCard, settings: Settings, held_out: int, calibrat
     held = load(test, held_out)
     cal = load(val, calibration)
     return (
-        ImageSet(held, "dataset", f"{len(held)} images of the {held_name} of dataset '{card.dataset}'"),
-        ImageSet(cal, "dataset", f"{len(cal)} images of the validation split of dataset '{card.dataset}'"),
+        ImageSet(held, "dataset", f"{len(held)} images of the {held_name} of dataset '{label}'"),
+        ImageSet(cal, "dataset", f"{len(cal)} images of the validation split of dataset '{label}'"),
     )
 
 
 def _dataset_source(card: ModelCard, settings: Settings) -> str | None:
+    """The dataset a model was trained on: the training run's config saved beside it, else the card's name."""
     try:
         from imgrec import data
     except Exception:  # noqa: BLE001 - the datasets module is optional for exports
         return None
-    for key, description in data.BUILTIN.items():
-        if card.dataset in (key, description) or card.dataset.lower().startswith(key.replace("_", "-")):
-            return key
-    if card.dataset and Path(card.dataset).expanduser().is_dir():
-        return card.dataset
+    candidates = []
+    report = registry.model_dir(card.name, card.version, settings) / TRAINING_REPORT
+    try:
+        candidates.append(str(json.loads(report.read_text())["config"]["dataset"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    candidates.append(card.dataset)
+    for candidate in candidates:
+        if not candidate:
+            continue
+        if candidate in data.BUILTIN:
+            return candidate
+        normalised = "".join(ch for ch in candidate.lower() if ch.isalnum())
+        for key, description in data.BUILTIN.items():
+            if normalised == key.replace("_", "") or candidate == description:
+                return key
+        if Path(candidate).expanduser().is_dir():
+            return candidate
     return None
 
 
@@ -386,7 +402,8 @@ def _photo_images(card: ModelCard, settings: Settings, held_out: int, calibratio
     n = len(photos)
     return (
         ImageSet(np.stack(held), "sample-photos",
-                 f"{len(held)} images: the {n} sample photos and variants of them (flipped, cropped, darker, brighter, rotated)"),
+                 f"{len(held)} images: the {n} sample photos and variants of them "
+                 "(flipped, cropped, darker, brighter, rotated)"),
         ImageSet(np.stack(cal), "sample-photos",
                  f"{len(cal)} random crops of the same {n} sample photos (never the held-out variants)"),
     )

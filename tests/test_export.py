@@ -158,6 +158,31 @@ def test_a_converter_failure_is_a_failed_result_not_a_crash(tmp_path, monkeypatc
         backends.load_backend("tiny-cnn", "1", "onnx", settings)
 
 
+def test_held_out_and_calibration_come_from_the_training_dataset(tmp_path):
+    """A trained model's report.json names its dataset: calibration from val, held-out from test, disjoint."""
+    from PIL import Image
+
+    root = tmp_path / "shapes"
+    for index, name in enumerate(("cat", "dog", "bird")):
+        (root / name).mkdir(parents=True)
+        for i, image in enumerate(export.generated_images((40, 40), 12, seed=10 * index + 1)):
+            Image.fromarray(image).save(root / name / f"{i}.png")
+    settings = make_settings(tmp_path)
+    card = tiny_card().with_updates(dataset="shapes", class_names=("bird", "cat", "dog"))  # folder classes sort
+    card = registry.save_model(build_tiny_model(), card, settings)
+    folder = registry.model_dir(card.name, card.version, settings)
+    (folder / "report.json").write_text(json.dumps({"config": {"dataset": str(root)}}))
+    held_out, calibration = export.evaluation_data(card, settings)
+    assert held_out.source == calibration.source == "dataset", held_out.description
+    assert "test split" in held_out.description and "validation split" in calibration.description
+    assert held_out.images.shape[1:] == (32, 32, 3) and held_out.images.dtype == np.uint8
+    held = {image.tobytes() for image in held_out.images}
+    assert not held & {image.tobytes() for image in calibration.images}
+    # Without the report, the card's dataset name alone does not point to any data: generated images.
+    (folder / "report.json").unlink()
+    assert export.evaluation_data(card, settings)[0].source == "generated"
+
+
 def test_format_names_and_missing_models(tmp_path):
     assert export.parse_formats(None) == list(export.FORMATS)
     assert export.parse_formats("onnx, tflite-int8") == ["tflite-int8", "onnx"]

@@ -130,7 +130,8 @@ def flat_metrics(metrics: dict, prefix: str = "") -> dict:
 
 
 def format_metric(key: str, value) -> str:
-    if isinstance(value, float) and 0 <= value <= 1 and any(w in key.lower() for w in ("acc", "precision", "recall", "f1", "auc", "top")):
+    fractions = ("acc", "precision", "recall", "f1", "auc", "top")
+    if isinstance(value, float) and 0 <= value <= 1 and any(word in key.lower() for word in fractions):
         return f"{value:.1%}"
     if isinstance(value, float):
         return f"{value:.4g}"
