@@ -41,6 +41,7 @@ def test_empty_page_offers_the_form_and_launches_a_run(monkeypatch, tmp_path):
         at.selectbox(key="train.backbone").set_value("small_cnn").run()
         at.toggle(key="train.aug.flip").set_value(True).run()
         at.toggle(key="train.aug.cutout").set_value(True).run()
+        at.toggle(key="train.aug.preview").set_value(True).run()
         assert len(elements(at, "image")) >= 6  # the augmentation preview grid
         at.text_input(key="train.name").input("from-page").run()
         at.button(key="train.launch").click().run()

@@ -95,7 +95,8 @@ def run_form() -> RunConfig | None:
         patience = st.number_input("Early-stopping patience (0 = off)", 0, 100, 5, key="train.patience")
         limit = st.number_input("Max images per class and split (0 = all)", 0, 100_000, 0, key="train.limit")
     augment = augmentation_controls()
-    with st.expander("Augmentation preview", icon=":material/grid_view:"):
+    # On demand: a preview loads the dataset, which for a built-in means unpacking it the first time.
+    if st.toggle("Preview augmentations", key="train.aug.preview", disabled=not dataset):
         augmentation_preview(dataset, augment, size)
     if dataset and choice == FOLDER_CHOICE:
         dataset_report_panel(dataset)
@@ -264,7 +265,9 @@ def curves_chart(metrics: list[dict]) -> alt.Chart:
     base = alt.Chart(frame).mark_line(point=True).encode(
         x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
-        color=alt.Color("split:N", title=None, scale=alt.Scale(domain=["train", "validation"])),
+        color=alt.Color("split:N", title=None,
+                        scale=alt.Scale(domain=["train", "validation"], range=["#2563eb", "#f59e0b"]),
+                        legend=alt.Legend(orient="top")),
         strokeDash=alt.StrokeDash("split:N", legend=None),
         tooltip=["epoch:Q", "phase:N", "split:N", alt.Tooltip("value:Q", format=".4f")],
     ).properties(height=220, width=320)
@@ -275,18 +278,32 @@ def curves_chart(metrics: list[dict]) -> alt.Chart:
 
 
 def history_table() -> str | None:
-    """All runs as a table; returns the run id picked for the run panel."""
+    """All runs as a table (refreshing itself while a run is live); returns the run id picked for the run panel."""
     all_runs = runs.list_runs(get_settings())
     if not all_runs:
         st.info("No runs yet. Configure one above and press Launch run.", icon=":material/history:")
         return None
+    live = any(run.status()["state"] in runs.LIVE_STATES for run in all_runs)
+
+    @st.fragment(run_every=REFRESH_SECONDS * 2 if live else None)
+    def table():
+        _history_frame(runs.list_runs(get_settings()))
+
+    table()
+    ids = [run.id for run in all_runs]
+    if st.session_state.get(PICK) not in ids:
+        st.session_state.pop(PICK, None)
+    return st.selectbox("Show run", ids, key=PICK)
+
+
+def _history_frame(all_runs: list) -> None:
     rows = []
     for run in all_runs:
         status = run.status()
         metrics = status.get("metrics") or {}
         rows.append({
             "run": run.id, "state": status["state"], "model": status.get("model_ref") or "",
-            "dataset": status.get("dataset", ""), "backbone": status.get("backbone", ""),
+            "dataset": Path(status.get("dataset") or "").name, "backbone": status.get("backbone", ""),
             "epochs": f"{status.get('epoch', 0)}/{status.get('total_epochs', '?')}",
             "best val acc": status.get("best_val_accuracy"), "test acc": metrics.get("accuracy"),
             "created": status.get("created", ""),
@@ -295,10 +312,6 @@ def history_table() -> str | None:
     st.dataframe(frame, width="stretch", hide_index=True,
                  column_config={"best val acc": st.column_config.NumberColumn(format="percent"),
                                 "test acc": st.column_config.NumberColumn(format="percent")})
-    ids = [r["run"] for r in rows]
-    if st.session_state.get(PICK) not in ids:
-        st.session_state.pop(PICK, None)
-    return st.selectbox("Show run", ids, key=PICK)
 
 
 # -- Evaluation -----------------------------------------------------------------------------------
