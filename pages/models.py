@@ -122,6 +122,7 @@ with exports_tab:
             except Exception as exc:  # noqa: BLE001
                 show_error(exc)
             else:
+                view.changed(predictors=True)
                 view.flash("success", f"{card.ref} is now served with {view.serving_choice_label(chosen)}.")
                 st.rerun()
 

@@ -39,11 +39,14 @@ def show_flash() -> None:
         st.error(message, icon=":material/error:")
 
 
-def changed() -> None:
-    """After a change to the registry: the model list other pages cache is stale."""
+def changed(predictors: bool = False) -> None:
+    """After a change to the registry: the model list other pages cache is stale (and the predictors,
+    when the backend that serves a version changed)."""
     from ui import cache
 
     cache.model_refs.clear()
+    if predictors:
+        cache.predictor.clear()
 
 
 # -- Overview and the card ---------------------------------------------------------------------------
