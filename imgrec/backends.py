@@ -201,23 +201,27 @@ def load_predictor(name: str | None = None, version: str | None = None, settings
 
 
 class ExportPredictor(Predictor):
-    """A Predictor whose batches go through an export backend instead of the Keras graph."""
+    """A Predictor whose batches go through an export backend instead of the Keras graph.
+
+    Works with today's Predictor; once Predictor takes a ``backend`` itself (see the proposal in
+    the export work), ``load_predictor`` can build a plain Predictor and this class can go.
+    """
 
     def __init__(self, model, card: ModelCard, backend):
-        self.backend = backend
+        self._export_backend = backend  # not "backend": a Predictor with its own backend attribute must not clash
         super().__init__(model, card)  # builds the (unused until Grad-CAM) Keras function; warms the backend
 
     def warm_up(self) -> float:
         started = time.perf_counter()
-        self.backend.predict_batch(np.zeros((1, *self.card.input_size, 3), np.uint8))
+        self._export_backend.predict_batch(np.zeros((1, *self.card.input_size, 3), np.uint8))
         return time.perf_counter() - started
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
-        return self.backend.predict_batch(np.asarray(batch, np.uint8))
+        return self._export_backend.predict_batch(np.asarray(batch, np.uint8))
 
     @property
     def backend_name(self) -> str:
-        return self.backend.format
+        return self._export_backend.format
 
 
 # -- Helpers ---------------------------------------------------------------------------------------
