@@ -157,3 +157,22 @@ def test_serving_backend_choice(monkeypatch, seeded):
         assert not at.exception, at.exception
         assert backends.serving_backend("tiny-cnn", "1", seeded) == "onnx"
         json.loads((registry.model_dir("tiny-cnn", "1", seeded) / "exports" / "serving.json").read_text())
+
+
+def test_failed_and_diverging_exports_are_shown_with_their_reason(monkeypatch, seeded):
+    path = registry.model_dir("tiny-cnn", "1", seeded) / "exports" / "parity.json"
+    report = json.loads(path.read_text())
+    report["exports"]["onnx"].update(status="failed", reason="export failed: ValueError: op Foo is not supported")
+    report["exports"]["tflite-fp32"].update(status="diverging", reason="top-1 agrees with Keras on 40.0%")
+    path.write_text(json.dumps(report))
+    with app_with_settings(monkeypatch, seeded, page=PAGE) as at:
+        at.run()
+        assert not at.exception, at.exception
+        parity = next(f for f in _frames(at) if "Top-1 agreement" in f.columns).set_index("Format")
+        assert parity.loc["ONNX (tf2onnx)", "Status"] == "✗ failed"
+        assert parity.loc["TFLite float32", "Status"] == "⚠ diverging"
+        assert any("op Foo is not supported" in e.value for e in at.error)
+        assert any("40.0%" in w.value for w in at.warning)
+        # Neither can be chosen to serve predictions.
+        options = at.selectbox(key="models.serving.tiny-cnn@1").options
+        assert "ONNX (tf2onnx)" not in options and "TFLite float32" not in options

@@ -175,7 +175,6 @@ def parity_frame(report: dict) -> pd.DataFrame:
             "× smaller": _ratio(keras.get("size_bytes"), result.size_bytes),
             "Latency (ms)": result.latency_ms,
             "× faster": _ratio(result.keras_latency_ms, result.latency_ms),
-            "Reason": result.reason,
         })
     frame = pd.DataFrame(rows)
     if "Top-1 (Keras sure)" in frame and frame["Top-1 (Keras sure)"].isna().all():
@@ -203,6 +202,7 @@ def parity_display(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def parity_table(report: dict) -> None:
+    """The figures; the reason of each failed or diverging export follows in ``parity_notes``."""
     st.dataframe(
         parity_display(parity_frame(report)), hide_index=True, width="stretch", key="models.parity",
         column_config={
@@ -214,7 +214,6 @@ def parity_table(report: dict) -> None:
                 help="One image, median, on this machine: TensorFlow for the SavedModel, the LiteRT "
                 "interpreter for TFLite, ONNX Runtime for ONNX"),
             "× faster": st.column_config.TextColumn(help="Keras latency / export latency"),
-            "Reason": st.column_config.TextColumn(width="large"),
         },
     )
 
@@ -302,7 +301,8 @@ def downloads(card: ModelCard, settings: Settings) -> None:
                 continue
             size = result.size_bytes / 1e6
             st.download_button(
-                f"{result.label} · {size:.1f} MB", key=f"models.download.{result.format}",
+                f"{result.label}{' (zip)' if path.is_dir() else ''} · {size:.1f} MB",
+                key=f"models.download.{result.format}",
                 data=_lazy_export(card.name, card.version, result.format, settings),
                 file_name=f"{card.name}-{card.version}-{result.format}{'.zip' if path.is_dir() else path.suffix}",
                 on_click="ignore", icon=":material/download:", width="stretch",
