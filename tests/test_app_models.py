@@ -10,6 +10,9 @@ import pytest
 from imgrec import export, registry
 from tests.apptest import app_with_settings, elements
 from tests.conftest import build_tiny_model, make_settings, tiny_card
+from tests.test_export import requires_export_runtimes
+
+pytestmark = requires_export_runtimes
 
 PAGE = "pages/models.py"
 

@@ -7,8 +7,9 @@ import pytest
 from imgrec import registry
 from tests.browser import browser_page, screenshot, streamlit_server
 from tests.test_app_models import seed
+from tests.test_export import requires_export_runtimes
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, requires_export_runtimes]
 
 
 def test_parity_table_and_set_active(tmp_path):
