@@ -78,6 +78,10 @@ class RunConfig:
         if isinstance(self.image_size, (int, float)):
             self.image_size = (int(self.image_size), int(self.image_size))
         self.image_size = tuple(int(v) for v in self.image_size)
+        from imgrec.data import BUILTIN
+
+        if self.dataset and self.dataset not in BUILTIN:  # a folder: absolute, so any worker finds it
+            self.dataset = str(Path(self.dataset).expanduser().resolve())
         if isinstance(self.augment, dict) or self.augment is None:
             self.augment = AugmentConfig.from_dict(self.augment)
         self.validate()
@@ -194,7 +198,13 @@ class _Trainer:
         self.state.setdefault("best", None)
         self.state.setdefault("wait", 0)
         self.state.setdefault("train_seconds", 0.0)
+        # Wall time of earlier sessions (up to their last checkpoint) plus this one: data, features, epochs.
+        self._wall_before = float(self.state.get("wall_seconds", 0.0))
+        self._session_started = time.time()
         self._reconcile_metrics()
+
+    def wall_seconds(self) -> float:
+        return self._wall_before + time.time() - self._session_started
 
     def _reconcile_metrics(self) -> None:
         """After a kill: keep one line per finished epoch (up to the saved state), restoring the last."""
@@ -433,6 +443,7 @@ class _Trainer:
             "best_epoch": best_row.get("epoch"),
             "epochs_trained": len(history),
             "train_seconds": round(self.state["train_seconds"], 1),
+            "wall_seconds": round(self.wall_seconds(), 1),
         }
         card = ModelCard(
             name=config.name,
@@ -527,6 +538,7 @@ class _Recorder:
                     state["wait"] += 1
                 state["epoch"] = epoch + 1
                 state["last_row"] = row
+                state["wall_seconds"] = trainer.wall_seconds()
                 self.last_epoch_done = epoch + 1
                 # Weights, then state, then the metrics line: a kill anywhere in between leaves the
                 # state pointing at weights that exist; a missing line is restored from the state.

@@ -13,7 +13,7 @@ from tests.test_data import make_image_folder
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-EPOCHS = 12
+EPOCHS = 8
 
 
 def _epoch_shown(page) -> int:
@@ -62,6 +62,16 @@ def test_launch_a_tiny_run_and_watch_the_curve_grow(tmp_path):
         screenshot(page, "train-page")
         page.get_by_text("Evaluation of `browser-cnn@1`".replace("`", "")).first.wait_for(timeout=180_000)
         page.get_by_text("Make this the active model").wait_for()
+        # Choosing a confusion-matrix cell (top left: true blue, predicted blue) reports that cell.
+        heatmap = page.locator("[data-testid='stVegaLiteChart']").nth(1)
+        heatmap.locator("canvas, svg").first.wait_for()
+        page.wait_for_timeout(1000)
+        heatmap.click(position={"x": 127, "y": 64})
+        try:
+            page.get_by_text("Selected cell: true blue, predicted blue").wait_for(timeout=30_000)
+        except Exception:
+            screenshot(page, "train-page-failed")
+            raise
         page.get_by_text("Evaluation of").first.scroll_into_view_if_needed()
         page.wait_for_timeout(1500)
         shot = screenshot(page, "train-page-done")

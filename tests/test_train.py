@@ -87,7 +87,7 @@ def test_end_to_end_transfer_run_registers_a_working_model(tmp_path, monkeypatch
     card = registry.load_card("tiny-mnv2", "1", settings)
     assert card.class_names == ("blue", "green", "red") and card.input_size == (32, 32)
     assert card.preprocessing == "mobilenet_v2"
-    for key in ("accuracy", "top3_accuracy", "macro_f1", "ece", "temperature", "train_seconds", "val_accuracy"):
+    for key in ("accuracy", "top3_accuracy", "macro_f1", "ece", "temperature", "train_seconds", "wall_seconds", "val_accuracy"):
         assert key in card.metrics
     folder_out = registry.model_dir("tiny-mnv2", "1", settings)
     for name in ("report.json", "history.jsonl", "curves.png"):

@@ -225,7 +225,7 @@ def _status_header(run: runs.Run, status: dict) -> None:
     cols[0].metric("State", state)
     cols[1].metric("Best val accuracy", f"{status['best_val_accuracy']:.1%}" if status.get("best_val_accuracy") else "–")
     cols[2].metric("ETA", format_seconds(status.get("eta_seconds")) if state == runs.RUNNING else "–")
-    cols[3].metric("Training time", format_seconds(status.get("train_seconds")))
+    cols[3].metric("Epoch time", format_seconds(status.get("train_seconds")), help="Time spent in finished epochs.")
     if status.get("error"):
         st.error(status["error"])
 
@@ -341,7 +341,9 @@ def evaluation_panel(model_ref: str) -> None:
     cols[3].metric("Weighted F1", f"{report.weighted_f1:.3f}")
     cols[4].metric("ECE", f"{summary['ece']:.3f}", delta=f"{summary['ece_calibrated'] - summary['ece']:+.3f} at T={report.temperature:.2f}",
                    delta_color="inverse")
-    cols[5].metric("Training time", format_seconds(card.metrics.get("train_seconds")))
+    cols[5].metric("Wall time", format_seconds(card.metrics.get("wall_seconds") or card.metrics.get("train_seconds")),
+                   help="The whole run: data, cached features, epochs, evaluation (epochs alone: "
+                        f"{format_seconds(card.metrics.get('train_seconds'))}).")
     active = registry.active_model(settings)
     if active == (name, version):
         st.success("This is the active model.", icon=":material/verified:")
@@ -413,12 +415,17 @@ def reliability_chart(report) -> alt.Chart:
 
 
 def misclassified_gallery(report, config: dict, picked: tuple[str, str] | None, model_ref: str, limit: int = 24) -> None:
+    default = f"{picked[0]}|{picked[1]}" if picked else None
+    if picked:
+        count = len(report.errors.get(default, []))
+        st.markdown(f"Selected cell: true **{picked[0]}**, predicted **{picked[1]}** — "
+                    + (f"{count} misclassified image(s) below." if count else
+                       ("correct predictions." if picked[0] == picked[1] else "no images.")))
     cells = sorted(report.errors, key=lambda k: -len(report.errors[k]))
     if not cells:
         st.caption("No misclassified images in this split.")
         return
     labels = [k.replace("|", " → predicted ") + f" ({len(report.errors[k])})" for k in cells]
-    default = f"{picked[0]}|{picked[1]}" if picked else None
     if default not in cells:
         default = None
     key = st.selectbox("Misclassified images of a cell (or click the heatmap)", cells,
