@@ -108,6 +108,17 @@ class ExportResult:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def summary(self) -> str:
+        """One line for a terminal: status, parity figures, size and latency, and the reason if any."""
+        head = f"{self.format:<15} {self.status:<10}"
+        if self.top1_agreement is None:
+            return f"{head} {self.reason}"
+        figures = (f"top-1 {self.top1_agreement:6.1%}  top-5 {self.top5_overlap:6.1%}  "
+                   f"max|dp| {self.max_prob_diff if self.max_prob_diff is not None else float('nan'):.3g}  "
+                   f"{self.size_bytes / 1e6:7.2f} MB  {self.latency_ms or 0:7.1f} ms "
+                   f"(Keras {self.keras_latency_ms or 0:.1f} ms)")
+        return f"{head} {figures}" + (f"  {self.reason}" if self.reason else "")
+
     @classmethod
     def from_dict(cls, data: dict) -> ExportResult:
         known = {f.name for f in dataclasses.fields(cls)}

@@ -54,6 +54,7 @@ def test_every_format_is_exported_and_reported(exported):
     assert by_format["tflite-fp16"].size_bytes < 0.6 * by_format["tflite-fp32"].size_bytes
     assert by_format["tflite-int8"].size_bytes < 0.35 * by_format["tflite-fp32"].size_bytes
     assert by_format["tflite-int8"].max_prob_diff < 0.05
+    assert all(r.summary().startswith(r.format) and r.status in r.summary() for r in results)
     # No temp folders left behind.
     assert not [p.name for p in (folder / "exports").iterdir() if p.name.startswith(".") and p.name != ".lock"]
 
