@@ -288,7 +288,9 @@ class _Trainer:
         )
         recorder = _Recorder(self, phase, first_epoch, end_epoch, learning_rate)
         callbacks = [recorder]
-        if config.tensorboard:
+        if config.tensorboard and not _tensorboard_installed():
+            self.log("TensorBoard logs skipped: the tensorboard package is not installed.")
+        elif config.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(str(self.run_dir.tensorboard_dir / phase), write_graph=False))
         fit_model.fit(
             train_ds, validation_data=val_ds, epochs=end_epoch, initial_epoch=start, callbacks=callbacks,
@@ -560,6 +562,12 @@ class _Recorder:
 
 
 # -- Helpers ---------------------------------------------------------------------------------------
+
+
+def _tensorboard_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
 
 
 def _backbone_layer(model):

@@ -155,7 +155,7 @@ def test_runs_queue_one_at_a_time_and_a_queued_run_cancels(tmp_path):
     folder = make_image_folder(tmp_path / "ds", per_class=12)
     first = runs.submit(tiny_config(folder, name="first", epochs=3, throttle_seconds=0.3), settings)
     wait_until(lambda: first.state == runs.RUNNING, 90, "the first run to start", first)
-    second = runs.submit(tiny_config(folder, name="second", epochs=1), settings)
+    second = runs.submit(tiny_config(folder, name="second", epochs=1, loss="focal", tensorboard=True), settings)
     third = runs.submit(tiny_config(folder, name="third", epochs=1), settings)
     runs.cancel(third.id, settings)
     time.sleep(2)
@@ -165,3 +165,7 @@ def test_runs_queue_one_at_a_time_and_a_queued_run_cancels(tmp_path):
     assert second.status()["started"] >= first.status()["finished"]
     assert "started" not in third.status() and not third.metrics()
     assert registry.model_names(settings) == ["first", "second"]
+    model, card = registry.load_model("second", settings=settings)  # focal loss: still loads in safe mode
+    assert card.num_classes == 3
+    assert (list((second.dir / "tensorboard").rglob("events.out.tfevents*"))
+            or "tensorboard package is not installed" in second.log_path.read_text())
