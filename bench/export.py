@@ -10,7 +10,6 @@ Run: ``make bench`` or ``nice .venv/bin/python bench/export.py`` (KERAS_HOME as 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 import time
@@ -25,16 +24,19 @@ from imgrec.predict import Predictor
 from imgrec.samples import list_samples
 
 
-def bench_settings() -> Settings:
-    scratch = Path(tempfile.mkdtemp(prefix="imgrec-bench-export-"))
+def bench_settings(scratch: Path) -> Settings:
     samples = get_settings().samples_dir
-    if not list_samples(dataclasses.replace(get_settings(), samples_dir=samples)):
+    if not list_samples(get_settings()):
         samples = PROJECT_ROOT.parent / "shared" / "photos"
     return Settings(models_dir=scratch / "models", data_dir=scratch / "data", samples_dir=samples)
 
 
 def main() -> None:
-    settings = bench_settings()
+    with tempfile.TemporaryDirectory(prefix="imgrec-bench-export-") as scratch:  # ~100 MB of exports
+        run(bench_settings(Path(scratch)))
+
+
+def run(settings: Settings) -> None:
     started = time.perf_counter()
     card = registry.ensure_default_model(settings)
     name, version = card.name, card.version
