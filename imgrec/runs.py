@@ -54,6 +54,7 @@ FINAL_STATES = (COMPLETED, FAILED, CANCELLED, INTERRUPTED)
 SLOT_LOCK = ".slot.lock"
 # A queued run without a worker PID yet (just launched) counts as live this long.
 LAUNCH_GRACE_SECONDS = 60
+WORKER_LOG_ENV = "IMGREC_WORKER_LOG"  # "stdout": the worker's output is redirected to train.log
 
 
 def now() -> str:
@@ -267,7 +268,7 @@ _children: list[subprocess.Popen] = []
 def launch(run: Run, settings: Settings | None = None, extra_env: dict | None = None) -> int:
     """Start ``python -m imgrec train --run <id>`` as its own process (own session); returns its PID."""
     settings = settings or get_settings()
-    env = {**os.environ, **_settings_env(settings), **(extra_env or {})}
+    env = {**os.environ, **_settings_env(settings), WORKER_LOG_ENV: "stdout", **(extra_env or {})}
     with open(run.log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "imgrec", "train", "--run", run.id],

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -167,6 +168,8 @@ def execute_run(run: runs.Run, settings: Settings | None = None) -> dict:
             run.update_status(state=runs.RUNNING, started=runs.now(), message="Loading the dataset…", eta_seconds=None)
             result = _Trainer(run, config, settings).run()
         wall = time.time() - started
+        # Cached activations only serve a resume; a finished run does not need its (large) cache.
+        shutil.rmtree(run.dir / "features", ignore_errors=True)
         return run.update_status(state=runs.COMPLETED, finished=runs.now(), message=f"Saved {result['model_ref']}.",
                                  eta_seconds=0, session_seconds=round(wall, 1), **result)
     except (runs.Cancelled, _CancelledDuringTraining):
@@ -219,7 +222,11 @@ class _Trainer:
             write_atomically(self.run_dir.metrics_path, text.encode())
 
     def log(self, message: str) -> None:
-        print(f"[{runs.now()}] {message}", flush=True)
+        line = f"[{runs.now()}] {message}"
+        print(line, flush=True)
+        if os.environ.get(runs.WORKER_LOG_ENV) != "stdout":  # a launched worker's stdout already is the log
+            with open(self.run_dir.log_path, "a") as handle:
+                handle.write(line + "\n")
 
     # -- orchestration --
 

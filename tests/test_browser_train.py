@@ -13,7 +13,7 @@ from tests.test_data import make_image_folder
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-EPOCHS = 8
+EPOCHS = 6
 
 
 def _epoch_shown(page) -> int:
