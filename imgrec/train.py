@@ -448,7 +448,7 @@ class _Trainer:
         best_row = next((r for r in history if r.get("epoch") == best_epoch), {})
         metrics = {
             **report.summary(),
-            "val_accuracy": best_row.get(MONITOR),
+            "val_accuracy": None if best_row.get(MONITOR) is None else round(best_row[MONITOR], 5),
             "best_epoch": best_row.get("epoch"),
             "epochs_trained": len(history),
             "train_seconds": round(self.state["train_seconds"], 1),
