@@ -417,15 +417,23 @@ def reliability_chart(report) -> alt.Chart:
 def misclassified_gallery(report, config: dict, picked: tuple[str, str] | None, model_ref: str, limit: int = 24) -> None:
     default = f"{picked[0]}|{picked[1]}" if picked else None
     if picked:
-        count = len(report.errors.get(default, []))
-        st.markdown(f"Selected cell: true **{picked[0]}**, predicted **{picked[1]}** — "
-                    + (f"{count} misclassified image(s) below." if count else
-                       ("correct predictions." if picked[0] == picked[1] else "no images.")))
-    cells = sorted(report.errors, key=lambda k: -len(report.errors[k]))
+        names = report.class_names
+        count = (report.confusion[names.index(picked[0])][names.index(picked[1])]
+                 if picked[0] in names and picked[1] in names else 0)
+        if picked[0] == picked[1]:
+            verdict = f"{count} correct predictions."
+        else:
+            verdict = f"{count} misclassified image(s) below." if count else "no images."
+        st.markdown(f"Selected cell: true **{picked[0]}**, predicted **{picked[1]}** — {verdict}")
+    names = report.class_names
+    totals = {f"{names[i]}|{names[j]}": n for i, row in enumerate(report.confusion) for j, n in enumerate(row)}
+    cells = sorted(report.errors, key=lambda k: -totals.get(k, 0))
     if not cells:
         st.caption("No misclassified images in this split.")
         return
-    labels = [k.replace("|", " → predicted ") + f" ({len(report.errors[k])})" for k in cells]
+    labels = [k.replace("|", " → predicted ") + f" ({totals.get(k, 0)} images, "
+              f"{'first ' if len(report.errors[k]) < totals.get(k, 0) else ''}{len(report.errors[k])} kept)"
+              for k in cells]
     if default not in cells:
         default = None
     key = st.selectbox("Misclassified images of a cell (or click the heatmap)", cells,
