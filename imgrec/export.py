@@ -315,7 +315,7 @@ def _dataset_images(card: ModelCard, settings: Settings, held_out: int, calibrat
     source = _dataset_source(card, settings)
     if source is None:
         return None
-    label = card.dataset if source == card.dataset else f"{card.dataset}' ('{source}"
+    label = f"'{card.dataset}'" if source == card.dataset else f"'{card.dataset}' ({source})"
     from imgrec import data
 
     per_class = max(2, -(-max(held_out, calibration) // max(card.num_classes, 1)))
@@ -341,8 +341,8 @@ def _dataset_images(card: ModelCard, settings: Settings, held_out: int, calibrat
     held = load(test, held_out)
     cal = load(val, calibration)
     return (
-        ImageSet(held, "dataset", f"{len(held)} images of the {held_name} of dataset '{label}'"),
-        ImageSet(cal, "dataset", f"{len(cal)} images of the validation split of dataset '{label}'"),
+        ImageSet(held, "dataset", f"{len(held)} images of the {held_name} of dataset {label}"),
+        ImageSet(cal, "dataset", f"{len(cal)} images of the validation split of dataset {label}"),
     )
 
 
