@@ -385,6 +385,7 @@ class ApiState:
             "ok": True,
             "name": served.card.name,
             "version": served.card.version,
+            "backend": served.backend_name,
             "warmed": True,  # Predictor warms up in its constructor; it is only swapped in after
             "loaded_at": self.loaded_at,
         }

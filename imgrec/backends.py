@@ -8,9 +8,8 @@
 * ``onnx``        - ONNX Runtime on the CPU.
 
 Which backend serves a model version is a choice stored beside its exports
-(``exports/serving.json``; ``keras`` when absent) and :func:`load_predictor` returns a
-:class:`imgrec.predict.Predictor` that serves through it, so ``predict``, ``top_k`` and the rest
-stay the same. Only an export whose parity status is ``ok`` and whose files still match the
+(``exports/serving.json``; ``keras`` when absent); ``imgrec.predict.Predictor.load`` serves
+through it, so ``predict``, ``top_k`` and the rest stay the same. Only an export whose parity status is ``ok`` and whose files still match the
 checksums recorded at export time can be chosen or served.
 """
 
@@ -19,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +26,6 @@ from imgrec import registry
 from imgrec.card import ModelCard, write_atomically
 from imgrec.config import Settings, get_settings
 from imgrec.errors import ModelError
-from imgrec.predict import Predictor
 
 KERAS = "keras"
 SERVING_FILE = "serving.json"
@@ -181,47 +178,6 @@ def set_serving_backend(name: str, version: str, fmt: str, settings: Settings | 
     path = registry.model_dir(name, version, settings) / export.EXPORTS_DIR / SERVING_FILE
     write_atomically(path, json.dumps({"backend": fmt}).encode())
     return fmt
-
-
-def load_predictor(name: str | None = None, version: str | None = None, settings: Settings | None = None,
-                   backend: str | None = None):
-    """A Predictor for a model version served by ``backend`` (default: the version's chosen backend).
-
-    The Keras model is loaded as well, so Grad-CAM and anything else that needs the graph still work;
-    only ``predict_batch`` (and so ``predict``, ``predict_proba``...) goes through the export.
-    """
-    settings = settings or get_settings()
-    name, version = registry.resolve(name, version, settings)
-    chosen = backend or serving_backend(name, version, settings)
-    if chosen == KERAS:
-        return Predictor.load(name, version, settings)
-    served = load_backend(name, version, chosen, settings)
-    model, card = registry.load_model(name, version, settings)
-    return ExportPredictor(model, card, served)
-
-
-class ExportPredictor(Predictor):
-    """A Predictor whose batches go through an export backend instead of the Keras graph.
-
-    Works with today's Predictor; once Predictor takes a ``backend`` itself (see the proposal in
-    the export work), ``load_predictor`` can build a plain Predictor and this class can go.
-    """
-
-    def __init__(self, model, card: ModelCard, backend):
-        self._export_backend = backend  # not "backend": a Predictor with its own backend attribute must not clash
-        super().__init__(model, card)  # builds the (unused until Grad-CAM) Keras function; warms the backend
-
-    def warm_up(self) -> float:
-        started = time.perf_counter()
-        self._export_backend.predict_batch(np.zeros((1, *self.card.input_size, 3), np.uint8))
-        return time.perf_counter() - started
-
-    def predict_batch(self, batch: np.ndarray) -> np.ndarray:
-        return self._export_backend.predict_batch(np.asarray(batch, np.uint8))
-
-    @property
-    def backend_name(self) -> str:
-        return self._export_backend.format
 
 
 # -- Helpers ---------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from imgrec.config import get_settings
 from imgrec.errors import ImgrecError
+from imgrec.export import FORMATS as EXPORT_FORMATS
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -50,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_positive_int, default=8000)
     serve.add_argument("--workers", type=_positive_int, default=1, help="processes, each with its own model")
     serve.set_defaults(handler=_serve)
+
+    export = commands.add_parser("export", help="export a model (SavedModel, TFLite, ONNX) with a parity report")
+    export.add_argument("model", metavar="MODEL", help="model name")
+    export.add_argument("--version", help="model version (default: the latest)")
+    export.add_argument("--formats", nargs="+", default=["all"], metavar="FORMAT",
+                        help="any of: " + ", ".join(EXPORT_FORMATS) + " (default: all)")
+    export.set_defaults(handler=_export)
 
     stats = commands.add_parser("stats", help="aggregates over the prediction log (as GET /stats)")
     stats.add_argument("--json", action="store_true")
@@ -185,6 +193,16 @@ def _serve(args) -> int:
         log_level="info", access_log=False,
     )
     return EXIT_OK
+
+
+def _export(args) -> int:
+    from imgrec.export import export_model
+
+    results = export_model(args.model, args.version, args.formats, get_settings(),
+                           progress=lambda message: print(message, file=sys.stderr, flush=True))
+    for result in results:
+        print(result.summary())
+    return EXIT_OK if all(result.ok for result in results) else EXIT_SOME_FAILED
 
 
 def _stats(args) -> int:

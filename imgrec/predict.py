@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from imgrec.config import Settings
 from imgrec.images import DecodedImage, resize
 
 MAX_BATCH = 32
+log = logging.getLogger(__name__)
 
 
 class Prediction(NamedTuple):
@@ -29,13 +31,18 @@ class PredictionResult:
 
 
 class Predictor:
-    """Wraps a Keras model and its card. Call ``predict`` from any number of threads."""
+    """Wraps a Keras model and its card. Call ``predict`` from any number of threads.
 
-    def __init__(self, model, card: ModelCard):
+    ``backend`` (an ``imgrec.backends`` export backend) serves the predictions instead of the Keras
+    graph; the Keras model stays loaded because Grad-CAM needs it whatever serves predictions.
+    """
+
+    def __init__(self, model, card: ModelCard, backend=None):
         import tensorflow as tf
 
         self.model = model
         self.card = card
+        self.backend = backend
         height, width = card.input_size
         # One trace for every batch size: raw uint8 in, probabilities out; no Python per image.
         self._infer = tf.function(
@@ -46,17 +53,34 @@ class Predictor:
         self.warm_up()
 
     @classmethod
-    def load(cls, name: str | None = None, version: str | None = None, settings: Settings | None = None) -> Predictor:
-        from imgrec import registry
+    def load(cls, name: str | None = None, version: str | None = None, settings: Settings | None = None,
+             backend: str | None = None) -> Predictor:
+        """``backend``: ``keras`` or an export format; default: the one chosen for this version (Models page)."""
+        from imgrec import backends, registry
+        from imgrec.errors import ImgrecError
 
+        name, version = registry.resolve(name, version, settings)
+        chosen = backend or backends.serving_backend(name, version, settings)
         model, card = registry.load_model(name, version, settings)
+        if chosen != backends.KERAS:
+            try:
+                return cls(model, card, backend=backends.load_backend(name, version, chosen, settings))
+            except ImgrecError as exc:
+                if backend:  # asked for by name: say why not
+                    raise
+                # The stored choice went bad (export deleted, tampered, now diverging): serve with Keras.
+                log.warning("Serving %s@%s with Keras: its %s export cannot be used (%s)", name, version, chosen, exc)
         return cls(model, card)
+
+    @property
+    def backend_name(self) -> str:
+        return "keras" if self.backend is None else self.backend.format
 
     def warm_up(self) -> float:
         """Run one batch so the first user does not pay for tracing; returns seconds taken."""
         started = time.perf_counter()
         with self._warm_lock:
-            self._infer(np.zeros((1, *self.card.input_size, 3), np.uint8))
+            self.predict_batch(np.zeros((1, *self.card.input_size, 3), np.uint8))
         return time.perf_counter() - started
 
     def prepare(self, images: Sequence[np.ndarray | DecodedImage]) -> np.ndarray:
@@ -72,6 +96,8 @@ class Predictor:
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities for an already prepared (N, H, W, 3) uint8 batch, in chunks of ``MAX_BATCH``."""
+        if self.backend is not None:
+            return self.backend.predict_batch(np.asarray(batch, np.uint8))
         chunks = [self._infer(batch[i : i + MAX_BATCH]).numpy() for i in range(0, len(batch), MAX_BATCH)]
         return np.concatenate(chunks).astype(np.float32)
 

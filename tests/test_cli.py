@@ -114,3 +114,19 @@ def test_unwritable_log_still_prints_predictions(tiny_settings, files, tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["predictions"]
     assert "warning:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_export_prints_one_line_per_format_and_writes_the_parity_report(tiny_settings, tmp_path):
+    import shutil
+
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path)
+    shutil.copytree(tiny_settings.models_dir, settings.models_dir)
+    result = run_cli(["export", "tiny-cnn", "--formats", "tflite-fp32", "onnx"], settings)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2 and "tflite-fp32" in lines[0] and "onnx" in lines[1]
+    assert (settings.models_dir / "tiny-cnn" / "1" / "exports" / "parity.json").exists()
+    bad = run_cli(["export", "tiny-cnn", "--formats", "coreml"], settings)
+    assert bad.returncode == 2 and "coreml" in bad.stderr and "Traceback" not in bad.stderr

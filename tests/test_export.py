@@ -93,7 +93,7 @@ def test_reloaded_exports_predict_as_the_model_did_before_saving(exported, rng):
 def test_export_predictor_gives_the_same_top_k(exported, rng):
     settings, _, _ = exported
     keras_predictor = Predictor.load("tiny-cnn", "1", settings)
-    served = backends.load_predictor("tiny-cnn", "1", settings, backend="onnx")
+    served = Predictor.load("tiny-cnn", "1", settings, backend="onnx")
     assert isinstance(served, Predictor) and served.backend_name == "onnx"
     images = [rng.integers(0, 256, (40, 50, 3), dtype=np.uint8) for _ in range(3)]
     expected = keras_predictor.predict(images, top_k=3)
@@ -109,7 +109,7 @@ def test_serving_backend_choice_is_per_version(exported):
     backends.set_serving_backend("tiny-cnn", "1", "tflite-fp32", settings)
     try:
         assert backends.serving_backend("tiny-cnn", "1", settings) == "tflite-fp32"
-        predictor = backends.load_predictor("tiny-cnn", "1", settings)
+        predictor = Predictor.load("tiny-cnn", "1", settings)
         assert predictor.backend_name == "tflite-fp32"
     finally:
         backends.set_serving_backend("tiny-cnn", "1", "keras", settings)
@@ -232,5 +232,5 @@ def test_every_backend_gives_the_same_top1_on_real_photos(imagenet_settings, pho
     for fmt in formats:
         probabilities = backends.load_backend(settings.default_model, "1", fmt, settings).predict_batch(batch)
         assert [keras_predictor.card.class_names[i] for i in probabilities.argmax(1)] == expected, fmt
-    served = backends.load_predictor(settings=settings, backend="tflite-fp32")
+    served = Predictor.load(settings=settings, backend="tflite-fp32")
     assert [row[0].label for row in served.predict(photos, top_k=1)] == expected
