@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import streamlit as st
 
 from imgrec.config import get_settings
@@ -45,7 +47,8 @@ except Exception as exc:  # noqa: BLE001
 upload_tab, camera_tab, sample_tab = st.tabs(
     [":material/upload: Upload", ":material/photo_camera: Camera", ":material/collections: Samples"]
 )
-inputs: list[tuple[str, Upload]] = []
+# (input key, file name, how to read it): bytes are read only for inputs not classified yet.
+inputs: list[tuple[str, str, Callable[[], bytes]]] = []
 with upload_tab:
     files = st.file_uploader(
         f"Images ({', '.join(e.upper() for e in ACCEPTED_EXTENSIONS[:6])}…)",
@@ -54,17 +57,17 @@ with upload_tab:
         key="predict.files",
         max_upload_size=settings.max_upload_bytes // (1024 * 1024),
     )
-    inputs += [(f"upload:{f.file_id}", Upload(f.name, f.getvalue())) for f in files or []]
+    inputs += [(f"upload:{f.file_id}", f.name, f.getvalue) for f in files or []]
 with camera_tab:
     if st.toggle("Use the camera", key="predict.camera_on"):
         photo = st.camera_input("Take a photo", key="predict.camera")
         if photo is not None:
-            inputs.append((f"camera:{photo.file_id}", Upload("camera photo", photo.getvalue())))
+            inputs.append((f"camera:{photo.file_id}", "camera photo", photo.getvalue))
 with sample_tab:
     samples = list_samples(settings)
     if samples:
         chosen = st.multiselect("Sample photos", list(samples), key="predict.samples", placeholder="Pick one or more")
-        inputs += [(f"sample:{name}", Upload(name, samples[name].read_bytes())) for name in chosen]
+        inputs += [(f"sample:{name}", name, samples[name].read_bytes) for name in chosen]
     else:
         st.info("No sample photos found. Set IMGREC_SAMPLES_DIR to a folder of images.")
 
@@ -73,7 +76,7 @@ if not inputs:
     st.stop()
 
 results = st.session_state[RESULTS]
-new = [(key, upload) for key, upload in inputs if (key, model_ref) not in results]
+new = [(key, Upload(name, read())) for key, name, read in inputs if (key, model_ref) not in results]
 if new:
     with st.spinner(f"Classifying {len(new)} image(s)…"):
         try:
@@ -86,10 +89,10 @@ if new:
                 log_classified(store, item, source="app", session_id=session_id(), settings=settings)
             results[(key, model_ref)] = item
 
-for index, (key, upload) in enumerate(inputs):
+for key, name, _ in inputs:
     item = results[(key, model_ref)]
     st.divider()
-    st.subheader(upload.filename, anchor=False)
+    st.subheader(name, anchor=False)
     if not item.ok:
         st.error(item.error, icon=":material/broken_image:")
         continue
