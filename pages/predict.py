@@ -89,6 +89,8 @@ if new:
                 log_classified(store, item, source="app", session_id=session_id(), settings=settings)
             results[(key, model_ref)] = item
 
+# The layer choice is page-wide (one widget key): it sits under the first image shown with a result.
+first_shown = next((key for key, _, _ in inputs if results[(key, model_ref)].ok), None)
 for key, name, _ in inputs:
     item = results[(key, model_ref)]
     st.divider()
@@ -112,5 +114,6 @@ for key, name, _ in inputs:
         st.caption(f"{item.model_name}@{item.model_version} · {item.result.latency_ms:.0f} ms")
     with cam_col:
         explain_view.overlay_panel(predictor, model_ref, key, item, predictions, cam_controls)
-    explain_view.details(predictor, model_ref, key, item, predictions, cam_controls, refs)
+    explain_view.details(predictor, model_ref, key, item, predictions, cam_controls, refs,
+                         layer_picker=key == first_shown)
     explain_view.feedback(key, item, predictor.card.class_names)

@@ -79,13 +79,18 @@ def overlay_panel(predictor, model_ref, image_key, item, predictions, controls: 
     )
 
 
-def details(predictor, model_ref, image_key, item, predictions, controls: CamControls, refs) -> None:
+def details(predictor, model_ref, image_key, item, predictions, controls: CamControls, refs,
+            layer_picker: bool = True) -> None:
+    """``layer_picker``: show the (page-wide) layer choice here; only one image may, its key is unique."""
     with st.expander("Explanation details: heatmap, layer, faithfulness, compare"):
         layer_tab, faith_tab, compare_tab = st.tabs(["Heatmap & layer", "Faithfulness", "Compare"])
         target = _class_index(predictor, st.session_state.get(f"predict.cam_target.{image_key}", predictions[0].label))
         with layer_tab:
-            layers = [AUTO_LAYER, *explain.candidate_layers(predictor.model)]
-            st.selectbox("Layer (applies to every image)", layers, key="predict.cam_layer")
+            if layer_picker:
+                layers = [AUTO_LAYER, *explain.candidate_layers(predictor.model)]
+                st.selectbox("Layer (applies to every image)", layers, key="predict.cam_layer")
+            else:
+                st.caption(f"Layer: {controls.layer or AUTO_LAYER} (chosen under the first image).")
             cam = _heatmap(predictor, model_ref, image_key, item.image.pixels, controls.method, controls.layer, target)
             st.image(explain.colorize(cam.values, controls.colormap), caption="Heatmap alone", width=320)
         with faith_tab:
