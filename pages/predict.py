@@ -55,7 +55,8 @@ with upload_tab:
         type=list(ACCEPTED_EXTENSIONS),
         accept_multiple_files=True,
         key="predict.files",
-        max_upload_size=settings.max_upload_bytes // (1024 * 1024),
+        # Whole MB, rounded up (never 0, which Streamlit refuses); decoding enforces the exact byte limit.
+        max_upload_size=max(1, -(-settings.max_upload_bytes // (1024 * 1024))),
     )
     inputs += [(f"upload:{f.file_id}", f.name, f.getvalue) for f in files or []]
 with camera_tab:
