@@ -279,12 +279,20 @@ class Store:
         """Write one prediction (and its upload, once per image); returns the prediction id."""
         _validate(record)
         created_at = as_utc_naive(record.created_at) if record.created_at else utc_now()
+        stored_path = self._kept_path(record) if self.keep_uploads and record.image_bytes else None
+        new_file = None
         try:
-            stored_path = self._keep_upload(record) if self.keep_uploads and record.image_bytes else None
+            # The rows first, the file last inside the transaction: a database that refuses the rows
+            # (read-only, full) leaves no file behind, and a failed file write rolls the rows back.
             with self._write_engine.begin() as connection:
                 upload_id = self._upload_id(connection, record, stored_path, created_at)
-                return self._insert_prediction(connection, record, upload_id, created_at)
+                prediction_id = self._insert_prediction(connection, record, upload_id, created_at)
+                if stored_path is not None:
+                    new_file = self._keep_upload(record, stored_path)
+            return prediction_id
         except (SQLAlchemyError, OSError) as exc:
+            if new_file is not None:  # written, then the commit failed: no row points at it
+                new_file.unlink(missing_ok=True)
             raise StoreError(f"Prediction not logged: {self.explain(exc)}.") from exc
 
     def log_prediction_safely(self, record: PredictionRecord) -> tuple[int | None, str | None]:
@@ -411,19 +419,22 @@ class Store:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _keep_upload(self, record: PredictionRecord) -> str:
-        """Write the image under ``uploads/<sha[:2]>/<sha><ext>`` (atomically); returns the relative path.
+    def _kept_path(self, record: PredictionRecord) -> str:
+        """``<sha[:2]>/<sha><ext>``, relative to the uploads dir, for an image to keep.
 
         The name comes only from the content hash (checked against the bytes) and the decoded format,
         never from anything a user typed, so no upload can choose where it lands.
         """
         if hashlib.sha256(record.image_bytes).hexdigest() != record.sha256:
             raise StoreError("Prediction not logged: image_bytes do not match the record's sha256.")
-        relative = f"{record.sha256[:2]}/{record.sha256}{EXTENSIONS.get(record.format.upper(), '.bin')}"
+        return f"{record.sha256[:2]}/{record.sha256}{EXTENSIONS.get(record.format.upper(), '.bin')}"
+
+    def _keep_upload(self, record: PredictionRecord, relative: str) -> Path | None:
+        """Write the image at ``relative`` under the uploads dir (atomically); the path if newly written."""
         target = self.uploads_dir / relative
         try:
             os.utime(target)  # already kept: restart its retention clock
-            return relative
+            return None
         except FileNotFoundError:
             pass
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -437,7 +448,7 @@ class Store:
         except BaseException:
             Path(temp_name).unlink(missing_ok=True)
             raise
-        return relative
+        return target
 
     def _upload_id(
         self, connection: Connection, record: PredictionRecord, stored_path: str | None, created_at: datetime
