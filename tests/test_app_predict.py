@@ -121,3 +121,17 @@ def test_faithfulness_on_request_and_target_class_changes_the_map(monkeypatch, p
         target.set_value(target.options[1]).run()
         assert not at.exception
         assert len(at.session_state["predict.heatmaps"]) == 4
+
+
+def test_several_predicted_images_share_one_layer_picker(monkeypatch, page_settings):
+    # Regression: the page-wide layer selectbox was drawn per image (StreamlitDuplicateElementKey).
+    with app_with_settings(monkeypatch, page_settings) as at:
+        at.run()
+        at.file_uploader(key="predict.files").set_value(
+            [(f"{n}.png", png((n * 60, 40, 40)), "image/png") for n in range(3)]
+        ).run()
+        assert not at.exception, at.exception
+        assert [s.value for s in at.main.subheader] == ["0.png", "1.png", "2.png"]
+        assert len([s for s in at.selectbox if s.key == "predict.cam_layer"]) == 1
+    with open_store(page_settings) as store:
+        assert store.count_predictions() == 3
