@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,14 +26,9 @@ from common import machine
 
 from imgrec import registry
 from imgrec.config import PROJECT_ROOT, Settings, get_settings
+from tests.servers import free_port, start, stop, wait_until_ready
 
 HOST = "127.0.0.1"  # never anything but this machine
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def sample_image(settings: Settings) -> tuple[str, bytes]:
@@ -74,22 +67,10 @@ def run_mode(name: str, models_dir: Path, batch_max_size: int, image: tuple[str,
         "IMGREC_BATCH_QUEUE_SIZE": str(max(256, concurrency * 2)),
     }
     log_path = data_dir / "server.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "imgrec", "serve", "--host", HOST, "--port", str(port)],
-            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
+    server = start([sys.executable, "-m", "imgrec", "serve", "--host", HOST, "--port", str(port)],
+                   log_path=log_path, cwd=PROJECT_ROOT, env=env)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+        wait_until_ready(server, f"{url}/health/ready", log_path, timeout=180)
 
         latencies: list[float] = []
         errors: list[str] = []
@@ -134,11 +115,7 @@ def run_mode(name: str, models_dir: Path, batch_max_size: int, image: tuple[str,
             elif line.startswith("imgrec_batch_size_count"):
                 batch_count = float(line.split()[-1])
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server, timeout=30)
 
     from imgrec.store import Store
 

@@ -5,16 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from imgrec.config import PROJECT_ROOT
+from tests.servers import free_port, start, stop, wait_until_ready
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 # Without the background-networking flags Chromium keeps trying hosts this closed network refuses.
@@ -31,12 +28,6 @@ def chromium_path() -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def settings_env(settings) -> dict[str, str]:
     return {
         "IMGREC_MODELS_DIR": str(settings.models_dir),
@@ -49,36 +40,18 @@ def settings_env(settings) -> dict[str, str]:
 @contextlib.contextmanager
 def streamlit_server(settings, timeout: float = 90):
     port = free_port()
-    env = {**os.environ, **settings_env(settings)}
     log_path = Path(settings.data_dir) / f"streamlit-{port}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
+    process = start(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        log_path=log_path, cwd=PROJECT_ROOT, env={**os.environ, **settings_env(settings)},
+    )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"streamlit exited early:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            raise RuntimeError(f"streamlit did not become healthy:\n{log_path.read_text()[-3000:]}")
+        wait_until_ready(process, f"{url}/_stcore/health", log_path, timeout)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process, timeout=15)
 
 
 @contextlib.contextmanager

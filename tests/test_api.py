@@ -24,7 +24,8 @@ import pytest
 from PIL import Image
 
 from imgrec.config import PROJECT_ROOT
-from tests.browser import free_port, settings_env
+from tests.browser import settings_env
+from tests.servers import free_port, start, stop, tail, wait_until_ready
 from tests.conftest import TINY_CLASSES, build_tiny_model, make_settings, tiny_card
 
 TOKEN = "test-admin-token-0123456789"
@@ -54,36 +55,20 @@ class Server:
         self.process = None
 
     def start(self) -> None:
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "imgrec", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            )
+        self.process = start(
+            [sys.executable, "-m", "imgrec", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            log_path=self.log_path, cwd=PROJECT_ROOT, env=self.env,
+        )
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"server did not become ready:\n{self.log()}")
+        wait_until_ready(self.process, f"{self.url}/health/ready", self.log_path, STARTUP_TIMEOUT_S)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+        return tail(self.log_path)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            stop(self.process)
 
 
 @pytest.fixture(scope="module")

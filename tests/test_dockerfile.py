@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -20,7 +19,8 @@ import pytest
 import yaml
 
 from imgrec.config import PROJECT_ROOT
-from tests.browser import free_port, settings_env
+from tests.browser import settings_env
+from tests.servers import free_port, start, stop, wait_until_ready
 
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 
@@ -87,28 +87,12 @@ def test_the_image_command_serves_the_api(tiny_settings, tmp_path):
     (tmp_path / "data" / "active_model.json").write_text(json.dumps({"name": "tiny-cnn", "version": "1"}))
     env = {**os.environ, **settings, "WEB_CONCURRENCY": "1"}
     log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([str(executable), *cmd[1:]], cwd=PROJECT_ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+    process = start([str(executable), *cmd[1:]], log_path=log_path, cwd=PROJECT_ROOT, env=env)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        wait_until_ready(process, f"http://127.0.0.1:{port}/health/ready", log_path, timeout=120)
         assert httpx.get(f"http://127.0.0.1:{port}/health/live").json() == {"status": "alive"}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=30)
 
 
 def test_compose_has_app_api_and_postgres():
