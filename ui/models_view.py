@@ -188,7 +188,7 @@ def _ratio(reference, value):
 
 PARITY_FORMATS = {
     "Top-1 agreement": "{:.1%}", "Top-1 (Keras sure)": "{:.1%}", "Top-5 overlap": "{:.1%}", "Max |Δp|": "{:.2g}",
-    "Size (MB)": "{:.2f}", "× smaller": "{:.1f}×", "Latency (ms)": "{:.1f}", "× faster": "{:.2f}×",
+    "Size (MB)": "{:.2f}", "× smaller": "{:.1f}×", "Latency (ms)": "{:.3g}", "× faster": "{:.2f}×",
 }
 
 
