@@ -8,6 +8,8 @@ failing with "database is locked". Read-side aggregation lives in ``imgrec.stats
 
 from __future__ import annotations
 
+import contextlib
+
 import functools
 import hashlib
 import json
@@ -249,7 +251,7 @@ class Store:
             return  # the common case: a read, no write lock (also works on a read-only file)
         config = alembic_config()
         try:
-            with self._write_engine.begin() as connection:
+            with self._sqlite_migration_lock(), self._write_engine.begin() as connection:
                 if self.backend == "postgresql":
                     connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
                 config.attributes["connection"] = connection
@@ -263,6 +265,22 @@ class Store:
         finally:
             config.attributes.pop("connection", None)
         log.info("Prediction log at %s migrated from %s to %s", self.location, current, head_revision())
+
+    @contextlib.contextmanager
+    def _sqlite_migration_lock(self):
+        """One process migrates a SQLite file at a time; concurrent upgrades can deadlock on SQLite's locks."""
+        path = self.sqlite_path if self.backend == "sqlite" else None
+        if path is None:
+            yield
+            return
+        import fcntl
+
+        with open(path.with_name(path.name + ".migrate.lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def close(self) -> None:
         self.engine.dispose()

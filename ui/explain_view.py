@@ -168,7 +168,7 @@ def feedback(image_key, item, class_names) -> None:
         with st.form(f"predict.feedback.{image_key}", border=False):
             label = st.selectbox("The right label is", ["(not sure)", *class_names], key=f"predict.fb_label.{image_key}")
             note = st.text_input("Note (optional)", key=f"predict.fb_note.{image_key}", max_chars=500)
-            if st.form_submit_button("Send feedback"):
+            if st.form_submit_button("Send feedback", key=f"predict.fb_send.{image_key}"):
                 try:
                     cache.store().add_feedback(
                         item.prediction_id, corrected_label=None if label == "(not sure)" else label, wrong=True, note=note
