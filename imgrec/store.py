@@ -275,7 +275,8 @@ class Store:
             return
         import fcntl
 
-        with open(path.with_name(path.name + ".migrate.lock"), "a") as handle:
+        # flock on the database file itself: independent of SQLite's own POSIX locks, and no extra file.
+        with open(path, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
