@@ -275,13 +275,14 @@ class Store:
             return
         import fcntl
 
-        # flock on the database file itself: independent of SQLite's own POSIX locks, and no extra file.
-        with open(path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        # flock on the folder, not the database: closing any descriptor of the database file would drop
+        # SQLite's own POSIX locks held by this process, and a lock file would litter data/.
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(folder)
 
     def close(self) -> None:
         self.engine.dispose()

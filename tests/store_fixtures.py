@@ -229,3 +229,11 @@ def write_predictions_worker(url: str, worker: int, count: int, distinct_images:
                     metadata={"worker": worker},
                 )
             )
+
+
+def write_on_request_worker(url: str, requests, replies) -> None:
+    """Child-process body: create the store, then write one prediction per request and reply with the count."""
+    with Store(url) as store:
+        while requests.get(timeout=60) == "write":
+            store.log_prediction(make_record(0))
+            replies.put(store.count_predictions())

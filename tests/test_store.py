@@ -29,7 +29,13 @@ from imgrec.store import (
     uploads_table,
 )
 from tests.conftest import make_settings
-from tests.store_fixtures import BASE_TIME, fake_sha256, make_record, write_predictions_worker
+from tests.store_fixtures import (
+    BASE_TIME,
+    fake_sha256,
+    make_record,
+    write_on_request_worker,
+    write_predictions_worker,
+)
 
 # Fixtures: database_url (each backend), store, postgres_cluster, postgres_url.
 pytest_plugins = ["tests.store_fixtures"]
@@ -196,6 +202,27 @@ def test_eight_threads_write_4000_predictions(store):
     assert not errors, errors[:3]
     assert count_rows(store, predictions_table) == threads * per_thread
     assert count_rows(store, uploads_table) == distinct_images
+
+
+def test_a_store_that_created_the_file_keeps_writing_visibly_while_others_come_and_go(tmp_path):
+    # Regression: a migration lock that opened and closed the database file itself dropped the
+    # creating process's SQLite locks; the next process to close a connection then thought it was
+    # the last one and removed the WAL, and the creator's later writes vanished.
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    context = multiprocessing.get_context("spawn")
+    requests, replies = context.Queue(), context.Queue()
+    creator = context.Process(target=write_on_request_worker, args=(url, requests, replies))
+    creator.start()
+    try:
+        for written in range(1, 6):
+            requests.put("write")
+            assert replies.get(timeout=60) == written
+            with Store(url) as reader:  # opening and closing another process's store each time
+                assert reader.count_predictions() == written
+    finally:
+        requests.put("stop")
+        creator.join(timeout=60)
+    assert creator.exitcode == 0
 
 
 def test_four_processes_open_a_fresh_database_and_write_4000_predictions(database_url):
