@@ -27,15 +27,8 @@ if not cards:
     st.info("No models are registered yet. Train one on the Train page, or register the stock ImageNet model.",
             icon=":material/inventory_2:")
     if st.button("Register the ImageNet MobileNetV2", key="models.init", icon=":material/add:"):
-        try:
-            with st.spinner("Registering the default model…"):
-                card = registry.ensure_default_model(settings)
-        except Exception as exc:  # noqa: BLE001
-            show_error(exc)
-        else:
-            view.changed()
-            view.flash("success", f"Registered {card.ref}.")
-            st.rerun()
+        with st.spinner("Registering the default model…"):
+            view.apply_change(lambda: registry.ensure_default_model(settings), "Registered the ImageNet MobileNetV2.")
     st.stop()
 
 if active:
@@ -62,14 +55,8 @@ with card_tab:
     if is_active:
         st.button("Active model", key="models.activate", disabled=True, icon=":material/check:")
     elif st.button("Make this the active model", key="models.activate", type="primary", icon=":material/star:"):
-        try:
-            registry.set_active_model(card.name, card.version, settings)
-        except Exception as exc:  # noqa: BLE001
-            show_error(exc)
-        else:
-            view.changed()
-            view.flash("success", f"{card.ref} is now the active model. The API switches on `POST /model/reload`.")
-            st.rerun()
+        view.apply_change(lambda: registry.set_active_model(card.name, card.version, settings),
+                          f"{card.ref} is now the active model. The API switches on `POST /model/reload`.")
     view.card_panel(card)
 
 with exports_tab:
@@ -117,14 +104,9 @@ with exports_tab:
                               index=choices.index(current) if current in choices else 0,
                               format_func=view.serving_choice_label)
         if chosen != current and st.button("Use this backend", key="models.serving.apply"):
-            try:
-                backends.set_serving_backend(card.name, card.version, chosen, settings)
-            except Exception as exc:  # noqa: BLE001
-                show_error(exc)
-            else:
-                view.changed(predictors=True)
-                view.flash("success", f"{card.ref} is now served with {view.serving_choice_label(chosen)}.")
-                st.rerun()
+            view.apply_change(lambda: backends.set_serving_backend(card.name, card.version, chosen, settings),
+                              f"{card.ref} is now served with {view.serving_choice_label(chosen)}.",
+                              predictors=True)
 
 with compare_tab:
     if len(refs) < 2:
@@ -152,12 +134,8 @@ with delete_tab:
                    icon=":material/delete_forever:")
         confirmed = st.checkbox(f"Yes, delete {card.ref}", key=f"models.delete.confirm.{ref}")
         if st.button("Delete version", key="models.delete", disabled=not confirmed, icon=":material/delete:"):
-            try:
+            def delete() -> None:
                 registry.delete_version(card.name, card.version, settings)
-            except Exception as exc:  # noqa: BLE001
-                show_error(exc)
-            else:
-                view.changed()
-                st.session_state.pop("models.ref", None)
-                view.flash("success", f"Deleted {card.ref}.")
-                st.rerun()
+                st.session_state.pop("models.ref", None)  # the deleted version can no longer be selected
+
+            view.apply_change(delete, f"Deleted {card.ref}.")

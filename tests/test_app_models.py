@@ -99,6 +99,23 @@ def test_set_the_active_model(monkeypatch, seeded):
         assert at.selectbox(key="models.ref").options[0] == "tiny-cnn@2"
 
 
+def test_a_change_that_fails_is_a_message_and_changes_nothing(monkeypatch, seeded, caplog):
+    with app_with_settings(monkeypatch, seeded, page=PAGE) as at:
+        at.run()
+        at.selectbox(key="models.ref").set_value("tiny-cnn@2").run()
+
+        def disk_full(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(registry, "set_active_model", disk_full)  # a fault injected, not the page
+        at.button(key="models.activate").click().run()
+        assert not at.exception, at.exception
+        assert "went wrong on our side (OSError)" in " ".join(e.value for e in at.error)
+        assert "No space left on device" in caplog.text  # the details are in the server log, as it says
+        assert registry.active_model(seeded) == ("tiny-cnn", "1")
+        assert not any("now the active model" in s.value for s in at.success)
+
+
 def test_run_exports_from_the_page(monkeypatch, seeded):
     with app_with_settings(monkeypatch, seeded, page=PAGE) as at:
         at.run()

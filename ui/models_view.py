@@ -7,6 +7,7 @@ Presentation only: every number comes from ``imgrec.registry``, ``imgrec.export`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import pandas as pd
 import streamlit as st
@@ -15,6 +16,7 @@ from imgrec import backends, export, registry
 from imgrec.card import CARD_FILE, MODEL_FILE, ModelCard
 from imgrec.config import Settings
 from imgrec.errors import ImgrecError
+from ui.widgets import show_error
 
 FLASH = "models.flash"
 # Plain text symbols: a browser without an emoji font still draws them.
@@ -47,6 +49,19 @@ def changed(predictors: bool = False) -> None:
     cache.model_refs.clear()
     if predictors:
         cache.predictor.clear()
+
+
+def apply_change(action: Callable[[], Any], success: str, predictors: bool = False) -> None:
+    """Run a registry change: a failure becomes a message; success refreshes the caches and reruns with
+    the success message shown on top."""
+    try:
+        action()
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
+        show_error(exc)
+        return
+    changed(predictors=predictors)
+    flash("success", success)
+    st.rerun()
 
 
 # -- Overview and the card ---------------------------------------------------------------------------

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import streamlit as st
 
 from imgrec.errors import ImgrecError
+
+log = logging.getLogger(__name__)
 
 
 def session_id() -> str:
@@ -21,6 +24,7 @@ def show_error(exc: Exception) -> None:
     if isinstance(exc, ImgrecError):
         st.error(str(exc), icon=":material/error:")
     else:
+        log.error("Unexpected error shown to the user as a message", exc_info=exc)
         st.error(f"Something went wrong on our side ({type(exc).__name__}). The details are in the server log.",
                  icon=":material/bug_report:")
 
