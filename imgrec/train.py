@@ -7,8 +7,9 @@ Two phases:
     2. fine-tune (optional): the top ``fine_tune_layers`` backbone layers unfreeze at a lower
        learning rate; BatchNormalization layers stay frozen and in inference mode.
 
-A run is resumable: after every finished epoch the weights go to ``checkpoints/last.weights.h5``
-and the progress to ``state.json``; a resumed run reloads both and continues at the next epoch.
+A run is resumable: after every finished epoch the weights go to ``checkpoints/last.weights.h5``,
+the optimizer's step and moments to ``checkpoints/last.optimizer.npz`` and the progress to
+``state.json``; a resumed run reloads all three and continues at the next epoch.
 The cancel flag is checked at every batch end. See :mod:`imgrec.runs` for the run directory.
 """
 
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 LOSSES = ("crossentropy", "focal")
 SCHEDULES = ("cosine", "constant")
+OPTIMIZER_CHECKPOINT = "last.optimizer.npz"
 MONITOR = "val_accuracy"
 
 
@@ -293,6 +295,10 @@ class _Trainer:
             loss=self._loss(),
             metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(k=min(3, self.dataset.num_classes), name="top3")],
         )
+        if start > first_epoch:
+            step = restore_optimizer(fit_model, self.run_dir.checkpoints_dir / OPTIMIZER_CHECKPOINT, phase, start)
+            self.log(f"Restored the optimizer state at step {step}." if step is not None else
+                     "No matching optimizer state was saved; the optimizer starts afresh.")
         recorder = _Recorder(self, phase, first_epoch, end_epoch, learning_rate)
         callbacks = [recorder]
         if config.tensorboard and not _tensorboard_installed():
@@ -538,6 +544,7 @@ class _Recorder:
                 row.update({k: float(v) for k, v in (logs or {}).items() if np.isscalar(v) or np.ndim(v) == 0})
                 row.pop("learning_rate", None)
                 _save_weights(trainer.model, trainer.run_dir.checkpoints_dir / "last.weights.h5")
+                save_optimizer(self.model, trainer.run_dir.checkpoints_dir / OPTIMIZER_CHECKPOINT, phase, epoch + 1)
                 value, loss = row.get(MONITOR), row.get("val_loss", float("inf"))
                 best, best_loss = state["best"], state.get("best_loss", float("inf"))
                 if value is not None and (best is None or value > best or (value == best and loss < best_loss)):
@@ -647,6 +654,35 @@ def _save_weights(model, path: Path) -> None:
     tmp = path.with_name(f".{path.name[: -len('.weights.h5')]}-tmp.weights.h5")
     model.save_weights(tmp)
     os.replace(tmp, path)
+
+
+def save_optimizer(fit_model, path: Path, phase: str, epoch: int) -> None:
+    """Adam's step count and moments after ``epoch``, so a resumed run continues the same optimisation."""
+    arrays = {f"v{i}": np.asarray(variable) for i, variable in enumerate(fit_model.optimizer.variables)}
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:  # a file object: np.savez would otherwise append ".npz" to the name
+        np.savez(handle, phase=phase, epoch=epoch, **arrays)
+    os.replace(tmp, path)
+
+
+def restore_optimizer(fit_model, path: Path, phase: str, epoch: int) -> int | None:
+    """Load the state saved after ``epoch`` of ``phase`` into the compiled model's optimizer; the step
+    restored, or None (optimizer untouched) when there is none or it does not fit this model."""
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as saved:
+        if str(saved["phase"]) != phase or int(saved["epoch"]) != epoch:
+            return None  # e.g. killed between the weights and the optimizer checkpoint
+        optimizer = fit_model.optimizer
+        if not optimizer.built:
+            optimizer.build(fit_model.trainable_variables)
+        arrays = [saved[f"v{i}"] for i in range(len(optimizer.variables)) if f"v{i}" in saved]
+        shapes = [tuple(variable.shape) for variable in optimizer.variables]
+        if len(saved.files) - 2 != len(shapes) or [a.shape for a in arrays] != shapes:
+            return None
+    for variable, array in zip(optimizer.variables, arrays):
+        variable.assign(array)
+    return int(optimizer.iterations)
 
 
 def _round(value):

@@ -109,6 +109,37 @@ def test_end_to_end_transfer_run_registers_a_working_model(tmp_path, monkeypatch
 
 
 @pytest.mark.slow
+def _compiled_tiny_classifier(seed: int, units: int = 3):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(units, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="categorical_crossentropy")
+    return model
+
+
+def test_the_optimizer_state_survives_a_resume_and_refuses_a_mismatch(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 4)), np.eye(3)[rng.integers(0, 3, 32)]
+    trained = _compiled_tiny_classifier(seed=0)
+    trained.fit(x, y, batch_size=8, epochs=2, verbose=0)  # 8 Adam steps
+    path = tmp_path / train.OPTIMIZER_CHECKPOINT
+    train.save_optimizer(trained, path, "head", epoch=2)
+
+    resumed = _compiled_tiny_classifier(seed=1)
+    assert train.restore_optimizer(resumed, path, "head", epoch=2) == 8
+    for saved, restored in zip(trained.optimizer.variables, resumed.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(saved), np.asarray(restored))
+    assert np.abs(np.asarray(resumed.optimizer.variables[-1])).sum() > 0  # real moments, not zeros
+
+    # Another phase, another epoch or another architecture: nothing is loaded.
+    assert train.restore_optimizer(_compiled_tiny_classifier(seed=1), path, "fine_tune", epoch=2) is None
+    assert train.restore_optimizer(_compiled_tiny_classifier(seed=1), path, "head", epoch=3) is None
+    other = _compiled_tiny_classifier(seed=1, units=5)
+    assert train.restore_optimizer(other, path, "head", epoch=2) is None
+    assert int(other.optimizer.iterations) == 0
+
+
 def test_cancel_stops_at_a_safe_point_and_keeps_the_checkpoint(tmp_path):
     settings = make_settings(tmp_path)
     folder = make_image_folder(tmp_path / "ds", per_class=12)
@@ -145,7 +176,10 @@ def test_sigkill_then_resume_continues_from_the_saved_epoch(tmp_path):
     runs.resume(run.id, settings)
     wait_until(lambda: run.state in runs.FINAL_STATES, 120, "the resumed run to finish", run)
     assert run.state == runs.COMPLETED, run.log_tail()
-    assert f"Resuming after epoch {saved}" in run.log_path.read_text()
+    log = run.log_path.read_text()
+    assert f"Resuming after epoch {saved}" in log
+    steps = run.status()["steps_per_epoch"]
+    assert f"Restored the optimizer state at step {saved * steps}." in log
     assert [r["epoch"] for r in run.metrics()] == [1, 2, 3, 4, 5, 6]
     assert run.status()["resumes"] == 1 and registry.versions("tiny", settings) == ["1"]
 
