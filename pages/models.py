@@ -7,14 +7,15 @@ import streamlit as st
 from imgrec import backends, export, registry
 from imgrec.config import get_settings
 from ui import models_view as view
-from ui.widgets import show_error
+from ui import train_view
+from ui.widgets import apply_change, flash, show_error, show_flash
 
 settings = get_settings()
 
 st.title("Models")
 st.caption("Registered models and their versions: cards, exports with a parity report, the active model, "
            "comparisons, downloads.")
-view.show_flash()
+show_flash()
 
 try:
     cards = registry.list_cards(settings)
@@ -28,7 +29,7 @@ if not cards:
             icon=":material/inventory_2:")
     if st.button("Register the ImageNet MobileNetV2", key="models.init", icon=":material/add:"):
         with st.spinner("Registering the default model…"):
-            view.apply_change(lambda: registry.ensure_default_model(settings), "Registered the ImageNet MobileNetV2.")
+            apply_change(lambda: registry.ensure_default_model(settings), "Registered the ImageNet MobileNetV2.")
     st.stop()
 
 if active:
@@ -45,9 +46,9 @@ ref = st.selectbox("Model version", refs, key="models.ref")  # the active model 
 card = by_ref[ref]
 is_active = ref == active
 
-card_tab, exports_tab, compare_tab, files_tab, delete_tab = st.tabs([
-    ":material/badge: Card", ":material/conversion_path: Exports & parity", ":material/compare: Compare",
-    ":material/download: Files", ":material/delete: Delete",
+card_tab, evaluation_tab, exports_tab, compare_tab, files_tab, delete_tab = st.tabs([
+    ":material/badge: Card", ":material/fact_check: Evaluation", ":material/conversion_path: Exports & parity",
+    ":material/compare: Compare", ":material/download: Files", ":material/delete: Delete",
 ])
 
 with card_tab:
@@ -55,9 +56,16 @@ with card_tab:
     if is_active:
         st.button("Active model", key="models.activate", disabled=True, icon=":material/check:")
     elif st.button("Make this the active model", key="models.activate", type="primary", icon=":material/star:"):
-        view.apply_change(lambda: registry.set_active_model(card.name, card.version, settings),
+        apply_change(lambda: registry.set_active_model(card.name, card.version, settings),
                           f"{card.ref} is now the active model. The API switches on `POST /model/reload`.")
     view.card_panel(card)
+
+with evaluation_tab:
+    if train_view.has_evaluation(ref):
+        train_view.evaluation_panel(ref, page="models")
+    else:
+        st.info(f"{card.ref} has no evaluation report: only models trained here (Train page or "
+                "`imgrec train`) carry one.", icon=":material/fact_check:")
 
 with exports_tab:
     try:
@@ -89,7 +97,7 @@ with exports_tab:
                     bad = [r for r in results if not r.ok]
                     status.update(label="Exports finished", state="complete" if not bad else "error")
                     summary = ", ".join(f"{r.label}: {r.status}" for r in results)
-                    view.flash("warning" if bad else "success", f"Exports of {card.ref} finished — {summary}.")
+                    flash("warning" if bad else "success", f"Exports of {card.ref} finished — {summary}.")
                     st.rerun()
     st.markdown("**Serving backend**")
     st.caption("Which runtime serves this version's predictions. Only exports whose parity status is ok can "
@@ -104,7 +112,7 @@ with exports_tab:
                               index=choices.index(current) if current in choices else 0,
                               format_func=view.serving_choice_label)
         if chosen != current and st.button("Use this backend", key="models.serving.apply"):
-            view.apply_change(lambda: backends.set_serving_backend(card.name, card.version, chosen, settings),
+            apply_change(lambda: backends.set_serving_backend(card.name, card.version, chosen, settings),
                               f"{card.ref} is now served with {view.serving_choice_label(chosen)}.",
                               predictors=True)
 
@@ -138,4 +146,4 @@ with delete_tab:
                 registry.delete_version(card.name, card.version, settings)
                 st.session_state.pop("models.ref", None)  # the deleted version can no longer be selected
 
-            view.apply_change(delete, f"Deleted {card.ref}.")
+            apply_change(delete, f"Deleted {card.ref}.")

@@ -7,12 +7,13 @@ import streamlit as st
 from imgrec import runs
 from imgrec.config import get_settings
 from ui import train_view as view
-from ui.widgets import show_error
+from ui.widgets import show_error, show_flash
 
 settings = get_settings()
 st.title("Train")
 st.caption("Transfer learning on a folder of class folders or a built-in dataset. "
            "Each run trains in its own process; one at a time, the others queue.")
+show_flash()
 
 with st.expander("New run", expanded=not runs.list_runs(settings), icon=":material/add_circle:"):
     config = view.run_form()
@@ -33,4 +34,5 @@ if run_id:
     status = runs.get_run(run_id, settings).status()
     if status.get("model_ref"):
         st.divider()
-        view.evaluation_panel(status["model_ref"])
+        view.activate_button(status["model_ref"])
+        view.evaluation_panel(status["model_ref"], page="train")

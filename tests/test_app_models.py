@@ -196,3 +196,32 @@ def test_failed_and_diverging_exports_are_shown_with_their_reason(monkeypatch, s
         # Neither can be chosen to serve predictions.
         options = at.selectbox(key="models.serving.tiny-cnn@1").options
         assert "ONNX (tf2onnx)" not in options and "TFLite float32" not in options
+
+
+def test_a_shipped_model_shows_its_evaluation_with_real_misclassified_images(monkeypatch, tmp_path):
+    from imgrec.config import PROJECT_ROOT
+    from tests.conftest import shared_dir
+
+    if not (shared_dir() / "data" / "fashion-mnist").is_dir():
+        pytest.skip("Fashion-MNIST not found (expected ../shared/data/fashion-mnist)")
+    settings = make_settings(tmp_path)
+    shipped = PROJECT_ROOT / "models" / "fashion-mnist-cnn" / "1"
+    shutil.copytree(shipped, registry.model_dir("fashion-mnist-cnn", "1", settings))
+    report = json.loads((shipped / "report.json").read_text())
+    with app_with_settings(monkeypatch, settings, page=PAGE) as at:
+        at.run()
+        assert not at.exception, at.exception
+        assert {m.label: m.value for m in at.metric}["Accuracy"] == f"{report['accuracy']:.2%}"
+        assert len(elements(at, "vega_lite_chart")) >= 2  # confusion heatmap and reliability diagram
+        worst = max(report["errors"], key=lambda cell: len(report["errors"][cell]))
+        at.selectbox(key="models.cell.fashion-mnist-cnn@1.None").set_value(worst).run()
+        assert not at.exception, at.exception
+        captions = [image.proto.imgs[0].caption for image in elements(at, "image")]
+        expected = [f"#{index}" for index in report["errors"][worst][:24]]
+        assert sorted(c for c in captions if c.startswith("#")) == sorted(expected)  # laid out in 8 columns
+
+
+def test_a_model_without_a_report_says_where_reports_come_from(monkeypatch, seeded):
+    with app_with_settings(monkeypatch, seeded, page=PAGE) as at:
+        at.run()
+        assert any("has no evaluation report" in i.value for i in at.info)

@@ -7,7 +7,6 @@ Presentation only: every number comes from ``imgrec.registry``, ``imgrec.export`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
 
 import pandas as pd
 import streamlit as st
@@ -16,52 +15,10 @@ from imgrec import backends, export, registry
 from imgrec.card import CARD_FILE, MODEL_FILE, ModelCard
 from imgrec.config import Settings
 from imgrec.errors import ImgrecError
-from ui.widgets import show_error
 
-FLASH = "models.flash"
 # Plain text symbols: a browser without an emoji font still draws them.
 STATUS_ICONS = {export.STATUS_OK: "✓ ok", export.STATUS_DIVERGING: "⚠ diverging", export.STATUS_FAILED: "✗ failed"}
 NOT_EXPORTED = "— not exported"
-
-
-# -- Messages that survive the rerun after an action -----------------------------------------------
-
-
-def flash(kind: str, message: str) -> None:
-    st.session_state[FLASH] = (kind, message)
-
-
-def show_flash() -> None:
-    kind, message = st.session_state.pop(FLASH, (None, None))
-    if kind == "success":
-        st.success(message, icon=":material/check_circle:")
-    elif kind == "warning":
-        st.warning(message, icon=":material/warning:")
-    elif kind == "error":
-        st.error(message, icon=":material/error:")
-
-
-def changed(predictors: bool = False) -> None:
-    """After a change to the registry: the model list other pages cache is stale (and the predictors,
-    when the backend that serves a version changed)."""
-    from ui import cache
-
-    cache.model_refs.clear()
-    if predictors:
-        cache.predictor.clear()
-
-
-def apply_change(action: Callable[[], Any], success: str, predictors: bool = False) -> None:
-    """Run a registry change: a failure becomes a message; success refreshes the caches and reruns with
-    the success message shown on top."""
-    try:
-        action()
-    except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
-        show_error(exc)
-        return
-    changed(predictors=predictors)
-    flash("success", success)
-    st.rerun()
 
 
 # -- Overview and the card ---------------------------------------------------------------------------

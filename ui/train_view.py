@@ -17,9 +17,11 @@ import streamlit as st
 
 from imgrec import registry, runs
 from imgrec.config import get_settings
+from imgrec.export import TRAINING_REPORT
 from imgrec.data import AugmentConfig
 from imgrec.models import BACKBONES
 from imgrec.train import LOSSES, SCHEDULES, RunConfig
+from ui.widgets import apply_change
 
 PICK = "train.pick_run"  # the run shown in the run panel (a launch selects the new run)
 REFRESH_SECONDS = 2.0
@@ -317,9 +319,14 @@ def _history_frame(all_runs: list) -> None:
 # -- Evaluation -----------------------------------------------------------------------------------
 
 
-def evaluation_panel(model_ref: str) -> None:
+def has_evaluation(model_ref: str) -> bool:
+    name, version = model_ref.split("@", 1)
+    return (registry.model_dir(name, version, get_settings()) / TRAINING_REPORT).is_file()
+
+
+def evaluation_panel(model_ref: str, page: str) -> None:
     """The test-set report of a trained model: metrics, per-class table, confusion heatmap with the
-    misclassified images of the chosen cell, reliability diagram, and "make active"."""
+    misclassified images of the chosen cell, reliability diagram. ``page`` prefixes the widget keys."""
     from imgrec.evaluate import EvaluationReport
 
     settings = get_settings()
@@ -327,7 +334,7 @@ def evaluation_panel(model_ref: str) -> None:
     folder = registry.model_dir(name, version, settings)
     try:
         card = registry.load_card(name, version, settings)
-        raw = json.loads((folder / "report.json").read_text())
+        raw = json.loads((folder / TRAINING_REPORT).read_text())
     except Exception as exc:  # noqa: BLE001
         st.warning(f"No evaluation report for {model_ref}: {exc}")
         return
@@ -344,28 +351,30 @@ def evaluation_panel(model_ref: str) -> None:
     cols[5].metric("Wall time", format_seconds(card.metrics.get("wall_seconds") or card.metrics.get("train_seconds")),
                    help="The whole run: data, cached features, epochs, evaluation (epochs alone: "
                         f"{format_seconds(card.metrics.get('train_seconds'))}).")
-    active = registry.active_model(settings)
-    if active == (name, version):
-        st.success("This is the active model.", icon=":material/verified:")
-    elif st.button("Make this the active model", key=f"train.activate.{model_ref}", icon=":material/verified:"):
-        registry.set_active_model(name, version, settings)
-        st.cache_data.clear()  # the model list of other pages puts the active model first
-        st.toast(f"{model_ref} is now the active model.")
-        st.rerun()
     heat_col, side_col = st.columns([1.2, 1], gap="large")
     with heat_col:
         event = st.altair_chart(confusion_heatmap(report), width="stretch", on_select="rerun",
-                                key=f"train.confusion.{model_ref}", selection_mode="cell")
+                                key=f"{page}.confusion.{model_ref}", selection_mode="cell")
         picked = _picked_cell(event)
     with side_col:
         st.altair_chart(reliability_chart(report), width="stretch")
         st.dataframe(pd.DataFrame(report.per_class), hide_index=True, width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("precision", "recall", "f1")})
-    misclassified_gallery(report, raw.get("config") or {}, picked, model_ref)
+    misclassified_gallery(report, raw.get("config") or {}, picked, f"{page}.cell.{model_ref}")
     curves = folder / "curves.png"
     if curves.exists():
         with st.expander("Training curves (saved with the model)", icon=":material/show_chart:"):
             st.image(str(curves))
+
+
+def activate_button(model_ref: str) -> None:
+    """The "make active" button for a freshly trained model, or a note that it already is."""
+    settings = get_settings()
+    name, version = model_ref.split("@", 1)
+    if registry.active_model(settings) == (name, version):
+        st.success("This is the active model.", icon=":material/verified:")
+    elif st.button("Make this the active model", key=f"train.activate.{model_ref}", icon=":material/verified:"):
+        apply_change(lambda: registry.set_active_model(name, version, settings), f"{model_ref} is now the active model.")
 
 
 def confusion_heatmap(report) -> alt.Chart:
@@ -414,7 +423,7 @@ def reliability_chart(report) -> alt.Chart:
     return (diagonal + points).properties(title=f"Reliability (ECE {report.calibration['ece']:.3f})", height=220)
 
 
-def misclassified_gallery(report, config: dict, picked: tuple[str, str] | None, model_ref: str, limit: int = 24) -> None:
+def misclassified_gallery(report, config: dict, picked: tuple[str, str] | None, key: str, limit: int = 24) -> None:
     default = f"{picked[0]}|{picked[1]}" if picked else None
     if picked:
         names = report.class_names
@@ -438,7 +447,7 @@ def misclassified_gallery(report, config: dict, picked: tuple[str, str] | None, 
         default = None
     key = st.selectbox("Misclassified images of a cell (or click the heatmap)", cells,
                        index=cells.index(default) if default else 0, format_func=lambda k: labels[cells.index(k)],
-                       key=f"train.cell.{model_ref}.{default}")
+                       key=f"{key}.{default}")
     dataset = config.get("dataset")
     if not dataset:
         st.caption("The report does not name its dataset; images cannot be shown.")

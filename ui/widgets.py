@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any, Callable
 
 import streamlit as st
 
 from imgrec.errors import ImgrecError
 
 log = logging.getLogger(__name__)
+
+FLASH_KEY = "app.flash"  # a message shown once, after the rerun that follows an action
 
 
 def session_id() -> str:
@@ -29,6 +32,41 @@ def show_error(exc: Exception) -> None:
                  icon=":material/bug_report:")
 
 
-def coming_soon(page: str, issue: str) -> None:
-    st.title(page)
-    st.info(f"The {page} page is not built yet: it arrives with the “{issue}” work.", icon=":material/construction:")
+# -- Messages that survive the rerun after an action -----------------------------------------------
+
+
+def flash(kind: str, message: str) -> None:
+    st.session_state[FLASH_KEY] = (kind, message)
+
+
+def show_flash() -> None:
+    kind, message = st.session_state.pop(FLASH_KEY, (None, None))
+    if kind == "success":
+        st.success(message, icon=":material/check_circle:")
+    elif kind == "warning":
+        st.warning(message, icon=":material/warning:")
+    elif kind == "error":
+        st.error(message, icon=":material/error:")
+
+
+def registry_changed(predictors: bool = False) -> None:
+    """After a change to the registry: the model list other pages cache is stale (and the predictors,
+    when the backend that serves a version changed)."""
+    from ui import cache
+
+    cache.model_refs.clear()
+    if predictors:
+        cache.predictor.clear()
+
+
+def apply_change(action: Callable[[], Any], success: str, predictors: bool = False) -> None:
+    """Run a registry change: a failure becomes a message; success refreshes the caches and reruns with
+    the success message shown on top."""
+    try:
+        action()
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
+        show_error(exc)
+        return
+    registry_changed(predictors=predictors)
+    flash("success", success)
+    st.rerun()
