@@ -25,7 +25,7 @@ import httpx
 from common import machine
 
 from imgrec import registry
-from imgrec.config import PROJECT_ROOT, Settings, get_settings
+from imgrec.config import IMAGENET_MODEL_NAME, PROJECT_ROOT, Settings, get_settings
 from tests.servers import free_port, start, stop, wait_until_ready
 
 HOST = "127.0.0.1"  # never anything but this machine
@@ -149,7 +149,7 @@ def main() -> None:
 
     settings = get_settings()
     models_dir = settings.models_dir
-    if not registry.versions("imagenet-mobilenetv2", settings):
+    if not registry.versions(IMAGENET_MODEL_NAME, settings):
         models_dir = Path(tempfile.mkdtemp(prefix="imgrec-bench-models-"))
         settings = Settings(models_dir=models_dir, data_dir=Path(tempfile.mkdtemp()))
     registry.ensure_default_model(settings)

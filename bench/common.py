@@ -41,12 +41,12 @@ def default_predictor():
     import tempfile
 
     from imgrec import registry
-    from imgrec.config import Settings, get_settings
+    from imgrec.config import IMAGENET_MODEL_NAME, Settings, get_settings
     from imgrec.predict import Predictor
 
     settings = get_settings()
-    if not registry.versions("imagenet-mobilenetv2", settings):
+    if not registry.versions(IMAGENET_MODEL_NAME, settings):
         scratch = Path(tempfile.mkdtemp())
         settings = Settings(models_dir=scratch / "models", data_dir=scratch / "data")
     registry.ensure_default_model(settings)
-    return Predictor.load("imagenet-mobilenetv2", settings=settings)
+    return Predictor.load(IMAGENET_MODEL_NAME, settings=settings)

@@ -14,6 +14,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "IMGREC_"
 MB = 1024 * 1024
+# The stock ImageNet model: built from the Keras weights on first use, never committed.
+IMAGENET_MODEL_NAME = "imagenet-mobilenetv2"
 
 
 class SettingsError(ValueError):
@@ -35,7 +37,7 @@ class Settings:
     max_upload_bytes: int = 20 * MB
     max_pixels: int = 40_000_000
     admin_token: str = ""
-    default_model: str = "imagenet-mobilenetv2"
+    default_model: str = IMAGENET_MODEL_NAME
     default_top_k: int = 5
     uncertain_threshold: float = 0.5
     keep_uploads: bool = False

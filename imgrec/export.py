@@ -40,7 +40,7 @@ import numpy as np
 
 from imgrec import registry
 from imgrec.card import MODEL_FILE, ModelCard, sha256_file, write_atomically
-from imgrec.config import Settings, get_settings
+from imgrec.config import IMAGENET_MODEL_NAME, Settings, get_settings
 from imgrec.errors import ModelError
 
 EXPORTS_DIR = "exports"
@@ -374,8 +374,6 @@ def _dataset_source(card: ModelCard, settings: Settings) -> str | None:
 
 
 def _is_imagenet(card: ModelCard) -> bool:
-    from imgrec.models import IMAGENET_MODEL_NAME
-
     return card.name == IMAGENET_MODEL_NAME or (card.num_classes == 1000 and card.dataset.lower().startswith("imagenet"))
 
 

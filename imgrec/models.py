@@ -19,7 +19,6 @@ from imgrec.errors import ModelError
 log = logging.getLogger(__name__)
 
 BACKBONE_LAYER_NAME = "backbone"
-IMAGENET_MODEL_NAME = "imagenet-mobilenetv2"
 IMAGENET_INPUT_SIZE = (224, 224)
 # The offline ImageNet weights exist at 224x224; convolution weights do not depend on
 # the input size, so every other size borrows them (see ``_backbone``).

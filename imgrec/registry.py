@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from imgrec.card import CARD_FILE, MODEL_FILE, ModelCard, sha256_file, write_atomically
-from imgrec.config import Settings, get_settings
+from imgrec.config import IMAGENET_MODEL_NAME, Settings, get_settings
 from imgrec.errors import ModelError
 
 
@@ -58,6 +58,9 @@ def resolve(name: str | None = None, version: str | None = None, settings: Setti
         name, active_version = active_model(settings)
         version = version or active_version
     available = versions(name, settings)
+    if not available and name == IMAGENET_MODEL_NAME:
+        # The stock default registers itself on first use, whichever face (app, API, CLI) asks first.
+        available = [ensure_default_model(settings).version]
     if not available:
         known = ", ".join(model_names(settings)) or "none"
         raise ModelError(f"No model named '{name}'. Available models: {known}.")
@@ -171,11 +174,11 @@ def ensure_default_model(settings: Settings | None = None) -> ModelCard:
     from imgrec import models
 
     settings = _settings(settings)
-    if versions(models.IMAGENET_MODEL_NAME, settings):
-        return load_card(models.IMAGENET_MODEL_NAME, None, settings)
+    if versions(IMAGENET_MODEL_NAME, settings):
+        return load_card(IMAGENET_MODEL_NAME, None, settings)
     model, class_names = models.build_imagenet_mobilenet_v2()
     card = ModelCard(
-        name=models.IMAGENET_MODEL_NAME,
+        name=IMAGENET_MODEL_NAME,
         version="1",
         backbone="mobilenet_v2",
         input_size=models.IMAGENET_INPUT_SIZE,
@@ -189,6 +192,6 @@ def ensure_default_model(settings: Settings | None = None) -> ModelCard:
         return save_model(model, card, settings)
     except ModelError:
         # Another process registered it first; theirs is as good as ours.
-        if versions(models.IMAGENET_MODEL_NAME, settings):
-            return load_card(models.IMAGENET_MODEL_NAME, None, settings)
+        if versions(IMAGENET_MODEL_NAME, settings):
+            return load_card(IMAGENET_MODEL_NAME, None, settings)
         raise

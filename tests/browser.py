@@ -34,6 +34,7 @@ def settings_env(settings) -> dict[str, str]:
         "IMGREC_DATA_DIR": str(settings.data_dir),
         "IMGREC_SAMPLES_DIR": str(settings.samples_dir),
         "IMGREC_DATABASE_URL": settings.database_url,
+        "IMGREC_DEFAULT_MODEL": settings.default_model,
     }
 
 

@@ -472,7 +472,7 @@ def test_without_a_model_or_database_the_app_is_live_but_not_ready(tmp_path, tin
 
     from imgrec.api import create_app
 
-    no_model = make_settings(tmp_path / "empty")
+    no_model = make_settings(tmp_path / "empty", default_model="no-such-model")
     with TestClient(create_app(no_model)) as http:
         assert http.get("/health/live").status_code == 200
         ready = http.get("/health/ready")

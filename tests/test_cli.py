@@ -75,15 +75,24 @@ def test_models_json_marks_the_active_model(tiny_settings):
     assert row["name"] == "tiny-cnn" and row["active"] is True and row["classes"] == 3
 
 
-def test_real_photos_through_the_default_model(imagenet_settings, photos_dir, files):
+def test_real_photos_through_the_default_model_registered_on_first_use(
+        imagenet_settings, tiny_settings, photos_dir, files, tmp_path):  # imagenet_settings: skips without weights
+    import shutil
+
+    from tests.conftest import make_settings
+
+    # A fresh clone: trained models are committed, the stock ImageNet model is not (nobody ran `init`).
+    settings = make_settings(tmp_path)
+    shutil.copytree(tiny_settings.models_dir / "tiny-cnn", settings.models_dir / "tiny-cnn")
     paths = [photos_dir / "cat.jpg", photos_dir / "parrot.jpg", files / "notes.jpg"]
-    result = run_cli(["predict", *map(str, paths), "--json"], imagenet_settings)
-    assert result.returncode == 1
+    result = run_cli(["predict", *map(str, paths), "--json"], settings)
+    assert result.returncode == 1, result.stderr
     cat, parrot, bad = (json.loads(line) for line in result.stdout.splitlines())
     assert cat["model"]["name"] == "imagenet-mobilenetv2"
     assert cat["predictions"][0]["label"] in {"Egyptian cat", "tabby", "tiger cat"}
     assert parrot["predictions"][0]["label"] == "macaw"
     assert "error" in bad
+    assert (settings.models_dir / "imagenet-mobilenetv2" / "1" / "card.json").is_file()
 
 
 def test_predictions_are_logged_with_source_cli(tiny_settings, files, tmp_path):

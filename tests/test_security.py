@@ -88,7 +88,7 @@ def test_the_app_uploader_limit_follows_the_settings(monkeypatch, tiny_settings,
     from tests.apptest import app_with_settings
     from tests.conftest import make_settings
 
-    settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir)
+    settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir, default_model="tiny-cnn")
     monkeypatch.setenv("IMGREC_MAX_UPLOAD_BYTES", str(limit_bytes))
     with app_with_settings(monkeypatch, settings) as at:
         at.run()

@@ -31,14 +31,12 @@ def store():
 def model_refs() -> list[str]:
     """Every registered model as ``name@version``, the active one first."""
     settings = get_settings()
-    if not registry.model_names(settings):
-        # First start without `make run` (which runs `imgrec init`): register the default model now.
-        registry.ensure_default_model(settings)
-    refs = [card.ref for card in registry.list_cards(settings)]
     try:
+        # Without `make run` (which runs `imgrec init`) this registers the stock default model first.
         active = "@".join(registry.resolve(settings=settings))
     except ImgrecError:  # the active (or default) model is gone: list what there is
         active = None
+    refs = [card.ref for card in registry.list_cards(settings)]
     return sorted(refs, key=lambda ref: ref != active)
 
 
