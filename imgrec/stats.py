@@ -62,6 +62,10 @@ class Filters:
 
     ``date_from`` is inclusive. ``date_to`` given as a date includes that whole (UTC) day; given as
     a datetime it is an exclusive bound. Timezone-aware datetimes are converted to UTC.
+
+    ``models`` keeps predictions of any of the given ``(name, version)`` pairs (``"name@version"``
+    text works too): picking a@1 and b@2 does not let a@2 or b@1 in. ``model_names`` and
+    ``model_versions`` each restrict one column on its own.
     """
 
     date_from: date | datetime | None = None
@@ -72,11 +76,25 @@ class Filters:
     sources: Sequence[str] = ()
     min_confidence: float | None = None
     max_confidence: float | None = None
+    models: Sequence[tuple[str, str]] = ()  # last, so positional calls written before it still work
 
     def __post_init__(self) -> None:
         for name in ("model_names", "model_versions", "labels", "sources"):
             value = getattr(self, name) or ()
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+        models = self.models or ()
+        object.__setattr__(self, "models", tuple(_model_pair(model) for model in
+                                                 ((models,) if isinstance(models, str) else models)))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Filters:
+        """The inverse of ``to_dict()`` (dates back from ISO text)."""
+        values = dict(values)
+        for name in ("date_from", "date_to"):
+            if isinstance(values.get(name), str):
+                text = values[name]
+                values[name] = datetime.fromisoformat(text) if "T" in text else date.fromisoformat(text)
+        return cls(**values)
 
     def conditions(self) -> list[sa.ColumnElement[bool]]:
         """SQL conditions on ``predictions``; values travel as bound parameters, never as SQL text."""
@@ -92,6 +110,12 @@ class Filters:
         ):
             if values:
                 conditions.append(column.in_(values))
+        if self.models:
+            # An OR of ANDs, not a row-value IN: SQLite then searches ix_predictions_model once per pair
+            # (with IN (VALUES ...) it picked another index and checked the pairs row by row).
+            conditions.append(
+                sa.or_(*(sa.and_(P.model_name == name, P.model_version == version) for name, version in self.models))
+            )
         if self.min_confidence is not None:
             conditions.append(P.top1_score >= float(self.min_confidence))
         if self.max_confidence is not None:
@@ -103,7 +127,20 @@ class Filters:
         for name in ("date_from", "date_to"):
             if values[name] is not None:
                 values[name] = values[name].isoformat()
+        values["models"] = [list(pair) for pair in self.models]
         return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
+
+
+def _model_pair(model: str | Sequence[str]) -> tuple[str, str]:
+    """``("name", "version")`` from a pair or from ``"name@version"`` text."""
+    if isinstance(model, str):
+        if "@" not in model:
+            raise StoreError(f"Model filter {model!r} is not 'name@version' or a (name, version) pair.")
+        model = model.split("@", 1)
+    pair = tuple(model)
+    if len(pair) != 2 or not all(isinstance(part, str) for part in pair):
+        raise StoreError(f"Model filter {model!r} is not 'name@version' or a (name, version) pair.")
+    return pair
 
 
 NO_FILTERS = Filters()

@@ -11,6 +11,7 @@ import pytest
 from imgrec.store import open_store
 from tests.apptest import app_with_settings, elements
 from tests.store_fixtures import make_record
+from ui import analytics_view as view
 
 START = datetime(2026, 11, 1, 9, 0)
 
@@ -86,6 +87,33 @@ def test_export_downloads_the_filtered_rows(monkeypatch, seeded):
         at.button(key="analytics.prepare.parquet").click().run()
         parquet = pd.read_parquet(io.BytesIO(at.session_state["analytics.export.parquet"]))
         assert len(parquet) == 20 and set(parquet["corrected_label"].dropna()) == {"lynx"}
+
+
+def test_model_filter_keeps_exactly_the_chosen_versions(monkeypatch, settings):
+    """Picking a@1 and b@2 must not also count a@2 and b@1."""
+    counts = {("a", "1"): 1, ("a", "2"): 2, ("b", "1"): 4, ("b", "2"): 8}  # any mix shows in the total
+    with open_store(settings) as store:
+        index = 0
+        for (name, version), count in counts.items():
+            for _ in range(count):
+                store.log_prediction(make_record(f"pair-{index}", model_name=name, model_version=version,
+                                                 created_at=START + timedelta(hours=index)))
+                index += 1
+    with app_with_settings(monkeypatch, settings, page="pages/analytics.py") as at:
+        at.run()
+        assert {m.label: m.value for m in at.metric}["Predictions"] == "15"
+        at.multiselect(key="analytics.models").set_value(["a@1", "b@2"]).run()
+        assert not at.exception, at.exception
+        assert {m.label: m.value for m in at.metric}["Predictions"] == "9"
+        [table] = [d for d in at.dataframe if "model_version" in d.value.columns and "first_seen" in d.value.columns]
+        assert list(zip(table.value["model_name"], table.value["model_version"])) == [("a", "1"), ("b", "2")]
+
+
+def test_filters_from_keeps_each_model_with_its_version():
+    filters = view.filters_from((START.date(), START.date()), ["a@1", "b@2", "c@"], [], [], (0.0, 1.0))
+    assert filters.models == (("a", "1"), ("b", "2"), ("c", ""))
+    assert (filters.model_names, filters.model_versions) == ((), ())
+    assert view.filters_from((START.date(), START.date()), [], [], [], (0.0, 1.0)).models == ()
 
 
 def test_drift_between_cat_days_and_dog_days(monkeypatch, seeded):

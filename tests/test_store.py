@@ -4,6 +4,7 @@ feedback, concurrency, faults, migrations, kept uploads."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import multiprocessing
 import os
@@ -842,8 +843,43 @@ def test_query_arguments_are_checked(seeded):
         stats.latency_percentiles(store, quantiles=(95,))
 
 
+def test_model_filter_keeps_exactly_the_chosen_name_version_pairs(store):
+    """a@1 and b@2 chosen: a@2 and b@1 must not come along (names and versions are not independent)."""
+    expected = {}
+    for index, (name, version) in enumerate((("a", "1"), ("a", "2"), ("b", "1"), ("b", "2")) * 3):
+        # A distinct score per pair, so a wrong mix shows in the mean too, not only in the count.
+        score = {"a@1": 0.9, "a@2": 0.1, "b@1": 0.2, "b@2": 0.7}[f"{name}@{version}"]
+        prediction_id = store.log_prediction(
+            make_record(index, model_name=name, model_version=version, score=score,
+                        created_at=BASE_TIME + timedelta(hours=index))
+        )
+        expected.setdefault((name, version), []).append(prediction_id)
+    chosen = stats.Filters(models=[("a", "1"), ("b", "2")])
+    wanted = sorted(expected[("a", "1")] + expected[("b", "2")])
+
+    summary = stats.summary(store, chosen)
+    assert summary.predictions == 6
+    assert summary.mean_confidence == pytest.approx(0.8)
+    models = stats.by_model(store, chosen)
+    assert list(zip(models["model_name"], models["model_version"])) == [("a", "1"), ("b", "2")]
+    assert sorted(stats.export_rows(store, chosen)["prediction_id"]) == wanted
+    days = stats.by_day(store, chosen)
+    assert set(zip(days["model_name"], days["model_version"])) == {("a", "1"), ("b", "2")}
+    assert stats.latency_over_time(store, chosen)["predictions"].sum() == 6
+    # Pairs are ANDed with the other model fields, like every filter.
+    assert stats.summary(store, stats.Filters(models=[("a", "1"), ("b", "2")], model_versions=["2"])).predictions == 3
+    assert stats.summary(store, stats.Filters(models=[("a", "2")])).predictions == 3
+    assert stats.summary(store, stats.Filters(models=[("a", "3")])).predictions == 0
+    # Name@version text and lists (as JSON gives them back) work too; a bare name is refused.
+    assert stats.Filters(models=["a@1", ["b", "2"]]).models == (("a", "1"), ("b", "2"))
+    with pytest.raises(StoreError, match="name, version"):
+        stats.Filters(models=["a"])
+
+
 def test_filters_serialise_and_accept_single_strings():
-    filters = stats.Filters(date_from=BASE_TIME.date(), labels="cat", sources=("app",))
+    filters = stats.Filters(
+        date_from=BASE_TIME.date(), labels="cat", sources=("app",), models=[("a", "1"), ("b", "2")]
+    )
     assert filters.labels == ("cat",)
     assert filters.to_dict() == {
         "date_from": "2026-03-01",
@@ -854,4 +890,10 @@ def test_filters_serialise_and_accept_single_strings():
         "sources": ["app"],
         "min_confidence": None,
         "max_confidence": None,
+        "models": [["a", "1"], ["b", "2"]],
     }
+    # And back: what to_dict() gives (e.g. through JSON) builds the same filters.
+    assert stats.Filters.from_dict(json.loads(json.dumps(filters.to_dict()))) == filters
+    assert stats.Filters.from_dict(stats.NO_FILTERS.to_dict()) == stats.NO_FILTERS
+    with_times = stats.Filters(date_from=BASE_TIME, date_to=BASE_TIME + timedelta(hours=5), models=["a@"])
+    assert stats.Filters.from_dict(json.loads(json.dumps(with_times.to_dict()))) == with_times

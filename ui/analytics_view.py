@@ -13,15 +13,12 @@ from imgrec.errors import StoreError
 
 
 def filters_from(period, models: list[str], labels: list[str], sources: list[str], confidence) -> stats.Filters:
-    names = sorted({ref.split("@", 1)[0] for ref in models})
-    versions = sorted({ref.split("@", 1)[1] for ref in models})
     start, end = (tuple(period) + (None, None))[:2] if isinstance(period, (tuple, list)) else (period, period)
     low, high = confidence
     return stats.Filters(
         date_from=start,
         date_to=end,
-        model_names=names,
-        model_versions=versions,
+        models=sorted(tuple(ref.split("@", 1)) for ref in models),  # each name with its own version, no cross
         labels=labels,
         sources=sources,
         min_confidence=low if low > 0 else None,
