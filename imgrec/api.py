@@ -58,6 +58,7 @@ MAX_TOP_K = 100
 MAX_METADATA_BYTES = 4096
 # Multipart framing and small form fields on top of the files themselves.
 BODY_OVERHEAD_BYTES = 64 * 1024
+LIMIT_HINT = "The limit holds for all files of one request together: send large images in separate requests."
 MAX_USER_AGENT = 512
 MAX_EXTRA_MODELS = 2  # models other than the served one kept loaded for ?model=
 RETRY_AFTER_S = 1
@@ -92,7 +93,7 @@ class BodyTooLarge(StarletteHTTPException):
     """Raised from ``receive`` as soon as a streamed body passes the limit (FastAPI lets it through)."""
 
     def __init__(self, limit: int):
-        super().__init__(413, f"The request body is over the limit of {_megabytes(limit)}.")
+        super().__init__(413, f"The request body is over the limit of {_megabytes(limit)}. {LIMIT_HINT}")
 
 
 def _megabytes(size: int) -> str:
@@ -191,7 +192,8 @@ class BodyLimitMiddleware:
             except ValueError:
                 return await _send_error(scope, send, 400, "bad_request", "Content-Length is not a number.")
             if too_large:
-                detail = f"The request body is {_megabytes(int(declared))}; the limit is {_megabytes(self.limit)}."
+                detail = (f"The request body is {_megabytes(int(declared))}; the limit is {_megabytes(self.limit)}. "
+                          f"{LIMIT_HINT}")
                 return await _send_error(scope, send, 413, "payload_too_large", detail, close=True)
         received = 0
         started = False

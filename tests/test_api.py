@@ -241,6 +241,7 @@ def test_body_over_the_limit_is_413_before_it_is_read(main):
     started = time.monotonic()
     status, body = _raw_request(main.port, head)  # no body sent at all
     assert status == 413 and body["error"] == "payload_too_large"
+    assert "50.00 MB" in body["detail"] and "separate requests" in body["detail"]
     assert time.monotonic() - started < 5
 
 
