@@ -71,11 +71,16 @@ with export_tab:
     columns = st.columns(len(FORMATS))
     for column, fmt in zip(columns, FORMATS):
         with column:
+            key = f"analytics.export.{fmt}"
+            # A prepared file remembers its filters: once they change it is stale, so forget it.
+            prepared = st.session_state.get(key)
+            if prepared is not None and prepared["filters"] != filters:
+                del st.session_state[key]
+                prepared = None
             if st.button(f"Prepare {fmt.upper()}", key=f"analytics.prepare.{fmt}", icon=":material/table_view:"):
-                st.session_state[f"analytics.export.{fmt}"] = cache.export(filters, fmt)
-            data = st.session_state.get(f"analytics.export.{fmt}")
-            if data is not None:
-                st.download_button(f"Download {fmt.upper()}", data, file_name=f"predictions.{fmt}",
+                prepared = st.session_state[key] = {"filters": filters, "data": cache.export(filters, fmt)}
+            if prepared is not None:
+                st.download_button(f"Download {fmt.upper()}", prepared["data"], file_name=f"predictions.{fmt}",
                                    mime=FORMATS[fmt], key=f"analytics.download.{fmt}", icon=":material/download:")
 
 with drift_tab:

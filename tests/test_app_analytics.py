@@ -7,7 +7,11 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
+from streamlit.runtime.media_file_storage import MediaFileKind
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
+from imgrec import stats
+from imgrec.log_export import FORMATS, export_predictions
 from imgrec.store import open_store
 from tests.apptest import app_with_settings, elements
 from tests.store_fixtures import make_record
@@ -74,19 +78,45 @@ def test_review_queue_lists_flagged_first(monkeypatch, seeded):
         assert set(queue["top1_label"][3:]) == {"dog"}
 
 
+def download_url(data: bytes, mime: str, file_name: str) -> str:
+    """The URL a download button of exactly these bytes gets under AppTest (its media ids hash the content)."""
+    storage = MemoryMediaFileStorage("/mock/media")
+    return storage.get_url(storage.load_and_get_id(data, mime, MediaFileKind.DOWNLOADABLE, file_name))
+
+
+def expected_export(settings, fmt: str, **filters) -> bytes:
+    with open_store(settings) as store:
+        return export_predictions(store, stats.Filters(**filters), fmt)
+
+
 def test_export_downloads_the_filtered_rows(monkeypatch, seeded):
+    cats, dogs = expected_export(seeded, "csv", labels=["cat"]), expected_export(seeded, "csv", labels=["dog"])
+    assert len(pd.read_csv(io.BytesIO(cats))) == 20 and len(pd.read_csv(io.BytesIO(dogs))) == 20
     with app_with_settings(monkeypatch, seeded, page="pages/analytics.py") as at:
         at.run()
         at.multiselect(key="analytics.labels").set_value(["cat"]).run()
+        assert elements(at, "download_button") == []
         at.button(key="analytics.prepare.csv").click().run()
         assert not at.exception
-        data = at.session_state["analytics.export.csv"]
-        frame = pd.read_csv(io.BytesIO(data))
-        assert len(frame) == 20 and set(frame["top1_label"]) == {"cat"}
-        assert [b.label for b in elements(at, "download_button")] == ["Download CSV"]
+        [download] = elements(at, "download_button")
+        assert download.label == "Download CSV"
+        assert download.proto.url == download_url(cats, "text/csv", "predictions.csv")
         at.button(key="analytics.prepare.parquet").click().run()
-        parquet = pd.read_parquet(io.BytesIO(at.session_state["analytics.export.parquet"]))
-        assert len(parquet) == 20 and set(parquet["corrected_label"].dropna()) == {"lynx"}
+        assert [b.label for b in elements(at, "download_button")] == ["Download CSV", "Download PARQUET"]
+        parquet = next(b for b in elements(at, "download_button") if b.label == "Download PARQUET")
+        data = expected_export(seeded, "parquet", labels=["cat"])
+        assert set(pd.read_parquet(io.BytesIO(data))["corrected_label"].dropna()) == {"lynx"}
+        assert parquet.proto.url == download_url(data, FORMATS["parquet"], "predictions.parquet")
+
+        # Other filters: the files prepared for the cats are no longer offered, only "Prepare" again.
+        at.multiselect(key="analytics.labels").set_value(["dog"]).run()
+        assert not at.exception
+        assert elements(at, "download_button") == []
+        assert {b.label for b in at.button} >= {"Prepare CSV", "Prepare PARQUET"}
+        at.button(key="analytics.prepare.csv").click().run()
+        [download] = elements(at, "download_button")
+        assert download.proto.url == download_url(dogs, "text/csv", "predictions.csv")
+        assert set(pd.read_csv(io.BytesIO(dogs))["top1_label"]) == {"dog"}
 
 
 def test_model_filter_keeps_exactly_the_chosen_versions(monkeypatch, settings):
