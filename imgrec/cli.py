@@ -290,6 +290,7 @@ def _evaluate(args) -> int:
     for row in report.per_class:
         print(f"  {row['class']:>16}  P {row['precision']:.3f}  R {row['recall']:.3f}  F1 {row['f1']:.3f}  "
               f"n {row['support']}")
+    print("\n".join(report.text_tables()))
     return EXIT_OK
 
 

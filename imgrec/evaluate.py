@@ -153,6 +153,19 @@ class EvaluationReport:
     def misclassified(self, true_class: str, predicted_class: str) -> list[int]:
         return self.errors.get(f"{true_class}|{predicted_class}", [])
 
+    def text_tables(self) -> list[str]:
+        """The confusion matrix (columns numbered like the rows) and the reliability bins, as text lines."""
+        width = max(5, len(str(max((max(row) for row in self.confusion), default=0))) + 1)
+        label = max(len(name) for name in self.class_names) + 4
+        lines = ["confusion matrix (rows: true class, columns: predicted class):",
+                 " " * label + "".join(f"{index:>{width}}" for index in range(len(self.class_names)))]
+        lines += [f"{index:>2}  {name:<{label - 4}}" + "".join(f"{count:>{width}}" for count in row)
+                  for index, (name, row) in enumerate(zip(self.class_names, self.confusion))]
+        lines.append(f"reliability (ECE {self.calibration['ece']:.3f}): confidence bin, images, mean confidence, accuracy")
+        lines += [f"  {b['lower']:.2f}-{b['upper']:.2f}  n {b['count']:>6}  conf {b['confidence']:.3f}  "
+                  f"acc {b['accuracy']:.3f}" for b in self.calibration["bins"] if b["count"]]
+        return lines
+
 
 def build_report(y_true, probabilities, class_names, split: str = "test", temperature: float = 1.0) -> EvaluationReport:
     y_true = np.asarray(y_true, int)

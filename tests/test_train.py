@@ -104,11 +104,12 @@ def test_end_to_end_transfer_run_registers_a_working_model(tmp_path, monkeypatch
     get_settings.cache_clear()
     try:
         assert cli.main(["evaluate", "tiny-mnv2@1", "--dataset", str(folder), "--split", "test"]) == 0
+        printed = capsys.readouterr().out
+        assert "confusion matrix (rows: true class" in printed and "reliability (ECE" in printed
     finally:
         get_settings.cache_clear()
 
 
-@pytest.mark.slow
 def _compiled_tiny_classifier(seed: int, units: int = 3):
     import keras
 
@@ -140,6 +141,7 @@ def test_the_optimizer_state_survives_a_resume_and_refuses_a_mismatch(tmp_path):
     assert int(other.optimizer.iterations) == 0
 
 
+@pytest.mark.slow
 def test_cancel_stops_at_a_safe_point_and_keeps_the_checkpoint(tmp_path):
     settings = make_settings(tmp_path)
     folder = make_image_folder(tmp_path / "ds", per_class=12)
