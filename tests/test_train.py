@@ -67,7 +67,7 @@ def test_fine_tune_keeps_batch_norm_frozen_and_cuts_at_a_block_boundary():
 
 
 @pytest.mark.slow
-def test_end_to_end_transfer_run_registers_a_working_model(tmp_path, monkeypatch):
+def test_end_to_end_transfer_run_registers_a_working_model(tmp_path, monkeypatch, capsys):
     """MobileNetV2 head + fine-tune phases on cached activations (flip views) -> card, report, curves."""
     from imgrec import cli
     from imgrec.config import get_settings
