@@ -629,7 +629,8 @@ async def stats(state: ApiState = Depends(get_state)):
         raise ApiError(503, "store_unavailable", f"The prediction log is unavailable: {state.store_error}")
     from imgrec import stats as aggregates  # pandas and scipy load on first use, not at import
 
-    return await anyio.to_thread.run_sync(lambda: aggregates.report(store))
+    threshold = state.settings.uncertain_threshold
+    return await anyio.to_thread.run_sync(lambda: aggregates.report(store, uncertain_threshold=threshold))
 
 
 # -- errors ------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from imgrec.errors import ImgrecError
 from imgrec.export import FORMATS as EXPORT_FORMATS
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
+RECENT_DAYS_SHOWN = 7  # `imgrec stats` text output; --json has every day
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,8 +213,9 @@ def _stats(args) -> int:
     from imgrec import stats
     from imgrec.store import open_store
 
-    with open_store(get_settings()) as store:
-        report = stats.report(store)
+    settings = get_settings()
+    with open_store(settings) as store:
+        report = stats.report(store, uncertain_threshold=settings.uncertain_threshold)
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
@@ -229,6 +231,11 @@ def _stats(args) -> int:
               f"mean confidence {row['mean_confidence']:.1%}, mean latency {row['mean_latency_ms']:.1f} ms")
     if report["top_labels"]:
         print("top labels: " + ", ".join(f"{row['label']} {row['predictions']}" for row in report["top_labels"]))
+    recent_days = sorted({row["day"] for row in report["by_day"]})[-RECENT_DAYS_SHOWN:]
+    if recent_days:
+        print(f"last {len(recent_days)} day(s) with predictions:")
+        for row in (row for row in report["by_day"] if row["day"] in recent_days):
+            print(f"  {row['day']}  {row['model_name']}@{row['model_version']}: {row['predictions']} predictions")
     return EXIT_OK
 
 

@@ -185,10 +185,15 @@ class DriftReport:
         return asdict(self)
 
 
-def report(store: Store, filters: Filters = NO_FILTERS, label_limit: int = 10) -> dict[str, Any]:
+def report(
+    store: Store,
+    filters: Filters = NO_FILTERS,
+    label_limit: int = 10,
+    uncertain_threshold: float = DEFAULT_UNCERTAIN_THRESHOLD,
+) -> dict[str, Any]:
     """Totals, by model, by label, by day and latency percentiles: ``GET /stats`` and ``imgrec stats``."""
     return {
-        "summary": summary(store, filters).to_dict(),
+        "summary": summary(store, filters, uncertain_threshold).to_dict(),
         "latency_ms": latency_percentiles(store, filters),
         "by_model": frame_to_records(by_model(store, filters)),
         "top_labels": frame_to_records(by_label(store, filters, limit=label_limit)),

@@ -112,6 +112,20 @@ def test_predictions_are_logged_with_source_cli(tiny_settings, files, tmp_path):
         assert store.count_predictions() == 2
 
 
+def test_stats_follow_the_uncertain_threshold_setting_and_show_recent_days(tiny_settings, files, tmp_path):
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir)
+    assert run_cli(["predict", str(files / "red.png"), "--model", "tiny-cnn"], settings).returncode == 0
+    strict = run_cli(["stats", "--json"], settings, IMGREC_UNCERTAIN_THRESHOLD="1.0")
+    lenient = run_cli(["stats", "--json"], settings, IMGREC_UNCERTAIN_THRESHOLD="0.0")
+    assert json.loads(strict.stdout)["summary"]["uncertain_share"] == 1.0  # every score is under 1.0
+    assert json.loads(lenient.stdout)["summary"]["uncertain_share"] == 0.0
+    text = run_cli(["stats"], settings)
+    assert text.returncode == 0, text.stderr
+    assert "last 1 day(s) with predictions:" in text.stdout and "tiny-cnn@1: 1 predictions" in text.stdout
+
+
 def test_unwritable_log_still_prints_predictions(tiny_settings, files, tmp_path):
     from tests.conftest import make_settings
 
