@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     init = commands.add_parser("init", help="create data/ and register the default ImageNet model")
     init.set_defaults(handler=_init)
 
+    prune = commands.add_parser("prune", help="delete kept uploads older than the retention period")
+    prune.add_argument("--days", type=_non_negative_float, default=get_settings().upload_retention_days,
+                       help="age in days (default: IMGREC_UPLOAD_RETENTION_DAYS)")
+    prune.set_defaults(handler=_prune)
+
     serve = commands.add_parser("serve", help="run the REST API (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=_positive_int, default=8000)
@@ -77,6 +82,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number. Expected 1 or more.") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is too small. Expected 1 or more.")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number. Expected 0 or more.") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{value} is not allowed. Expected 0 or more.")
     return value
 
 
@@ -185,6 +200,15 @@ def _init(args) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     card = registry.ensure_default_model(settings)
     print(f"Default model ready: {card.ref} ({card.num_classes} classes).")
+    return EXIT_OK
+
+
+def _prune(args) -> int:
+    from imgrec.store import open_store
+
+    with open_store(get_settings()) as store:
+        deleted = store.prune_uploads(args.days)
+    print(f"Deleted {deleted} kept upload(s) not uploaded again for {args.days:g} days.")
     return EXIT_OK
 
 

@@ -572,6 +572,18 @@ def open_store(settings: Settings | None = None) -> Store:
     )
 
 
+def prune_expired_uploads(store: Store, settings: Settings) -> int:
+    """Apply ``upload_retention_days`` to kept uploads (0 keeps them for ever). For a face that opens the
+    log at start: a failure is logged, never raised, since predictions matter more than housekeeping."""
+    if not settings.keep_uploads or settings.upload_retention_days <= 0:
+        return 0
+    try:
+        return store.prune_uploads(settings.upload_retention_days)
+    except (StoreError, OSError) as exc:
+        log.warning("Old uploads were not pruned: %s", exc)
+        return 0
+
+
 def _validate(record: PredictionRecord) -> None:
     problem = _record_problem(record)
     if problem:

@@ -468,6 +468,30 @@ def test_batcher_gathers_concurrent_work_into_one_call():
 
 
 @pytest.mark.filterwarnings("ignore:Using `httpx`")
+def test_starting_the_api_prunes_kept_uploads_past_retention(tmp_path, tiny_settings):
+    import hashlib
+    import os
+
+    from fastapi.testclient import TestClient
+
+    from imgrec.api import create_app
+    from imgrec.store import open_store
+    from tests.store_fixtures import make_record
+
+    settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir, default_model="tiny-cnn",
+                             keep_uploads=True, upload_retention_days=30)
+    content = png()
+    with open_store(settings) as store:
+        record = make_record(0, sha256=hashlib.sha256(content).hexdigest(), image_bytes=content)
+        kept = store.upload_file(store.get_prediction(store.log_prediction(record))["stored_path"])
+    forty_days_ago = time.time() - 40 * 86400
+    os.utime(kept, (forty_days_ago, forty_days_ago))
+    with TestClient(create_app(settings)) as http:
+        assert http.get("/health/ready").status_code == 200
+    assert not kept.exists()
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx`")
 def test_without_a_model_or_database_the_app_is_live_but_not_ready(tmp_path, tiny_settings):
     from fastapi.testclient import TestClient
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from PIL import Image
@@ -124,6 +125,28 @@ def test_stats_follow_the_uncertain_threshold_setting_and_show_recent_days(tiny_
     text = run_cli(["stats"], settings)
     assert text.returncode == 0, text.stderr
     assert "last 1 day(s) with predictions:" in text.stdout and "tiny-cnn@1: 1 predictions" in text.stdout
+
+
+def test_prune_deletes_kept_uploads_older_than_the_days_given(tiny_settings, files, tmp_path):
+    from imgrec.store import open_store
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir, keep_uploads=True)
+    keep = {"IMGREC_KEEP_UPLOADS": "1"}
+    assert run_cli(["predict", str(files / "red.png"), "--model", "tiny-cnn"], settings, **keep).returncode == 0
+    [kept] = list((settings.data_dir / "uploads").glob("??/*"))
+    ten_days_ago = time.time() - 10 * 86400
+    os.utime(kept, (ten_days_ago, ten_days_ago))
+
+    assert "Deleted 0 kept upload(s)" in run_cli(["prune", "--days", "30"], settings).stdout
+    assert kept.exists()
+    pruned = run_cli(["prune", "--days", "7"], settings)
+    assert pruned.returncode == 0 and "Deleted 1 kept upload(s)" in pruned.stdout
+    assert not kept.exists()
+    with open_store(settings) as store:
+        assert store.get_prediction(1)["stored_path"] is None
+    refused = run_cli(["prune", "--days", "-1"], settings)
+    assert refused.returncode == 2 and "Expected 0 or more" in refused.stderr
 
 
 def test_unwritable_log_still_prints_predictions(tiny_settings, files, tmp_path):

@@ -27,6 +27,7 @@ from imgrec.store import (
     metadata,
     open_store,
     predictions_table,
+    prune_expired_uploads,
     uploads_table,
 )
 from tests.conftest import make_settings
@@ -457,6 +458,31 @@ def test_prune_deletes_old_uploads_and_forgets_their_paths(keeping_store):
     assert keeping_store.get_prediction(old_id)["stored_path"] is None
     assert keeping_store.get_prediction(new_id)["stored_path"] is not None
     assert keeping_store.prune_uploads(older_than_days=30) == 0
+
+
+def _age_kept_upload(store, prediction_id: int, days: float) -> Path:
+    kept = store.upload_file(store.get_prediction(prediction_id)["stored_path"])
+    then = time.time() - days * 86400
+    os.utime(kept, (then, then))
+    return kept
+
+
+@pytest.mark.parametrize(("keep", "days", "pruned"), [(True, 30, 1), (True, 0, 0), (False, 30, 0)])
+def test_the_retention_setting_decides_what_start_up_pruning_deletes(tmp_path, keep, days, pruned):
+    writing = make_settings(tmp_path, keep_uploads=True)
+    with open_store(writing) as store:
+        old = _age_kept_upload(store, store.log_prediction(image_record(b"old image")), days=40)
+        recent = _age_kept_upload(store, store.log_prediction(image_record(b"recent image")), days=5)
+        settings = make_settings(tmp_path, keep_uploads=keep, upload_retention_days=days)
+        assert prune_expired_uploads(store, settings) == pruned
+    assert old.exists() is (pruned == 0) and recent.exists()
+
+
+def test_start_up_pruning_logs_a_failure_instead_of_raising(tmp_path, caplog):
+    settings = make_settings(tmp_path, keep_uploads=True)
+    with Store(f"sqlite:///{tmp_path / 'log.db'}") as store:  # no uploads directory
+        assert prune_expired_uploads(store, settings) == 0
+    assert "Old uploads were not pruned" in caplog.text
 
 
 # -- analytics: every aggregate against an independent Python computation ----------------------

@@ -22,9 +22,12 @@ def predictor(name: str, version: str) -> Predictor:
 
 @st.cache_resource(show_spinner=False)
 def store():
-    from imgrec.store import open_store
+    from imgrec.store import open_store, prune_expired_uploads
 
-    return open_store(get_settings())
+    settings = get_settings()
+    opened = open_store(settings)
+    prune_expired_uploads(opened, settings)  # once per app process
+    return opened
 
 
 @st.cache_data(ttl=30, show_spinner="Preparing the default model…")
