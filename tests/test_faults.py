@@ -44,6 +44,11 @@ def _write_outcomes():
         ("reload under load", "tests/test_api.py::test_reload_under_load_fails_no_request"),
         ("8 threads / 4 processes writing one SQLite file",
          "tests/test_store.py::test_eight_threads_write_4000_predictions"),
+        ("a process keeps writing while others open and close the same SQLite log",
+         "tests/test_store.py::test_a_store_that_created_the_file_keeps_writing_visibly_while_others_come_and_go"),
+        ("truncated model file", "tests/test_models.py::test_truncated_model_file_is_refused_by_checksum"),
+        ("training worker killed (SIGKILL) mid-run: marked interrupted, resumed with weights and optimizer state",
+         "tests/test_train.py::test_sigkill_then_resume_continues_from_the_saved_epoch"),
     ):
         RECORDER.add(name, "reference", "covered by an existing test", where, True)
     yield
