@@ -43,6 +43,8 @@ try:
 except Exception as exc:  # noqa: BLE001
     show_error(exc)
     st.stop()
+with st.sidebar:
+    cam_controls = explain_view.layer_picker(predictor, model_ref, cam_controls)
 
 upload_tab, camera_tab, sample_tab = st.tabs(
     [":material/upload: Upload", ":material/photo_camera: Camera", ":material/collections: Samples"]
@@ -90,8 +92,6 @@ if new:
                 log_classified(store, item, source="app", session_id=session_id(), settings=settings)
             results[(key, model_ref)] = item
 
-# The layer choice is page-wide (one widget key): it sits under the first image shown with a result.
-first_shown = next((key for key, _, _ in inputs if results[(key, model_ref)].ok), None)
 for key, name, _ in inputs:
     item = results[(key, model_ref)]
     st.divider()
@@ -103,9 +103,14 @@ for key, name, _ in inputs:
         st.warning(item.log_warning, icon=":material/database:")
     predictions = predictor.top_k(item.result.probabilities, top_k)
     best = predictions[0]
-    image_col, cam_col, chart_col = st.columns([1, 1, 1.3], gap="medium")
-    with image_col:
-        st.image(item.image.pixels, caption=f"{item.image.width}×{item.image.height} {item.image.format}", width="stretch")
+    images_col, chart_col = st.columns([3, 1.3], gap="medium")
+    with images_col:
+        # original | overlay | heatmap, with the class picker and the download under them
+        image_col, overlay_col, heatmap_col = st.columns(3, gap="small")
+        image_col.image(item.image.pixels, caption=f"{item.image.width}×{item.image.height} {item.image.format}",
+                        width="stretch")
+        cam = explain_view.overlay_panel(predictor, model_ref, key, item, predictions, cam_controls,
+                                         overlay_col, heatmap_col)
     with chart_col:
         if best.score < threshold:
             st.warning(f"**Uncertain** — best guess *{best.label}* at {best.score:.1%}", icon=":material/help:")
@@ -113,8 +118,6 @@ for key, name, _ in inputs:
             st.success(f"**{best.label}** — {best.score:.1%}", icon=":material/check_circle:")
         st.altair_chart(top_k_bars(predictions, threshold), width="stretch")
         st.caption(f"{item.model_name}@{item.model_version} · {item.result.latency_ms:.0f} ms")
-    with cam_col:
-        explain_view.overlay_panel(predictor, model_ref, key, item, predictions, cam_controls)
-    explain_view.details(predictor, model_ref, key, item, predictions, cam_controls, refs,
-                         layer_picker=key == first_shown)
+    if cam is not None:
+        explain_view.details(predictor, model_ref, key, item, cam, cam_controls, refs)
     explain_view.feedback(key, item, predictor.card.class_names)

@@ -18,10 +18,35 @@ def png(colour=(200, 40, 40), size=(48, 40)) -> bytes:
     return buffer.getvalue()
 
 
+def tiny_active(settings):
+    """``settings`` with tiny-cnn@1 marked active in its own data folder, so the page shows it first
+    (and never falls back to, or registers, the stock ImageNet default)."""
+    from imgrec import registry
+
+    registry.set_active_model("tiny-cnn", "1", settings)
+    return settings
+
+
+def main_panel_captions(at) -> list[str]:
+    """Captions of the images outside expanders, in page order."""
+    found = []
+
+    def walk(node):
+        if getattr(node, "type", None) == "expander":
+            return
+        if getattr(node, "type", None) == "image":
+            found.extend(node.captions)
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at.main)
+    return found
+
+
 @pytest.fixture
 def page_settings(tiny_settings, tmp_path):
     # The shared tiny model, a fresh database per test.
-    return make_settings(tmp_path, models_dir=tiny_settings.models_dir)
+    return tiny_active(make_settings(tmp_path, models_dir=tiny_settings.models_dir))
 
 
 def test_upload_shows_chart_overlay_and_logs_once(monkeypatch, page_settings):
@@ -33,7 +58,8 @@ def test_upload_shows_chart_overlay_and_logs_once(monkeypatch, page_settings):
         assert not at.exception, at.exception
         assert [s.value for s in at.main.subheader] == ["red.png"]
         assert len(elements(at, "vega_lite_chart")) == 1  # the top-k chart
-        assert len(elements(at, "image")) >= 3  # preview, Grad-CAM overlay, heatmap alone
+        # The per-image panel, not a (collapsed) expander: original | overlay | heatmap.
+        assert [c.split(" for ")[0] for c in main_panel_captions(at)] == ["48×40 PNG", "Grad-CAM", "Heatmap alone"]
         assert [b.label for b in elements(at, "download_button")] == ["Download overlay (PNG)"]
         assert "tiny-cnn@1" in at.caption[-1].value or any("tiny-cnn@1" in c.value for c in at.caption)
         # A rerun (moving the opacity slider) logs nothing new and recomputes nothing.
@@ -116,11 +142,11 @@ def test_faithfulness_on_request_and_target_class_changes_the_map(monkeypatch, p
         labels = {m.label for m in at.metric}
         assert {"Deletion AUC", "Insertion AUC", "Random deletion", "Random insertion"} <= labels
         heatmaps = at.session_state["predict.heatmaps"]
-        assert len(heatmaps) == 2  # this image: Grad-CAM and Grad-CAM++ (the compare tab) for the top class
+        assert len(heatmaps) == 1  # this image: Grad-CAM for the top class (no comparison asked for)
         target = at.selectbox(key="predict.cam_target.sample:red.png")
         target.set_value(target.options[1]).run()
         assert not at.exception
-        assert len(at.session_state["predict.heatmaps"]) == 4
+        assert len(at.session_state["predict.heatmaps"]) == 2
 
 
 def test_several_predicted_images_share_one_layer_picker(monkeypatch, page_settings):
@@ -135,3 +161,119 @@ def test_several_predicted_images_share_one_layer_picker(monkeypatch, page_setti
         assert len([s for s in at.selectbox if s.key == "predict.cam_layer"]) == 1
     with open_store(page_settings) as store:
         assert store.count_predictions() == 3
+
+
+def image_captions(at) -> list[str]:
+    return [caption for image in elements(at, "image") for caption in image.captions]
+
+
+@pytest.fixture(scope="module")
+def two_models_dir(tiny_settings, tmp_path_factory):
+    """The tiny model and ``plain-cnn@1``, a model with other layer names (no ``conv1``)."""
+    import shutil
+
+    import keras
+
+    from imgrec import registry
+    from tests.conftest import TINY_CLASSES, TINY_SIZE, tiny_card
+
+    settings = make_settings(tmp_path_factory.mktemp("two-models"))
+    shutil.copytree(tiny_settings.models_dir, settings.models_dir)
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((*TINY_SIZE, 3), name="image")
+    x = keras.layers.Rescaling(1 / 255, name="scale")(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="features")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(len(TINY_CLASSES), activation="softmax", name="predictions")(x)
+    registry.save_model(keras.Model(inputs, outputs), tiny_card("plain-cnn", "1"), settings)
+    return settings.models_dir
+
+
+class CountingSpy:
+    """Wraps a function of ``imgrec.explain``: counts the calls and still runs the real thing."""
+
+    def __init__(self, monkeypatch, name: str):
+        from imgrec import explain
+
+        self.calls: list = []
+        real = getattr(explain, name)
+
+        def spy(*args, **kwargs):
+            self.calls.append(kwargs.get("method", "gradcam"))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(explain, name, spy)
+
+
+def test_custom_layer_missing_from_the_next_model_falls_back_to_the_automatic_one(
+    monkeypatch, tmp_path, two_models_dir
+):
+    settings = tiny_active(make_settings(tmp_path, models_dir=two_models_dir))
+    with app_with_settings(monkeypatch, settings) as at:
+        at.run()
+        at.file_uploader(key="predict.files").set_value([("red.png", png(), "image/png")]).run()
+        assert at.selectbox(key="predict.model").options == ["tiny-cnn@1", "plain-cnn@1"]
+        at.selectbox(key="predict.cam_layer").set_value("conv1").run()
+        assert not at.exception, at.exception
+        assert any("layer conv1" in c for c in image_captions(at))
+        at.selectbox(key="predict.model").set_value("plain-cnn@1").run()
+        assert not at.exception, at.exception
+        assert not at.error
+        assert any("conv1" in c.value and "automatic" in c.value for c in at.caption)
+        assert at.selectbox(key="predict.cam_layer").value == "automatic (last conv layer)"
+        assert any("layer features" in c for c in image_captions(at))
+
+
+def test_heatmap_failures_are_messages_never_tracebacks(monkeypatch, page_settings):
+    from imgrec import explain
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(explain, "gradcam", broken)
+    with app_with_settings(monkeypatch, page_settings) as at:
+        at.run()
+        at.file_uploader(key="predict.files").set_value([("red.png", png(), "image/png")]).run()
+        assert not at.exception, at.exception
+        assert at.error and all("Something went wrong on our side (RuntimeError)" in e.value for e in at.error)
+        assert len(elements(at, "vega_lite_chart")) == 1  # the prediction itself is still shown
+
+
+def test_no_heatmap_work_when_off_and_comparison_only_on_request(monkeypatch, page_settings):
+    spy = CountingSpy(monkeypatch, "gradcam")
+    with app_with_settings(monkeypatch, page_settings) as at:
+        at.run()
+        at.toggle(key="predict.cam_on").set_value(False).run()
+        at.file_uploader(key="predict.files").set_value([("red.png", png(), "image/png")]).run()
+        assert not at.exception, at.exception
+        assert len(elements(at, "vega_lite_chart")) == 1 and spy.calls == []  # predicted, nothing explained
+        at.toggle(key="predict.cam_on").set_value(True).run()
+        assert not at.exception, at.exception
+        assert spy.calls == ["gradcam"]  # the shown method only: no comparison yet
+        at.slider(key="predict.cam_opacity").set_value(0.8).run()
+        at.selectbox(key="predict.cam_colormap").set_value("viridis").run()
+        assert spy.calls == ["gradcam"]  # re-blended, not recomputed
+        [compare] = [w for w in at.segmented_control if w.key.startswith("predict.compare_kind.")]
+        compare.set_value("CAM methods").run()
+        assert not at.exception, at.exception
+        assert sorted(spy.calls) == ["gradcam", "gradcam++"]  # asked for: Grad-CAM++ beside Grad-CAM
+        assert {"Grad-CAM", "Grad-CAM++"} <= set(image_captions(at))
+        at.slider(key="predict.cam_opacity").set_value(0.3).run()
+        assert sorted(spy.calls) == ["gradcam", "gradcam++"]
+        at.toggle(key="predict.cam_on").set_value(False).run()
+        assert not {"Grad-CAM", "Grad-CAM++"} & set(image_captions(at))
+        assert len(spy.calls) == 2
+
+
+def test_comparison_with_another_model_on_request(monkeypatch, tmp_path, two_models_dir):
+    settings = tiny_active(make_settings(tmp_path, models_dir=two_models_dir))
+    with app_with_settings(monkeypatch, settings) as at:
+        at.run()
+        at.file_uploader(key="predict.files").set_value([("red.png", png(), "image/png")]).run()
+        [compare] = [w for w in at.segmented_control if w.key.startswith("predict.compare_kind.")]
+        compare.set_value("another model").run()
+        assert not at.exception, at.exception
+        assert not at.error
+        [second] = [s for s in at.selectbox if s.key.startswith("predict.compare_model.")]
+        assert second.value == "plain-cnn@1"
+        assert [c.split(":")[0] for c in image_captions(at)[-2:]] == ["tiny-cnn@1", "plain-cnn@1"]

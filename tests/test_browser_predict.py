@@ -22,9 +22,10 @@ def test_upload_a_photo_and_see_chart_and_overlay(imagenet_settings, photos_dir,
         page.get_by_text("Egyptian cat").first.wait_for(timeout=120_000)
         page.locator("[data-testid='stVegaLiteChart']").first.wait_for()
         page.get_by_text("Grad-CAM for “Egyptian cat”").wait_for()
+        page.get_by_text("Heatmap alone").wait_for()  # beside the overlay, not in a collapsed expander
         page.get_by_text("Unsupported image format 'text'").wait_for()
         page.wait_for_timeout(1500)  # let the chart finish drawing for the screenshot
         shot = screenshot(page, "predict-page")
         assert shot.stat().st_size > 20_000
-        assert page.locator("[data-testid='stImage'] img").count() >= 2  # preview + overlay
+        assert page.locator("[data-testid='stImage'] img").count() == 3  # preview, overlay, heatmap
         assert page.get_by_text("Traceback").count() == 0

@@ -1,12 +1,13 @@
 """Grad-CAM, faithfulness, compare and feedback widgets of the Predict page.
 
 Heatmaps are kept in session state by (image, model, method, layer, class), so moving
-the opacity slider or changing the colormap only re-blends; nothing is recomputed.
+the opacity slider or changing the colormap only re-blends; nothing is recomputed. With
+heatmaps off nothing is computed at all; faithfulness and comparisons only on request.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 import streamlit as st
@@ -18,6 +19,7 @@ from ui.widgets import show_error
 
 HEATMAPS = "predict.heatmaps"
 FAITHFULNESS = "predict.faithfulness"
+LAYER = "predict.cam_layer"
 
 AUTO_LAYER = "automatic (last conv layer)"
 METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}
@@ -33,6 +35,7 @@ class CamControls:
 
 
 def sidebar_controls() -> CamControls:
+    """The model-independent controls; the layer is chosen by ``layer_picker`` once the model is loaded."""
     # Per-session caches; set here (every run), not at import, which happens once per process.
     st.session_state.setdefault(HEATMAPS, {})
     st.session_state.setdefault(FAITHFULNESS, {})
@@ -42,8 +45,28 @@ def sidebar_controls() -> CamControls:
                       format_func=METHOD_TITLES.get)
     opacity = st.slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="predict.cam_opacity")
     colormap = st.selectbox("Colormap", list(explain.COLORMAPS), key="predict.cam_colormap")
-    layer = st.session_state.get("predict.cam_layer", AUTO_LAYER)
-    return CamControls(enabled, method, None if layer == AUTO_LAYER else layer, opacity, colormap)
+    return CamControls(enabled, method, None, opacity, colormap)
+
+
+def layer_picker(predictor, model_ref: str, controls: CamControls) -> CamControls:
+    """The page-wide layer choice among this model's layers (one widget, whatever the number of images).
+
+    A layer chosen for another model that this one lacks falls back to the automatic layer.
+    """
+    try:
+        layers = explain.candidate_layers(predictor.model)
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
+        show_error(exc)
+        layers = []
+    saved = st.session_state.get(LAYER, AUTO_LAYER)
+    missing = saved not in (AUTO_LAYER, *layers)
+    if missing:
+        st.session_state[LAYER] = AUTO_LAYER  # allowed: the widget is not drawn yet in this run
+    layer = st.selectbox("Layer", [AUTO_LAYER, *layers], key=LAYER, disabled=not controls.enabled,
+                         help="The layer whose feature maps are explained, for every image.")
+    if missing:
+        st.caption(f"{model_ref} has no layer {saved}: using the automatic layer.")
+    return replace(controls, layer=None if layer == AUTO_LAYER else layer)
 
 
 def _heatmap(predictor, model_ref: str, image_key: str, pixels, method: str, layer: str | None, target: int):
@@ -58,45 +81,44 @@ def _class_index(predictor, label: str) -> int:
     return predictor.card.class_names.index(label)
 
 
-def overlay_panel(predictor, model_ref, image_key, item, predictions, controls: CamControls) -> None:
+def overlay_panel(predictor, model_ref, image_key, item, predictions, controls: CamControls,
+                  overlay_col, heatmap_col):
+    """Overlay and bare heatmap in their columns, the class picker and download below. Returns the
+    heatmap shown, or None (heatmaps off, or it could not be computed: then a message says why)."""
     if not controls.enabled:
-        st.caption("Heatmaps are off (sidebar).")
-        return
+        overlay_col.caption("Heatmaps are off (sidebar).")
+        return None
+    pick_col, download_col = st.columns([2, 1], vertical_alignment="bottom")
     labels = [p.label for p in predictions]
-    target_label = st.selectbox("Explain class", labels, key=f"predict.cam_target.{image_key}")
+    target_label = pick_col.selectbox("Explain class", labels, key=f"predict.cam_target.{image_key}")
     try:
         cam = _heatmap(predictor, model_ref, image_key, item.image.pixels, controls.method, controls.layer,
                        _class_index(predictor, target_label))
-    except Exception as exc:  # noqa: BLE001
-        show_error(exc)
-        return
-    blended = explain.overlay(item.image.pixels, cam.values, alpha=controls.opacity, colormap=controls.colormap)
-    st.image(blended, caption=f"{METHOD_TITLES[controls.method]} for “{target_label}” · layer {cam.layer}",
-             width="stretch")
-    st.download_button(
-        "Download overlay (PNG)", explain.to_png_bytes(blended), file_name="gradcam-overlay.png", mime="image/png",
+        blended = explain.overlay(item.image.pixels, cam.values, alpha=controls.opacity, colormap=controls.colormap)
+        colors = explain.colorize(cam.values, controls.colormap)
+        png = explain.to_png_bytes(blended)
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
+        with overlay_col:
+            show_error(exc)
+        return None
+    overlay_col.image(blended, caption=f"{METHOD_TITLES[controls.method]} for “{target_label}” · layer {cam.layer}",
+                      width="stretch")
+    heatmap_col.image(colors, caption="Heatmap alone", width="stretch")
+    download_col.download_button(
+        "Download overlay (PNG)", png, file_name="gradcam-overlay.png", mime="image/png",
         key=f"predict.cam_download.{image_key}", icon=":material/download:",
     )
+    return cam
 
 
-def details(predictor, model_ref, image_key, item, predictions, controls: CamControls, refs,
-            layer_picker: bool = True) -> None:
-    """``layer_picker``: show the (page-wide) layer choice here; only one image may, its key is unique."""
-    with st.expander("Explanation details: heatmap, layer, faithfulness, compare"):
-        layer_tab, faith_tab, compare_tab = st.tabs(["Heatmap & layer", "Faithfulness", "Compare"])
-        target = _class_index(predictor, st.session_state.get(f"predict.cam_target.{image_key}", predictions[0].label))
-        with layer_tab:
-            if layer_picker:
-                layers = [AUTO_LAYER, *explain.candidate_layers(predictor.model)]
-                st.selectbox("Layer (applies to every image)", layers, key="predict.cam_layer")
-            else:
-                st.caption(f"Layer: {controls.layer or AUTO_LAYER} (chosen under the first image).")
-            cam = _heatmap(predictor, model_ref, image_key, item.image.pixels, controls.method, controls.layer, target)
-            st.image(explain.colorize(cam.values, controls.colormap), caption="Heatmap alone", width=320)
+def details(predictor, model_ref, image_key, item, cam, controls: CamControls, refs) -> None:
+    """Faithfulness and comparisons of the heatmap shown: both computed only when asked for."""
+    with st.expander("Explanation details: faithfulness, compare"):
+        faith_tab, compare_tab = st.tabs(["Faithfulness", "Compare"])
         with faith_tab:
-            _faithfulness(predictor, model_ref, image_key, item, cam, target)
+            _faithfulness(predictor, model_ref, image_key, item, cam, cam.target_class)
         with compare_tab:
-            _compare(predictor, model_ref, image_key, item, controls, refs, target)
+            _compare(predictor, model_ref, image_key, item, controls, refs, cam.target_class)
 
 
 def _faithfulness(predictor, model_ref, image_key, item, cam, target) -> None:
@@ -111,7 +133,11 @@ def _faithfulness(predictor, model_ref, image_key, item, cam, target) -> None:
         if not st.button("Compute faithfulness", key=f"predict.faith_button.{image_key}", icon=":material/science:"):
             return
         with st.spinner("Scoring the map…"):
-            results[cache_key] = explain.deletion_insertion(predictor, item.image.pixels, cam, target)
+            try:
+                results[cache_key] = explain.deletion_insertion(predictor, item.image.pixels, cam, target)
+            except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
+                show_error(exc)
+                return
     score = results[cache_key]
     cols = st.columns(4)
     cols[0].metric("Deletion AUC", f"{score.deletion_auc:.3f}", f"{score.deletion_auc - score.random_deletion_auc:+.3f} vs random", delta_color="inverse")
@@ -128,36 +154,54 @@ def _faithfulness(predictor, model_ref, image_key, item, cam, target) -> None:
                     width="stretch")
 
 
+COMPARE_KINDS = ("CAM methods", "another model")
+
+
 def _compare(predictor, model_ref, image_key, item, controls, refs, target) -> None:
-    other_refs = [ref for ref in refs if ref != model_ref]
-    choice = st.radio("Compare with", ["another CAM method", "another model"], horizontal=True,
-                      key=f"predict.compare_kind.{image_key}")
-    left, right = st.columns(2)
-    if choice == "another CAM method":
-        for column, method in zip((left, right), explain.METHODS):
-            cam = _heatmap(predictor, model_ref, image_key, item.image.pixels, method, controls.layer, target)
-            column.image(explain.overlay(item.image.pixels, cam.values, controls.opacity, controls.colormap),
-                         caption=METHOD_TITLES[method], width="stretch")
+    choice = st.segmented_control("Compare", COMPARE_KINDS, key=f"predict.compare_kind.{image_key}",
+                                  format_func={"CAM methods": "Grad-CAM vs Grad-CAM++",
+                                               "another model": "This model vs another"}.get)
+    if choice is None:
+        st.caption("Pick a comparison for this image; it is computed only then.")
         return
+    if choice == "CAM methods":
+        try:
+            with st.spinner("Computing both maps…"):
+                cams = [_heatmap(predictor, model_ref, image_key, item.image.pixels, method, controls.layer, target)
+                        for method in explain.METHODS]
+                blends = [explain.overlay(item.image.pixels, cam.values, controls.opacity, controls.colormap)
+                          for cam in cams]
+        except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
+            show_error(exc)
+            return
+        for column, method, blended in zip(st.columns(2), explain.METHODS, blends):
+            column.image(blended, caption=METHOD_TITLES[method], width="stretch")
+        return
+    other_refs = [ref for ref in refs if ref != model_ref]
     if not other_refs:
         st.info("Only one model is registered. Train or add another to compare.")
         return
     other_ref = st.selectbox("Second model", other_refs, key=f"predict.compare_model.{image_key}")
+    panels = []
     try:
-        other = cache.predictor(*other_ref.split("@", 1))
-        [other_result] = other.predict_detailed([item.image], top_k=3)
-    except Exception as exc:  # noqa: BLE001
+        with st.spinner(f"Explaining with {other_ref}…"):
+            other = cache.predictor(*other_ref.split("@", 1))
+            [other_result] = other.predict_detailed([item.image], top_k=3)
+            for ref, model, probabilities in (
+                (model_ref, predictor, item.result.probabilities),
+                (other_ref, other, other_result.probabilities),
+            ):
+                top = model.top_k(probabilities, 3)
+                # Each model's own automatic layer: a layer chosen for this model may not exist in the other.
+                cam = _heatmap(model, ref, image_key, item.image.pixels, controls.method, None,
+                               _class_index(model, top[0].label))
+                panels.append((ref, top, explain.overlay(item.image.pixels, cam.values, controls.opacity,
+                                                         controls.colormap)))
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
         show_error(exc)
         return
-    for column, ref, model, probabilities in (
-        (left, model_ref, predictor, item.result.probabilities),
-        (right, other_ref, other, other_result.probabilities),
-    ):
-        top = model.top_k(probabilities, 3)
-        cam = _heatmap(model, ref, image_key, item.image.pixels, controls.method, None,
-                       _class_index(model, top[0].label))
-        column.image(explain.overlay(item.image.pixels, cam.values, controls.opacity, controls.colormap),
-                     caption=f"{ref}: {top[0].label} {top[0].score:.1%}", width="stretch")
+    for column, (ref, top, blended) in zip(st.columns(2), panels):
+        column.image(blended, caption=f"{ref}: {top[0].label} {top[0].score:.1%}", width="stretch")
         column.caption(" · ".join(f"{p.label} {p.score:.1%}" for p in top))
 
 
