@@ -17,5 +17,9 @@ class ModelError(ImgrecError):
     """A model is missing, corrupt, or does not match its model card."""
 
 
+class WeightsFallbackWarning(UserWarning):
+    """Pretrained weights were asked for but could not be had; the model starts from random weights."""
+
+
 class StoreError(ImgrecError):
     """The prediction log could not be written or read."""

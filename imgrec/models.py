@@ -7,16 +7,15 @@ Grad-CAM all feed the same raw pixels and can never disagree about scaling.
 from __future__ import annotations
 
 import json
-import logging
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
 import keras
 from keras import layers, ops
 
-from imgrec.errors import ModelError
+from imgrec.errors import ModelError, WeightsFallbackWarning
 
-log = logging.getLogger(__name__)
 
 BACKBONE_LAYER_NAME = "backbone"
 IMAGENET_INPUT_SIZE = (224, 224)
@@ -118,7 +117,9 @@ def _backbone(name: str, spec: BackboneSpec, size: tuple[int, int], weights: str
                 include_top=False, weights="imagenet", input_shape=(IMAGENET_WEIGHTS_SIZE, IMAGENET_WEIGHTS_SIZE, 3)
             )
         except Exception as exc:  # noqa: BLE001 - offline or a failed download: train from scratch, say so
-            log.warning("No ImageNet weights for %s (%s); starting from random initialisation.", name, exc)
+            warnings.warn(WeightsFallbackWarning(
+                f"No ImageNet weights for {name} ({type(exc).__name__}: {exc}); the backbone starts from random "
+                "initialisation, so expect lower accuracy and slower training."), stacklevel=3)
         else:
             model.set_weights(pretrained.get_weights())
     elif weights not in (None, "imagenet"):

@@ -24,6 +24,7 @@ import shutil
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -32,7 +33,7 @@ import numpy as np
 from imgrec import runs
 from imgrec.config import Settings, get_settings
 from imgrec.data import AugmentConfig
-from imgrec.errors import ImgrecError
+from imgrec.errors import ImgrecError, WeightsFallbackWarning
 
 log = logging.getLogger(__name__)
 
@@ -246,8 +247,14 @@ class _Trainer:
         )
         data.write_report(self.dataset.report, run.dir / "dataset_report.json")
         self.log(self.dataset.describe())
-        self.model = build_model(config.backbone, self.dataset.num_classes, config.image_size, config.weights,
-                                 config.dropout)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", WeightsFallbackWarning)
+            self.model = build_model(config.backbone, self.dataset.num_classes, config.image_size, config.weights,
+                                     config.dropout)
+        self.weights_notes = [str(w.message) for w in caught if issubclass(w.category, WeightsFallbackWarning)]
+        for note in self.weights_notes:
+            self.log(f"Warning: {note}")
+        run.update_status(warning=" ".join(self.weights_notes) or None)
         run.checkpoints_dir.mkdir(exist_ok=True)
         last = run.checkpoints_dir / "last.weights.h5"
         if self.state["epoch"] > 0 and last.exists():
@@ -468,7 +475,7 @@ class _Trainer:
             preprocessing=backbone_spec(config.backbone).preprocessing,
             class_names=dataset.class_names,
             dataset=_dataset_label(config.dataset),
-            description=config.description or _describe(config),
+            description=" ".join([config.description or _describe(config), *self.weights_notes]),
             metrics=metrics,
         )
         card = registry.save_model(self.model, card, self.settings)

@@ -110,6 +110,32 @@ def test_end_to_end_transfer_run_registers_a_working_model(tmp_path, monkeypatch
         get_settings.cache_clear()
 
 
+@pytest.mark.slow
+def test_missing_imagenet_weights_fall_back_to_random_with_a_visible_warning(tmp_path, monkeypatch):
+    import dataclasses
+
+    import keras
+
+    from imgrec import models
+
+    def offline_mobilenet_v2(*args, weights=None, **kwargs):
+        if weights == "imagenet":
+            raise OSError("URL fetch failure: no network")  # what Keras raises offline
+        return keras.applications.MobileNetV2(*args, weights=weights, **kwargs)
+
+    spec = dataclasses.replace(models.BACKBONES["mobilenet_v2"], constructor=offline_mobilenet_v2)
+    monkeypatch.setitem(models.BACKBONES, "mobilenet_v2", spec)
+    settings = make_settings(tmp_path)
+    folder = make_image_folder(tmp_path / "ds", per_class=6, size=32)
+    run = train.train(tiny_config(folder, name="offline", backbone="mobilenet_v2", weights="imagenet",
+                                  image_size=32, epochs=1), settings)
+    status = run.status()
+    assert status["state"] == runs.COMPLETED, run.log_tail()
+    assert "No ImageNet weights for mobilenet_v2 (OSError: URL fetch failure" in status["warning"]
+    assert "starts from random initialisation" in run.log_path.read_text()
+    assert "starts from random initialisation" in registry.load_card("offline", "1", settings).description
+
+
 def _compiled_tiny_classifier(seed: int, units: int = 3):
     import keras
 

@@ -201,6 +201,8 @@ def run_panel(run_id: str) -> None:
         if live and status["state"] not in runs.LIVE_STATES:
             st.rerun(scope="app")  # finished: redraw the page once (report, history), stop refreshing
         _status_header(run, status)
+        if status.get("warning"):
+            st.warning(status["warning"], icon=":material/warning:")
         metrics = run.metrics()
         if metrics:
             st.altair_chart(curves_chart(metrics), width="stretch", key=f"train.curves.{run.id}")
