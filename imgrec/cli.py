@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import date
 from pathlib import Path
 
 from imgrec.config import get_settings
@@ -68,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
                         help="any of: " + ", ".join(EXPORT_FORMATS) + " (default: all)")
     export.set_defaults(handler=_export)
 
+    log_export = commands.add_parser("log-export", help="write the prediction log (filtered) to a CSV or Parquet file")
+    log_export.add_argument("output", type=Path, metavar="FILE", help="the file to write: .csv or .parquet")
+    log_export.add_argument("--from", dest="date_from", type=_iso_date, help="first UTC day, YYYY-MM-DD")
+    log_export.add_argument("--to", dest="date_to", type=_iso_date, help="last UTC day (included), YYYY-MM-DD")
+    log_export.add_argument("--model", action="append", default=[], help="name or name@version (repeatable)")
+    log_export.add_argument("--label", action="append", default=[], help="top-1 label (repeatable)")
+    log_export.add_argument("--source", action="append", default=[], help="app, api or cli (repeatable)")
+    log_export.set_defaults(handler=_log_export)
+
     stats = commands.add_parser("stats", help="aggregates over the prediction log (as GET /stats)")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(handler=_stats)
@@ -93,6 +103,13 @@ def _non_negative_float(text: str) -> float:
     if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"{value} is not allowed. Expected 0 or more.")
     return value
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a date. Expected YYYY-MM-DD.") from None
 
 
 def _predict(args) -> int:
@@ -231,6 +248,39 @@ def _export(args) -> int:
     for result in results:
         print(result.summary())
     return EXIT_OK if all(result.ok for result in results) else EXIT_SOME_FAILED
+
+
+def _log_export(args) -> int:
+    import os
+    import tempfile
+
+    from imgrec import stats
+    from imgrec.log_export import FORMATS, write_predictions
+    from imgrec.store import open_store
+
+    fmt = args.output.suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise ImgrecError(f"Unsupported export format '{fmt or args.output.name}'. Expected a file name ending in "
+                          f"one of: {', '.join('.' + name for name in FORMATS)}.")
+    filters = stats.Filters(
+        date_from=args.date_from, date_to=args.date_to, labels=args.label, sources=args.source,
+        model_names=[model for model in args.model if "@" not in model],
+        models=[model for model in args.model if "@" in model],
+    )
+    folder = args.output.resolve().parent
+    if not folder.is_dir():
+        raise ImgrecError(f"Cannot write {args.output}: the folder {folder.name}/ does not exist.")
+    # A temp file renamed into place: an interrupted export never leaves a half-written file behind.
+    handle, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{args.output.name}.", suffix=".part")
+    try:
+        with open_store(get_settings()) as store, os.fdopen(handle, "wb") as destination:
+            rows = write_predictions(store, filters, fmt, destination)
+        os.replace(temp_name, args.output)
+    finally:
+        if os.path.exists(temp_name):
+            os.unlink(temp_name)
+    print(f"Wrote {rows} prediction(s) to {args.output}.")
+    return EXIT_OK
 
 
 def _stats(args) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import BinaryIO
 
 from imgrec import stats
 from imgrec.errors import StoreError
@@ -10,36 +11,58 @@ from imgrec.errors import StoreError
 FORMATS = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
 
-def export_predictions(store, filters: stats.Filters, fmt: str, page_size: int = 20_000) -> bytes:
-    """The filtered rows in ``fmt`` ("csv" or "parquet"), built from ``stats.iter_export`` pages."""
+# The app builds a download in memory: beyond this many rows it says so and points to the CLI,
+# which streams any number of rows to a file.
+APP_ROW_LIMIT = 200_000
+
+
+def export_predictions(store, filters: stats.Filters, fmt: str, max_rows: int | None = None) -> bytes:
+    """The filtered rows (the oldest ``max_rows`` when given) in ``fmt``, as bytes."""
+    buffer = io.BytesIO()
+    write_predictions(store, filters, fmt, buffer, max_rows=max_rows)
+    return buffer.getvalue()
+
+
+def write_predictions(store, filters: stats.Filters, fmt: str, destination: BinaryIO,
+                      max_rows: int | None = None, page_size: int = 20_000) -> int:
+    """Stream the filtered rows (oldest first, at most ``max_rows``) to a binary file; returns how many.
+
+    Built from ``stats.iter_export`` pages, so memory stays one page whatever the log's size.
+    """
     if fmt not in FORMATS:
         raise StoreError(f"Unsupported export format '{fmt}'. Expected one of: {', '.join(FORMATS)}.")
-    pages = stats.iter_export(store, filters, page_size=page_size)
-    if fmt == "csv":
-        buffer = io.StringIO()
-        wrote_header = False
-        for page in pages:
-            page.to_csv(buffer, index=False, header=not wrote_header)
-            wrote_header = True
-        if not wrote_header:
-            buffer.write(",".join(stats.EXPORT_COLUMNS) + "\n")
-        return buffer.getvalue().encode()
+    written = 0
+    pages = stats.iter_export(store, filters, page_size=page_size if max_rows is None else min(page_size, max_rows))
+    writer = None
+    for page in pages:
+        if max_rows is not None:
+            page = page.iloc[: max_rows - written]
+        if fmt == "csv":
+            destination.write(page.to_csv(index=False, header=written == 0).encode())
+        else:
+            writer = _write_parquet_page(page, destination, writer)
+        written += len(page)
+        if max_rows is not None and written >= max_rows:
+            break
+    if written == 0 and fmt == "csv":
+        destination.write((",".join(stats.EXPORT_COLUMNS) + "\n").encode())
+    elif written == 0:
+        empty = stats.export_rows(store, filters, limit=1, after_id=2**62)  # the columns, typed, no rows
+        writer = _write_parquet_page(empty, destination, writer)
+    if writer is not None:
+        writer.close()
+    return written
+
+
+def _write_parquet_page(page, destination, writer):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    buffer = io.BytesIO()
-    writer = None
-    for page in pages:
-        table = pa.Table.from_pandas(_text_columns_as_strings(page), preserve_index=False)
-        if writer is None:
-            writer = pq.ParquetWriter(buffer, table.schema)
-        writer.write_table(table.cast(writer.schema))
+    table = pa.Table.from_pandas(_text_columns_as_strings(page), preserve_index=False)
     if writer is None:
-        empty = stats.export_rows(store, filters, limit=1, after_id=2**62)
-        pq.write_table(pa.Table.from_pandas(_text_columns_as_strings(empty), preserve_index=False), buffer)
-    else:
-        writer.close()
-    return buffer.getvalue()
+        writer = pq.ParquetWriter(destination, table.schema)
+    writer.write_table(table.cast(writer.schema))
+    return writer
 
 
 def _text_columns_as_strings(page):

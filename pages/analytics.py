@@ -7,7 +7,7 @@ from datetime import timedelta
 import streamlit as st
 
 from imgrec.config import get_settings
-from imgrec.log_export import FORMATS
+from imgrec.log_export import APP_ROW_LIMIT, FORMATS
 from ui import analytics_view as view
 from ui import cache
 from ui.widgets import show_error
@@ -68,6 +68,10 @@ with queue_tab:
 
 with export_tab:
     st.caption(f"{summary.predictions:,} filtered predictions, one row each, with feedback and image metadata.")
+    if summary.predictions > APP_ROW_LIMIT:
+        st.info(f"A download here holds the oldest {APP_ROW_LIMIT:,} of them. For every row, run "
+                "`python -m imgrec log-export predictions.csv` (same filters as options), which streams "
+                "to a file.", icon=":material/info:")
     columns = st.columns(len(FORMATS))
     for column, fmt in zip(columns, FORMATS):
         with column:

@@ -155,3 +155,20 @@ def test_drift_between_cat_days_and_dog_days(monkeypatch, seeded):
         assert not at.exception, at.exception
         texts = [w.value for w in at.warning] + [s.value for s in at.success]
         assert any("labels:" in t for t in texts), texts
+
+
+def test_a_log_over_the_app_limit_gets_the_oldest_rows_and_a_pointer_to_the_cli(monkeypatch, seeded):
+    from imgrec import log_export
+
+    monkeypatch.setattr(log_export, "APP_ROW_LIMIT", 15)
+    with app_with_settings(monkeypatch, seeded, page="pages/analytics.py") as at:
+        at.run()
+        assert any("oldest 15 of them" in i.value and "imgrec log-export" in i.value for i in at.info)
+        at.button(key="analytics.prepare.csv").click().run()
+        assert not at.exception, at.exception
+        [download] = elements(at, "download_button")
+        oldest = expected_export(seeded, "csv")
+        assert download.proto.url != download_url(oldest, "text/csv", "predictions.csv")  # not every row
+        with open_store(seeded) as store:
+            capped = export_predictions(store, stats.NO_FILTERS, "csv", max_rows=15)
+        assert download.proto.url == download_url(capped, "text/csv", "predictions.csv")

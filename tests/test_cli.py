@@ -149,6 +149,33 @@ def test_prune_deletes_kept_uploads_older_than_the_days_given(tiny_settings, fil
     assert refused.returncode == 2 and "Expected 0 or more" in refused.stderr
 
 
+def test_log_export_writes_every_filtered_row_to_a_file_or_refuses_clearly(tiny_settings, files, tmp_path):
+    import pandas as pd
+
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir)
+    paths = [str(files / "red.png")] * 3
+    assert run_cli(["predict", *paths, "--model", "tiny-cnn"], settings).returncode == 0
+    out = tmp_path / "log.parquet"
+    result = run_cli(["log-export", str(out), "--source", "cli", "--model", "tiny-cnn@1"], settings)
+    assert result.returncode == 0, result.stderr
+    assert "Wrote 3 prediction(s)" in result.stdout
+    frame = pd.read_parquet(out)
+    assert len(frame) == 3 and set(frame["model_name"]) == {"tiny-cnn"} and set(frame["source"]) == {"cli"}
+    none = run_cli(["log-export", str(tmp_path / "none.csv"), "--source", "api"], settings)
+    assert none.returncode == 0 and len(pd.read_csv(tmp_path / "none.csv")) == 0
+    for args, message in (
+        ([str(tmp_path / "log.xlsx")], "Unsupported export format 'xlsx'. Expected a file name ending in one of: "
+                                       ".csv, .parquet."),
+        ([str(tmp_path / "missing" / "log.csv")], "the folder missing/ does not exist"),
+        ([str(out), "--from", "yesterday"], "'yesterday' is not a date. Expected YYYY-MM-DD."),
+    ):
+        refused = run_cli(["log-export", *args], settings)
+        assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr
+    assert not list(tmp_path.glob(".*.part"))  # no half-written file left behind
+
+
 def test_unwritable_log_still_prints_predictions(tiny_settings, files, tmp_path):
     from tests.conftest import make_settings
 

@@ -108,9 +108,9 @@ review_queue = _query("review_queue")
 
 @st.cache_data(ttl=QUERY_TTL, show_spinner="Preparing the export…", max_entries=4)
 def export(filters, fmt: str) -> bytes:
-    from imgrec.log_export import export_predictions
+    from imgrec.log_export import APP_ROW_LIMIT, export_predictions
 
-    return export_predictions(store(), filters, fmt)
+    return export_predictions(store(), filters, fmt, max_rows=APP_ROW_LIMIT)
 
 
 @st.cache_data(ttl=QUERY_TTL, show_spinner=False)
