@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from imgrec import stats  # noqa: E402
+from imgrec import log_export, stats  # noqa: E402
 from imgrec.store import Store, predictions_table  # noqa: E402
 
 BUDGET_S = 1.0
@@ -152,6 +152,25 @@ def time_queries(title: str, queries: dict[str, Callable[[], object]], repeats: 
     return all_fast
 
 
+def time_exports(store: Store, folder: Path) -> None:
+    """Whole-log exports are not page queries (no 1 s budget): how long, how big, how many rows a second."""
+    print("\nExports (unfiltered)")
+    cases = {
+        "app download, CSV (first APP_ROW_LIMIT rows)".replace("APP_ROW_LIMIT", f"{log_export.APP_ROW_LIMIT:,}"): ("csv", log_export.APP_ROW_LIMIT),
+        "CLI log-export, CSV streamed to a file": ("csv", None),
+        "CLI log-export, Parquet streamed to a file": ("parquet", None),
+    }
+    for name, (fmt, cap) in cases.items():
+        target = folder / f"bench-export.{fmt}"
+        started = time.perf_counter()
+        with open(target, "wb") as destination:
+            rows = log_export.write_predictions(store, stats.Filters(), fmt, destination, max_rows=cap)
+        elapsed = time.perf_counter() - started
+        print(f"  {name:<44} {rows:>9,} rows {elapsed:>7.1f} s {rows / elapsed:>9,.0f} rows/s "
+              f"{target.stat().st_size / 1e6:>7.1f} MB")
+        target.unlink()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, help="SQLite file to seed (or reuse); default: a temp dir")
@@ -179,6 +198,7 @@ def main() -> int:
         # What the Analytics page sends when models are picked: (name, version) pairs.
         typical = stats.Filters(date_from=START + timedelta(days=DAYS - 30), models=[("imagenet-mobilenetv2", "2")])
         filtered = time_queries("Last 30 days, one model version", page_queries(store, typical), args.repeats)
+        time_exports(store, Path(temp_dir or path.parent))
         store.close()
         print(f"\nEvery query under {BUDGET_S:g} s: {'yes' if everything and filtered else 'NO'}")
         return 0
