@@ -46,6 +46,7 @@ def model_refs() -> list[str]:
 # -- Analytics: short-lived caches so a page rerun (a widget moved) does not query again ----------
 
 QUERY_TTL = 30  # seconds: fresh enough for a dashboard, cheap enough for a busy log
+LABEL_OPTIONS = 5000  # most frequent labels offered in the filter: every ImageNet class and then some
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def filter_options() -> FilterOptions:
     if models.empty:
         today = datetime.now(timezone.utc).date()
         return FilterOptions(0, today, today, [], [], list(SOURCES))
-    labels = stats.by_label(store(), limit=500)
+    labels = stats.by_label(store(), limit=LABEL_OPTIONS)
     return FilterOptions(
         total=int(models["predictions"].sum()),
         first_day=pd.Timestamp(models["first_seen"].min()).date(),
