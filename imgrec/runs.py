@@ -9,9 +9,12 @@
         checkpoints/       last.weights.h5 (every epoch), best.weights.h5
         cancel             flag file: the worker stops at the next batch end, keeping the checkpoint
 
-Run status lives here, not in the database: a run is a process plus files, and the files
-survive whatever kills the process. A worker that died (SIGKILL, OOM, reboot) is detected on
-read from its PID and start time and reported as ``interrupted``, never as ``running`` forever.
+The status file is the truth: a run is a process plus files, and the files survive whatever kills
+the process. Every status write is also mirrored, best effort, to the ``training_runs`` table of
+the prediction log, so runs can be queried beside predictions; a database that is down never
+slows or stops training (after a failure the mirror pauses for ``MIRROR_RETRY_SECONDS``). A worker
+that died (SIGKILL, OOM, reboot) is detected on read from its PID and start time, recorded as
+``interrupted``, never left ``running`` forever.
 
 Only one run trains at a time: a worker must hold an exclusive ``flock`` on ``runs/.slot.lock``
 (the kernel releases it when the process dies) and be the oldest live queued run.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import secrets
@@ -35,6 +39,8 @@ from pathlib import Path
 from imgrec.card import write_atomically
 from imgrec.config import PROJECT_ROOT, Settings, get_settings
 from imgrec.errors import ImgrecError
+
+log = logging.getLogger(__name__)
 
 
 class RunError(ImgrecError):
@@ -54,11 +60,29 @@ FINAL_STATES = (COMPLETED, FAILED, CANCELLED, INTERRUPTED)
 SLOT_LOCK = ".slot.lock"
 # A queued run without a worker PID yet (just launched) counts as live this long.
 LAUNCH_GRACE_SECONDS = 60
+MIRROR_RETRY_SECONDS = 60
+_mirror_paused_until: dict[str, float] = {}  # database URL -> monotonic time of the next attempt
 WORKER_LOG_ENV = "IMGREC_WORKER_LOG"  # "stdout": the worker's output is redirected to train.log
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _mirror_status(status: dict, settings: Settings) -> None:
+    """Copy a run's status to the database; failures are logged and paused, never raised."""
+    from imgrec.store import open_store
+
+    url = settings.database_url_resolved
+    if time.monotonic() < _mirror_paused_until.get(url, 0.0):
+        return
+    try:
+        with open_store(settings) as store:
+            store.record_run_status(status)
+    except Exception as exc:  # noqa: BLE001 - the file is the truth; the mirror must not cost a run
+        _mirror_paused_until[url] = time.monotonic() + MIRROR_RETRY_SECONDS
+        log.warning("Run status of %s not mirrored to the database (retrying in %d s): %s",
+                    status.get("run_id"), MIRROR_RETRY_SECONDS, exc)
 
 
 def runs_dir(settings: Settings | None = None) -> Path:
@@ -108,9 +132,10 @@ def pid_alive(pid: int | None, start_token: str | None = None) -> bool:
 
 
 class Run:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, settings: Settings | None = None):
         self.dir = Path(directory)
         self.id = self.dir.name
+        self.settings = settings or get_settings()  # whose database mirrors the status
 
     def __repr__(self) -> str:
         return f"Run({self.id!r})"
@@ -139,9 +164,9 @@ class Run:
         """The status with dead workers detected: a live state whose process is gone reads as interrupted."""
         status = self.raw_status()
         if status.get("state") in LIVE_STATES and not self._worker_alive(status):
-            status["state"] = INTERRUPTED
-            status["message"] = "The training process stopped without finishing (killed or crashed). Resume it."
-            status["eta_seconds"] = None
+            status = self.update_status(
+                state=INTERRUPTED, eta_seconds=None,
+                message="The training process stopped without finishing (killed or crashed). Resume it.")
         return status
 
     def _worker_alive(self, status: dict) -> bool:
@@ -175,6 +200,7 @@ class Run:
             status.update(changes)
             status["updated"] = now()
             write_atomically(self.status_path, json.dumps(status, indent=2, default=str).encode())
+        _mirror_status(status, self.settings)
         return status
 
     def config_dict(self) -> dict:
@@ -225,7 +251,7 @@ class Run:
 def get_run(run_id: str, settings: Settings | None = None) -> Run:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", run_id or ""):
         raise RunError(f"'{run_id}' is not a run id.")
-    run = Run(runs_dir(settings) / run_id)
+    run = Run(runs_dir(settings) / run_id, settings)
     if not run.exists():
         known = ", ".join(r.id for r in list_runs(settings)[:5]) or "none"
         raise RunError(f"No run '{run_id}'. Recent runs: {known}.")
@@ -237,7 +263,7 @@ def list_runs(settings: Settings | None = None) -> list[Run]:
     root = runs_dir(settings)
     if not root.is_dir():
         return []
-    runs = [Run(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "status.json").exists()]
+    runs = [Run(p, settings) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "status.json").exists()]
     return sorted(runs, key=lambda r: r.id, reverse=True)
 
 
@@ -250,7 +276,7 @@ def create_run(config, settings: Settings | None = None) -> Run:
     config = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
     root = runs_dir(settings)
     root.mkdir(parents=True, exist_ok=True)
-    run = Run(root / new_run_id(config.name))
+    run = Run(root / new_run_id(config.name), settings)
     run.dir.mkdir()
     write_atomically(run.config_path, yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
     stamp = now()
@@ -305,7 +331,8 @@ def cancel(run_id: str, settings: Settings | None = None) -> dict:
     if status["state"] in (COMPLETED, FAILED, CANCELLED):
         raise RunError(f"Run '{run_id}' is already {status['state']}.")
     run.cancel_path.write_text(now())
-    if status["state"] == INTERRUPTED:
+    # No worker to notice the flag: dead, or queued before any worker was started (or its launch failed).
+    if status["state"] == INTERRUPTED or (status["state"] == QUEUED and not status.get("pid")):
         return run.update_status(state=CANCELLED, finished=now(), message="Cancelled.")
     return run.update_status(message="Cancelling at the next safe point…")
 

@@ -114,6 +114,26 @@ feedback_table = sa.Table(
     sa.Index("ix_feedback_prediction_id", "prediction_id"),
 )
 
+# A mirror of each training run's status.json (the file stays the truth; see imgrec.runs), so runs
+# can be queried beside the predictions their models made.
+training_runs_table = sa.Table(
+    "training_runs",
+    metadata,
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("dataset", sa.Text, nullable=True),
+    sa.Column("backbone", sa.Text, nullable=True),
+    sa.Column("epoch", sa.Integer, nullable=True),
+    sa.Column("total_epochs", sa.Integer, nullable=True),
+    sa.Column("model_ref", sa.Text, nullable=True),
+    sa.Column("message", sa.Text, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime, nullable=True),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+RUN_STATUS_COLUMNS = ("name", "state", "dataset", "backbone", "epoch", "total_epochs", "model_ref", "message", "error")
+
 
 @dataclass
 class PredictionRecord:
@@ -140,6 +160,13 @@ class PredictionRecord:
 def utc_now() -> datetime:
     """Now in UTC, naive: every timestamp in the log is naive UTC, on both backends."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _naive_utc_or_none(text: str | None) -> datetime | None:
+    try:
+        return as_utc_naive(datetime.fromisoformat(text)) if text else None
+    except (TypeError, ValueError):
+        return None
 
 
 def as_utc_naive(moment: datetime | date) -> datetime:
@@ -432,6 +459,28 @@ class Store:
             dict(feedback._mapping, created_at=feedback.created_at.isoformat()) for feedback in feedback_rows
         ]
         return result
+
+    def record_run_status(self, status: dict[str, Any]) -> None:
+        """Insert or update a training run's row from its status (as ``imgrec.runs`` writes it)."""
+        row = {column: status.get(column) for column in RUN_STATUS_COLUMNS}
+        row["name"] = row["name"] or status["run_id"]
+        row["created_at"] = _naive_utc_or_none(status.get("created"))
+        row["updated_at"] = _naive_utc_or_none(status.get("updated")) or utc_now()
+        insert = (sqlite.insert if self.backend == "sqlite" else postgresql.insert)(training_runs_table)
+        statement = insert.values(run_id=status["run_id"], **row).on_conflict_do_update(
+            index_elements=["run_id"], set_=row
+        )
+        try:
+            with self._write_engine.begin() as connection:
+                connection.execute(statement)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"Run status of {status['run_id']} not recorded: {self.explain(exc)}.") from exc
+
+    def run_statuses(self) -> list[dict[str, Any]]:
+        """Every mirrored training run, newest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(training_runs_table).order_by(training_runs_table.c.run_id.desc()))
+            return [dict(row._mapping) for row in rows]
 
     def count_predictions(self) -> int:
         with self.engine.connect() as connection:

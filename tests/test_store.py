@@ -10,7 +10,7 @@ import multiprocessing
 import os
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -177,6 +177,26 @@ def test_hostile_filter_values_are_data_not_sql(store):
     assert len(stats.review_queue(store, stats.Filters(labels=[HOSTILE]), max_confidence=1.0)) == 1
     assert len(stats.export_rows(store, stats.Filters(model_names=[HOSTILE]))) == 1
     assert count_rows(store, predictions_table) == 4  # still there
+
+
+def test_a_training_run_status_is_inserted_then_updated_in_place(store):
+    created = "2026-11-25T10:00:00+00:00"
+    store.record_run_status({"run_id": "20261125-100000-cifar-ab12", "name": "cifar", "state": "queued",
+                             "dataset": "cifar10", "backbone": "mobilenet_v2", "epoch": 0, "total_epochs": 8,
+                             "created": created, "updated": created, "pid": 123})
+    store.record_run_status({"run_id": "20261125-100000-cifar-ab12", "name": "cifar", "state": "completed",
+                             "epoch": 8, "total_epochs": 8, "model_ref": "cifar@1", "created": created,
+                             "updated": "2026-11-25T12:30:00+01:00", "message": "Saved cifar@1."})
+    store.record_run_status({"run_id": "20261125-110000-x-cd34", "state": "failed", "error": "boom",
+                             "updated": "not a time"})
+    newest, first = store.run_statuses()
+    assert (newest["run_id"], newest["name"], newest["state"], newest["error"]) == (
+        "20261125-110000-x-cd34", "20261125-110000-x-cd34", "failed", "boom")
+    assert newest["updated_at"] is not None  # an unreadable time becomes "now", never a lost row
+    assert (first["state"], first["epoch"], first["model_ref"], first["message"]) == (
+        "completed", 8, "cifar@1", "Saved cifar@1.")
+    assert first["dataset"] is None  # the status written last is what the row says
+    assert first["created_at"] == datetime(2026, 11, 25, 10, 0) and first["updated_at"] == datetime(2026, 11, 25, 11, 30)
 
 
 # -- concurrency -------------------------------------------------------------------------------
