@@ -101,3 +101,36 @@ def test_resumable_run_offers_resume(monkeypatch, finished, tmp_path):
         at.button(key=f"train.resume.{run.id}").click().run()
         assert not at.exception, at.exception
     assert resumed == [run.id] and run.raw_status()["state"] == runs.QUEUED
+
+
+@pytest.mark.slow
+def test_cancel_button_stops_a_live_run(monkeypatch, tmp_path):
+    """A queued run whose real worker waits for the training slot (held here): Cancel flags it, the page
+    stops offering Cancel, and the worker ends the run as cancelled, which the page then shows."""
+    import fcntl
+
+    from tests.test_train import wait_until
+
+    settings = make_settings(tmp_path)
+    folder = make_image_folder(tmp_path / "ds", per_class=12)
+    runs.runs_dir(settings).mkdir(parents=True)
+    with open(runs.runs_dir(settings) / runs.SLOT_LOCK, "w") as slot:
+        fcntl.flock(slot, fcntl.LOCK_EX)  # as if another run were training
+        run = runs.submit(tiny_config(folder, name="to-cancel"), settings)
+        cancel_key = f"train.cancel.{run.id}"
+        with app_with_settings(monkeypatch, settings, page=PAGE) as at:
+            at.run()
+            assert not at.exception, at.exception
+            assert any(run.id in m.value and "queued" in m.value for m in at.markdown)
+            at.button(key=cancel_key).click().run()
+            assert not at.exception, at.exception
+            assert run.cancel_requested()
+            assert cancel_key not in [b.key for b in at.button]  # no second Cancel for the same run
+            header = next(m.value for m in at.markdown if run.id in m.value)
+            assert header.endswith(("queued", "cancelled")), header  # the worker may already have stopped
+            wait_until(lambda: run.state == runs.CANCELLED, 60, "the worker to stop", run)
+            at.run()
+            assert not at.exception, at.exception
+            assert any(run.id in m.value and m.value.endswith("cancelled") for m in at.markdown)
+            assert at.button(key=f"train.resume.{run.id}")
+    assert not run.metrics() and "started" not in run.status()  # it never trained

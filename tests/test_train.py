@@ -168,10 +168,10 @@ def test_the_optimizer_state_survives_a_resume_and_refuses_a_mismatch(tmp_path):
 
 
 @pytest.mark.slow
-def test_cancel_stops_at_a_safe_point_and_keeps_the_checkpoint(tmp_path):
+def test_cancel_stops_at_a_safe_point_and_a_resume_finishes_the_run(tmp_path):
     settings = make_settings(tmp_path)
     folder = make_image_folder(tmp_path / "ds", per_class=12)
-    run = runs.create_run(tiny_config(folder, epochs=20, throttle_seconds=0.1), settings)
+    run = runs.create_run(tiny_config(folder, epochs=5, throttle_seconds=0.2), settings)
 
     def cancel_after_first_epoch():
         wait_until(lambda: len(run.metrics()) >= 1, 60, "a finished epoch", run)
@@ -183,12 +183,51 @@ def test_cancel_stops_at_a_safe_point_and_keeps_the_checkpoint(tmp_path):
     watcher.join()
     assert status["state"] == runs.CANCELLED
     done = run.training_state()["epoch"]
-    assert 1 <= done < 20
+    assert 1 <= done < 5
     assert (run.checkpoints_dir / "last.weights.h5").exists()
     assert [r["epoch"] for r in run.metrics()] == list(range(1, done + 1))
     assert registry.versions("tiny", settings) == []
     with pytest.raises(runs.RunError, match="already cancelled"):
         runs.cancel(run.id, settings)
+
+    # A cancel is not a kill: the resumed worker (a real process) continues after the last finished epoch.
+    runs.resume(run.id, settings)
+    assert not run.cancel_requested()
+    wait_until(lambda: run.state in runs.FINAL_STATES, 120, "the resumed run to finish", run)
+    assert run.state == runs.COMPLETED, run.log_tail()
+    log = run.log_path.read_text()
+    assert f"Resuming after epoch {done}" in log
+    steps = run.status()["steps_per_epoch"]
+    assert f"Restored the optimizer state at step {done * steps}." in log
+    assert [r["epoch"] for r in run.metrics()] == [1, 2, 3, 4, 5]  # contiguous, none twice
+    assert run.status()["resumes"] == 1 and registry.versions("tiny", settings) == ["1"]
+    assert registry.load_card("tiny", "1", settings).metrics["epochs_trained"] == 5
+
+
+@pytest.mark.slow
+def test_early_stopping_ends_the_run_when_val_accuracy_stops_improving(tmp_path):
+    """Validation labels contradict the training labels (a derangement of the colours), so whatever
+    the model learns cannot raise val accuracy: patience 1 stops long before the configured epochs."""
+    from tests.test_data import COLOURS
+
+    settings = make_settings(tmp_path)
+    root = tmp_path / "ds"
+    make_image_folder(root / "train", per_class=12)
+    source = make_image_folder(tmp_path / "val-source", per_class=4, seed=1)
+    (root / "val").mkdir()
+    names = list(COLOURS)
+    for name, wrong in zip(names, names[1:] + names[:1]):  # red images filed as green, and so on
+        (source / name).rename(root / "val" / wrong)
+    epochs = 8
+    run = train.train(tiny_config(root, name="early", epochs=epochs, early_stopping_patience=1), settings)
+    assert run.state == runs.COMPLETED, run.log_tail()
+    trained = len(run.metrics())
+    assert trained < epochs
+    state = run.training_state()
+    assert state["epoch"] == trained and state["best_epoch"] == trained - 1  # stopped one epoch after the best
+    assert f"Early stopping after epoch {trained}: no better val_accuracy for 1 epochs." in run.log_path.read_text()
+    card = registry.load_card("early", "1", settings)
+    assert card.metrics["epochs_trained"] == trained and card.metrics["best_epoch"] == trained - 1
 
 
 @pytest.mark.slow
