@@ -371,6 +371,37 @@ def test_corrupt_or_missing_model_on_reload_keeps_the_old_one(client):
     assert client.get("/health/ready").status_code == 200
 
 
+def test_reload_with_no_body_serves_the_version_just_made_active(client, api_settings):
+    """Make tiny-cnn@2 active on the settings the server reads, then a bare reload swaps it in (and back)."""
+    from imgrec import registry
+
+    def bare_reload():
+        response = client.post("/model/reload", headers={"Authorization": f"Bearer {TOKEN}"})  # no body at all
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def served() -> dict:
+        health = client.get("/health").json()["model"]
+        predicted = client.post("/predict", files={"files": ("a.jpg", jpeg())})
+        assert predicted.status_code == 200, predicted.text
+        assert predicted.json()["model"] == {"name": health["name"], "version": health["version"]}
+        return predicted.json()["model"]
+
+    assert served() == {"name": "tiny-cnn", "version": "1"}
+    registry.set_active_model("tiny-cnn", "2", api_settings)
+    try:
+        body = bare_reload()
+        assert body["model"] == {"name": "tiny-cnn", "version": "2"}, body
+        assert body["previous"] == {"name": "tiny-cnn", "version": "1"}, body
+        assert served() == {"name": "tiny-cnn", "version": "2"}
+    finally:
+        # Back to @1 the same way (not the latest version, so the marker is what the reload follows).
+        registry.set_active_model("tiny-cnn", "1", api_settings)
+        body = bare_reload()
+    assert body["model"] == {"name": "tiny-cnn", "version": "1"} and body["previous"]["version"] == "2", body
+    assert served() == {"name": "tiny-cnn", "version": "1"}
+
+
 # -- metrics and overload ----------------------------------------------------------------------
 
 
