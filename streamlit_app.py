@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from ui.widgets import mark_routed
+
 st.set_page_config(page_title="imgrec", page_icon=":material/image_search:", layout="wide")
 
 pages = [
@@ -10,4 +12,5 @@ pages = [
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/models.py", title="Models", icon=":material/deployed_code:"),
 ]
+mark_routed()
 st.navigation(pages).run()

@@ -10,8 +10,9 @@ from imgrec.config import get_settings
 from imgrec.log_export import APP_ROW_LIMIT, FORMATS
 from ui import analytics_view as view
 from ui import cache
-from ui.widgets import show_error
+from ui.widgets import ensure_routed, show_error
 
+ensure_routed()
 settings = get_settings()
 st.title("Analytics")
 st.caption("Every prediction from the app, the API and the CLI. Filters apply to every number, chart and export.")

@@ -8,8 +8,9 @@ from imgrec import backends, export, registry
 from imgrec.config import get_settings
 from ui import models_view as view
 from ui import train_view
-from ui.widgets import apply_change, flash, show_error, show_flash
+from ui.widgets import apply_change, ensure_routed, flash, show_error, show_flash
 
+ensure_routed()
 settings = get_settings()
 
 st.title("Models")

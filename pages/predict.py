@@ -12,8 +12,9 @@ from imgrec.samples import list_samples
 from imgrec.service import Upload, classify, log_classified
 from ui import cache, explain_view
 from ui.charts import top_k_bars
-from ui.widgets import session_id, show_error
+from ui.widgets import ensure_routed, session_id, show_error
 
+ensure_routed()
 settings = get_settings()
 RESULTS = "predict.results"  # (input key, model ref) -> Classified; survives reruns, so nothing recomputes
 st.session_state.setdefault(RESULTS, {})

@@ -7,8 +7,9 @@ import streamlit as st
 from imgrec import runs
 from imgrec.config import get_settings
 from ui import train_view as view
-from ui.widgets import show_error, show_flash
+from ui.widgets import ensure_routed, show_error, show_flash
 
+ensure_routed()
 settings = get_settings()
 st.title("Train")
 st.caption("Transfer learning on a folder of class folders or a built-in dataset. "

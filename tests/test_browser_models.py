@@ -1,4 +1,4 @@
-"""A person's flow on the Models page in Chromium: the parity table, then make another version active."""
+"""A person's flow on the Models page in Chromium: a deep link, the parity table, then make another version active."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, requires_export_runtimes]
 def test_parity_table_and_set_active(tmp_path):
     settings = seed(tmp_path)
     with streamlit_server(settings) as url, browser_page() as page:
-        page.goto(url)
-        page.get_by_role("link", name="Models").click()
+        # A bookmark as the fresh server's very first request: the app's own navigation, not file names.
+        page.goto(f"{url}/models")
         page.get_by_role("heading", name="Models").wait_for()
+        page.get_by_role("link", name="Predict").wait_for()
+        assert page.get_by_role("link", name="streamlit app").count() == 0
         page.get_by_text("Active model: tiny-cnn@1").wait_for()
         page.get_by_role("tab", name="Exports & parity").click()
         page.get_by_text("Held-out set:").wait_for()

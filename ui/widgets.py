@@ -13,6 +13,26 @@ from imgrec.errors import ImgrecError
 log = logging.getLogger(__name__)
 
 FLASH_KEY = "app.flash"  # a message shown once, after the rerun that follows an action
+ROUTED_KEY = "app.routed"  # set by streamlit_app.py on every run it routes
+
+
+def mark_routed() -> None:
+    st.session_state[ROUTED_KEY] = True
+
+
+def ensure_routed() -> None:
+    """Rerun once when this page was not started by ``streamlit_app.py``.
+
+    On a fresh server, a first request that is a deep link such as ``/models`` is run by Streamlit's
+    old ``pages/`` discovery (file names as navigation, no page config) until some session has called
+    ``st.navigation``. Streamlit keeps that mode in a class flag that only ``st.navigation`` clears
+    (pinned Streamlit 1.67; a browser test covers it), so clear it and rerun through the entry script."""
+    if not st.session_state.get(ROUTED_KEY):
+        from streamlit.runtime.pages_manager import PagesManager
+
+        mark_routed()  # once only, whatever happens next
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 def session_id() -> str:
