@@ -136,6 +136,18 @@ def test_missing_imagenet_weights_fall_back_to_random_with_a_visible_warning(tmp
     assert "starts from random initialisation" in registry.load_card("offline", "1", settings).description
 
 
+def resume_and_finish(run, settings, after_epoch: int, total_epochs: int) -> None:
+    """Resume in a real worker; it must continue after ``after_epoch`` with the optimizer state it had."""
+    runs.resume(run.id, settings)
+    wait_until(lambda: run.state in runs.FINAL_STATES, 120, "the resumed run to finish", run)
+    assert run.state == runs.COMPLETED, run.log_tail()
+    log = run.log_path.read_text()
+    assert f"Resuming after epoch {after_epoch}" in log
+    steps = run.status()["steps_per_epoch"]
+    assert f"Restored the optimizer state at step {after_epoch * steps}." in log
+    assert [r["epoch"] for r in run.metrics()] == list(range(1, total_epochs + 1))  # contiguous, none twice
+
+
 def _compiled_tiny_classifier(seed: int, units: int = 3):
     import keras
 
@@ -191,15 +203,8 @@ def test_cancel_stops_at_a_safe_point_and_a_resume_finishes_the_run(tmp_path):
         runs.cancel(run.id, settings)
 
     # A cancel is not a kill: the resumed worker (a real process) continues after the last finished epoch.
-    runs.resume(run.id, settings)
+    resume_and_finish(run, settings, after_epoch=done, total_epochs=5)
     assert not run.cancel_requested()
-    wait_until(lambda: run.state in runs.FINAL_STATES, 120, "the resumed run to finish", run)
-    assert run.state == runs.COMPLETED, run.log_tail()
-    log = run.log_path.read_text()
-    assert f"Resuming after epoch {done}" in log
-    steps = run.status()["steps_per_epoch"]
-    assert f"Restored the optimizer state at step {done * steps}." in log
-    assert [r["epoch"] for r in run.metrics()] == [1, 2, 3, 4, 5]  # contiguous, none twice
     assert run.status()["resumes"] == 1 and registry.versions("tiny", settings) == ["1"]
     assert registry.load_card("tiny", "1", settings).metrics["epochs_trained"] == 5
 
@@ -240,14 +245,7 @@ def test_sigkill_then_resume_continues_from_the_saved_epoch(tmp_path):
     wait_until(lambda: run.state == runs.INTERRUPTED, 20, "the dead worker to be noticed", run)
     saved = run.training_state()["epoch"]
     assert 2 <= saved < 6
-    runs.resume(run.id, settings)
-    wait_until(lambda: run.state in runs.FINAL_STATES, 120, "the resumed run to finish", run)
-    assert run.state == runs.COMPLETED, run.log_tail()
-    log = run.log_path.read_text()
-    assert f"Resuming after epoch {saved}" in log
-    steps = run.status()["steps_per_epoch"]
-    assert f"Restored the optimizer state at step {saved * steps}." in log
-    assert [r["epoch"] for r in run.metrics()] == [1, 2, 3, 4, 5, 6]
+    resume_and_finish(run, settings, after_epoch=saved, total_epochs=6)
     assert run.status()["resumes"] == 1 and registry.versions("tiny", settings) == ["1"]
 
 
