@@ -85,24 +85,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number. Expected 1 or more.") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is too small. Expected 1 or more.")
-    return value
+def _at_least(minimum: int, parse: type, noun: str):
+    """An argparse type: ``parse(text)``, refused with a clear message unless it is ``minimum`` or more."""
+
+    def parse_argument(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not {noun}. Expected {minimum} or more.") from None
+        if not value >= minimum:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{text} is out of range. Expected {minimum} or more.")
+        return value
+
+    return parse_argument
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number. Expected 0 or more.") from None
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{value} is not allowed. Expected 0 or more.")
-    return value
+_positive_int = _at_least(1, int, "a whole number")
+_non_negative_float = _at_least(0, float, "a number")
 
 
 def _iso_date(text: str) -> date:
