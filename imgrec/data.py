@@ -62,6 +62,7 @@ class Split:
     labels: np.ndarray  # int32 class indices
     paths: list[Path] | None = None
     images: np.ndarray | None = None  # (N, H, W, 3) uint8
+    digests: list[str] | None = None  # sha256 of each file (folders), to find duplicates across splits
 
     def __len__(self) -> int:
         return int(len(self.labels))
@@ -72,6 +73,7 @@ class Split:
             labels=self.labels[indices],
             paths=None if self.paths is None else [self.paths[i] for i in indices],
             images=None if self.images is None else self.images[indices],
+            digests=None if self.digests is None else [self.digests[i] for i in indices],
         )
 
     def counts(self, num_classes: int) -> list[int]:
@@ -245,7 +247,6 @@ def _load_folder(root: Path, val_fraction: float, test_fraction: float, seed: in
         )
     index = {name: i for i, name in enumerate(class_names)}
     scanned: dict[str, Split] = {}
-    hashes: dict[str, list[str]] = {}
     for split_name, folder in parts.items():
         if folder is None:
             continue
@@ -258,17 +259,12 @@ def _load_folder(root: Path, val_fraction: float, test_fraction: float, seed: in
                 paths.append(path)
                 labels.append(index[class_dir.name])
                 digests.append(digest)
-        scanned[split_name] = Split(np.asarray(labels, np.int32), paths=paths)
-        hashes[split_name] = digests
-    splits: dict[str, Split] = {}
-    split_hashes: dict[str, list[str]] = {}
+        scanned[split_name] = Split(np.asarray(labels, np.int32), paths=paths, digests=digests)
     if layout == "single-folder":
         parts_idx = stratified_split(scanned["all"].labels, val_fraction, test_fraction, seed)
-        for name, idx in zip(SPLITS, parts_idx):
-            splits[name] = scanned["all"].subset(idx)
-            split_hashes[name] = [hashes["all"][i] for i in idx]
+        splits = {name: scanned["all"].subset(idx) for name, idx in zip(SPLITS, parts_idx)}
     else:
-        train, train_hashes = scanned["train"], hashes["train"]
+        train = scanned["train"]
         carve_val = "val" not in scanned
         carve_test = "test" not in scanned
         if carve_val or carve_test:
@@ -276,16 +272,12 @@ def _load_folder(root: Path, val_fraction: float, test_fraction: float, seed: in
                 train.labels, val_fraction if carve_val else 0.0, test_fraction if carve_test else 0.0, seed
             )
             if carve_val:
-                scanned["val"], hashes["val"] = train.subset(val_idx), [train_hashes[i] for i in val_idx]
+                scanned["val"] = train.subset(val_idx)
             if carve_test:
-                scanned["test"], hashes["test"] = train.subset(test_idx), [train_hashes[i] for i in test_idx]
-            scanned["train"], hashes["train"] = train.subset(train_idx), [train_hashes[i] for i in train_idx]
-        for name in SPLITS:
-            splits[name], split_hashes[name] = scanned[name], hashes[name]
-    report.counts = {name: s.counts(len(class_names)) for name, s in splits.items()}
-    dataset = Dataset(root.name, tuple(class_names), splits, report)
-    dataset._hashes = split_hashes  # used by _analyse for duplicates
-    return dataset
+                scanned["test"] = train.subset(test_idx)
+            scanned["train"] = train.subset(train_idx)
+        splits = {name: scanned[name] for name in SPLITS}
+    return Dataset(root.name, tuple(class_names), splits, report)
 
 
 def _class_dirs(folder: Path) -> list[Path]:
@@ -373,12 +365,12 @@ def _analyse(dataset: Dataset, min_per_class: int) -> None:
 
 
 def _duplicates_across_splits(dataset: Dataset) -> list[dict]:
-    hashes = getattr(dataset, "_hashes", None)
-    if hashes is None:  # in-memory images: hash the pixels
-        hashes = {}
-        for name, split in dataset.splits.items():
-            if split.images is not None:
-                hashes[name] = [hashlib.sha1(img.tobytes()).hexdigest() for img in split.images]
+    hashes = {}
+    for name, split in dataset.splits.items():
+        if split.digests is not None:
+            hashes[name] = split.digests
+        elif split.images is not None:  # in-memory images: hash the pixels
+            hashes[name] = [hashlib.sha1(img.tobytes()).hexdigest() for img in split.images]
     seen: dict[str, tuple[str, int]] = {}
     found = []
     for name in SPLITS:

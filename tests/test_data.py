@@ -103,6 +103,12 @@ def test_duplicates_across_splits_are_reported(tmp_path):
     report = data.validate_folder(root)
     duplicates = next(i for i in report.issues if i.kind == "duplicates")
     assert len(duplicates.items) == 1 and duplicates.items[0]["splits"] == ["train", "test"]
+    # A per-class limit keeps each image's hash with it (it used to index the full splits: IndexError).
+    limited = data.load_dataset(root, make_settings(tmp_path), limit_per_class=3, min_per_class=1)
+    kept = {str(path) for split in limited.splits.values() for path in split.paths}
+    found = next((i for i in limited.report.issues if i.kind == "duplicates"), None)
+    assert found is None or set(found.items[0]["items"]) <= kept
+    assert (str(leaked) in kept) == (found is not None)
 
 
 def test_folder_without_class_folders_and_missing_folder(tmp_path):
