@@ -15,6 +15,12 @@ from imgrec.errors import ModelError
 
 CARD_FILE = "card.json"
 MODEL_FILE = "model.keras"
+TRAINING_REPORT = "report.json"  # written by imgrec.train beside a trained model; its config names the dataset
+
+
+def utc_timestamp() -> str:
+    """Now, as ISO 8601 UTC to the second: the time stamp of cards, reports and run files."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,7 @@ class ModelCard:
     task: str = "image-classification"
     description: str = ""
     metrics: dict = field(default_factory=dict)
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=utc_timestamp)
     files: dict = field(default_factory=dict)  # file name -> sha256
 
     def __post_init__(self):

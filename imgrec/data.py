@@ -158,14 +158,14 @@ def dataset_choices(settings: Settings | None = None) -> list[str]:
     """Built-in names whose source files exist, then folders under ``data_dir/datasets/folders``."""
     settings = settings or get_settings()
     found = [name for name in BUILTIN if _builtin_available(name, settings)]
-    user_root = settings.data_dir / "datasets" / "folders"
+    user_root = datasets_dir(settings) / "folders"
     if user_root.is_dir():
         found += sorted(str(p) for p in user_root.iterdir() if p.is_dir() and not p.name.startswith("."))
     return found
 
 
 def _builtin_available(name: str, settings: Settings) -> bool:
-    if (settings.data_dir / "datasets" / name / ".complete").exists():
+    if (datasets_dir(settings) / name / ".complete").exists():
         return True
     if name == "cifar10":
         return (settings.shared_data_dir / CIFAR_ARCHIVE).exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imgrec.card import TRAINING_REPORT
 from imgrec.errors import ImgrecError
 
 ECE_BINS = 15
@@ -252,7 +253,7 @@ def evaluate_registered(model_ref: str, dataset_name: str, split: str = "test", 
     settings = settings or get_settings()
     name, _, version = model_ref.partition("@")
     model, card = registry.load_model(name, version or None, settings)
-    split_args = _training_split_args(registry.model_dir(card.name, card.version, settings) / "report.json")
+    split_args = _training_split_args(registry.model_dir(card.name, card.version, settings) / TRAINING_REPORT)
     dataset = data.load_dataset(dataset_name, settings, limit_per_class=limit_per_class, **split_args)
     if split not in dataset.splits:
         raise EvaluationError(f"No split '{split}'. Expected one of: {', '.join(dataset.splits)}.")

@@ -32,19 +32,17 @@ import tempfile
 import time
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
 from imgrec import registry
-from imgrec.card import MODEL_FILE, ModelCard, sha256_file, write_atomically
+from imgrec.card import MODEL_FILE, TRAINING_REPORT, ModelCard, sha256_file, utc_timestamp, write_atomically
 from imgrec.config import IMAGENET_MODEL_NAME, Settings, get_settings
 from imgrec.errors import ModelError
 
 EXPORTS_DIR = "exports"
-TRAINING_REPORT = "report.json"  # written by imgrec.train beside a trained model; its config names the dataset
 PARITY_FILE = "parity.json"
 ONNX_OPSET = 17
 
@@ -95,7 +93,7 @@ class ExportResult:
     runtime: str = ""
     held_out_images: int = 0
     export_seconds: float | None = None
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=utc_timestamp)
 
     @property
     def ok(self) -> bool:
@@ -657,7 +655,7 @@ def _save_report(folder: Path, card: ModelCard, held_out: ImageSet, calibration:
         exports[result.format] = result.to_dict()
     report.update(
         model=card.ref,
-        updated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        updated=utc_timestamp(),
         held_out={"source": held_out.source, "images": len(held_out.images), "description": held_out.description},
         keras={"file": MODEL_FILE, "size_bytes": (folder / MODEL_FILE).stat().st_size,
                "latency_ms": keras_latency, "runtime": "Keras (compiled tf.function)"},

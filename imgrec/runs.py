@@ -36,7 +36,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from imgrec.card import write_atomically
+from imgrec.card import utc_timestamp, write_atomically
 from imgrec.config import PROJECT_ROOT, Settings, get_settings
 from imgrec.errors import ImgrecError
 
@@ -65,8 +65,7 @@ _mirror_paused_until: dict[str, float] = {}  # database URL -> monotonic time of
 WORKER_LOG_ENV = "IMGREC_WORKER_LOG"  # "stdout": the worker's output is redirected to train.log
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+now = utc_timestamp  # run files use the same time stamps as cards and reports
 
 
 def _mirror_status(status: dict, settings: Settings) -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from imgrec import runs
+from imgrec.card import TRAINING_REPORT
 from imgrec.config import Settings, get_settings
 from imgrec.data import AugmentConfig
 from imgrec.errors import ImgrecError, WeightsFallbackWarning
@@ -480,7 +481,7 @@ class _Trainer:
         )
         card = registry.save_model(self.model, card, self.settings)
         folder = registry.model_dir(card.name, card.version, self.settings)
-        report.save(folder / "report.json", extra={"run_id": run.id, "config": config.to_dict()})
+        report.save(folder / TRAINING_REPORT, extra={"run_id": run.id, "config": config.to_dict()})
         (folder / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
         try:
             plot_curves(history, folder / "curves.png")
@@ -699,7 +700,7 @@ def _round(value):
 def _dataset_label(dataset: str) -> str:
     from imgrec.data import BUILTIN
 
-    return BUILTIN.get(dataset, Path(dataset).name).split(" (")[0] if dataset in BUILTIN else Path(dataset).name
+    return BUILTIN[dataset].split(" (")[0] if dataset in BUILTIN else Path(dataset).name
 
 
 def _describe(config: RunConfig) -> str:

@@ -17,7 +17,7 @@ import streamlit as st
 
 from imgrec import registry, runs
 from imgrec.config import get_settings
-from imgrec.export import TRAINING_REPORT
+from imgrec.card import TRAINING_REPORT
 from imgrec.data import AugmentConfig
 from imgrec.models import BACKBONES
 from imgrec.train import LOSSES, SCHEDULES, RunConfig
