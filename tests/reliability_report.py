@@ -2,17 +2,21 @@
 
 The tests (``test_hostile_inputs``, ``test_faults``, ``test_security``) record every case they try
 through a ``Recorder``: case, face, expected and observed outcome, pass or fail.  Each module writes
-``test-artifacts/reliability/<section>.json`` when it finishes.  Then::
+``test-artifacts/reliability/<section>.json`` when it finishes (``_write_outcomes = RECORDER.fixture()``).
+Then::
 
     python -m tests.reliability_report            # writes RELIABILITY.md from those files
 
 renders one table per section.  A catalogue case with no recorded outcome is listed as "not run",
-so the report never silently drops a case.
+so the report never silently drops a case.  Tests of other files a section leans on (its
+``references``) are listed under the table without a result: this report does not run them, so it
+does not claim their outcome (see the test run).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime as _dt
 import json
 import re
@@ -45,6 +49,8 @@ class Outcome:
 @dataclass
 class Recorder:
     section: str
+    # (what is covered, "tests/<file>.py::<test>"): listed in the report, never counted as an outcome.
+    references: tuple[tuple[str, str], ...] = ()
     outcomes: list[Outcome] = field(default_factory=list)
 
     def add(self, case: str, face: str, expected: str, observed: str, ok: bool, note: str = "") -> bool:
@@ -58,8 +64,35 @@ class Recorder:
             return None
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{self.section}.json"
-        path.write_text(json.dumps([asdict(o) for o in self.outcomes], ensure_ascii=False, indent=1))
+        data = {"outcomes": [asdict(o) for o in self.outcomes], "references": [list(r) for r in self.references]}
+        path.write_text(json.dumps(data, ensure_ascii=False, indent=1))
         return path
+
+    def fixture(self):
+        """A module-scoped autouse fixture that writes the outcomes once the module's tests are done::
+
+            _write_outcomes = RECORDER.fixture()
+        """
+        import pytest
+
+        @pytest.fixture(scope="module", autouse=True)
+        def _write_outcomes():
+            yield
+            self.write()
+
+        return _write_outcomes
+
+    def missing_references(self) -> list[str]:
+        """The references whose test function is not defined (at top level) in the file named."""
+        return [test for _, test in self.references if not _defines_test(*test.split("::"))]
+
+
+def _defines_test(file: str, name: str = "") -> bool:
+    path = PROJECT_ROOT / file
+    if not (file.startswith("tests/") and name.startswith("test_") and path.is_file()):
+        return False
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef)
+    return any(isinstance(node, functions) and node.name == name for node in ast.parse(path.read_text()).body)
 
 
 def _no_machine_paths(text: str) -> str:
@@ -89,8 +122,7 @@ def render(artifacts: Path = ARTIFACTS) -> str:
     ]
     totals = []
     for section, title in SECTIONS.items():
-        path = artifacts / f"{section}.json"
-        outcomes = [Outcome(**o) for o in json.loads(path.read_text())] if path.exists() else []
+        outcomes, references = _load(artifacts / f"{section}.json")
         lines += [f"## {title}", ""]
         if section == "hostile_inputs":
             lines += _hostile_table(outcomes, CASES, FACES)
@@ -105,11 +137,21 @@ def render(artifacts: Path = ARTIFACTS) -> str:
             notes = [o for o in outcomes if o.note]
             if notes:
                 lines += [f"- **{_cell(o.case)}**: {_cell(o.note)}" for o in notes] + [""]
+        if references:
+            lines += ["Also covered by these tests (see their results in the test run):", ""]
+            lines += [f"- {_cell(what)}: `{test}`" for what, test in references] + [""]
         passed = sum(o.ok for o in outcomes)
         totals.append(f"{title.lower()}: {passed}/{len(outcomes)} passed")
     lines += ["## Summary", "", "; ".join(totals) + ".", ""]
     lines += _left_out()
     return "\n".join(lines)
+
+
+def _load(path: Path) -> tuple[list[Outcome], list[tuple[str, str]]]:
+    if not path.exists():
+        return [], []
+    data = json.loads(path.read_text())
+    return [Outcome(**o) for o in data["outcomes"]], [tuple(r) for r in data["references"]]
 
 
 def _hostile_table(outcomes: list[Outcome], cases, faces) -> list[str]:

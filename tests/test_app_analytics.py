@@ -146,15 +146,60 @@ def test_filters_from_keeps_each_model_with_its_version():
     assert view.filters_from((START.date(), START.date()), [], [], [], (0.0, 1.0)).models == ()
 
 
-def test_drift_between_cat_days_and_dog_days(monkeypatch, seeded):
+def set_drift_windows(at, baseline_days: tuple[int, int], recent_days: tuple[int, int]) -> None:
+    day = lambda offset: (START + timedelta(days=offset)).date()  # noqa: E731
+    at.date_input(key="analytics.drift_a").set_value(tuple(map(day, baseline_days))).run()
+    at.date_input(key="analytics.drift_b").set_value(tuple(map(day, recent_days))).run()
+    assert not at.exception, at.exception
+
+
+def drift_metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric if m.label in {"Confidence PSI", "KS statistic", "KS p-value",
+                                                               "Label PSI"}}
+
+
+def test_drift_is_detected_between_cat_days_and_dog_days_and_not_between_two_cat_windows(monkeypatch, settings):
+    """Days 0-9 and 10-19: 32 confident cats each (same distribution); days 20-29: 32 unsure dogs."""
+    per_window = 32  # at least stats.drift's min_predictions (30) in each window
+    with open_store(settings) as store:
+        for window, (label, score) in enumerate([("cat", 0.9), ("cat", 0.9), ("dog", 0.4)]):
+            for i in range(per_window):
+                store.log_prediction(make_record(
+                    f"drift-{window}-{i}", label=label, score=score,
+                    created_at=START + timedelta(days=10 * window, hours=7 * i),  # 7 h x 31 < 10 days
+                ))
+    with app_with_settings(monkeypatch, settings, page="pages/analytics.py") as at:
+        at.run()
+        set_drift_windows(at, (0, 9), (20, 29))
+        [warning] = at.warning
+        assert warning.value == ("**major shift** — confidence: major shift; labels: major shift. "
+                                 "32 baseline vs 32 recent predictions.")
+        assert not at.success
+        metrics = drift_metrics(at)
+        assert float(metrics["Label PSI"]) > stats.PSI_MAJOR and float(metrics["Confidence PSI"]) > stats.PSI_MAJOR
+        assert float(metrics["KS statistic"]) == 1.0  # no score of the recent window is in the baseline
+        [shifts] = [d.value for d in at.dataframe if "share_b" in d.value.columns]
+        moved = {row.label: (row.share_a, row.share_b) for row in shifts.itertuples()}
+        assert moved["cat"] == (1.0, 0.0) and moved["dog"] == (0.0, 1.0)
+
+        set_drift_windows(at, (0, 9), (10, 19))
+        assert not at.warning
+        [success] = at.success
+        assert success.value == ("**stable** — confidence: stable; labels: stable. "
+                                 "32 baseline vs 32 recent predictions.")
+        metrics = drift_metrics(at)
+        assert float(metrics["Label PSI"]) == 0.0 and float(metrics["Confidence PSI"]) == 0.0
+
+
+def test_drift_with_fewer_predictions_than_the_minimum_says_not_enough_data(monkeypatch, seeded):
+    """The shared seed has 20 predictions a window, under stats.drift's min_predictions (30)."""
     with app_with_settings(monkeypatch, seeded, page="pages/analytics.py") as at:
         at.run()
-        at.date_input(key="analytics.drift_a").set_value((START.date(), (START + timedelta(days=9)).date())).run()
-        at.date_input(key="analytics.drift_b").set_value(
-            ((START + timedelta(days=10)).date(), (START + timedelta(days=19)).date())).run()
-        assert not at.exception, at.exception
-        texts = [w.value for w in at.warning] + [s.value for s in at.success]
-        assert any("labels:" in t for t in texts), texts
+        set_drift_windows(at, (0, 9), (10, 19))
+        assert not at.warning
+        [success] = at.success
+        assert success.value == ("**not enough data** — confidence: not enough data; labels: not enough data. "
+                                 "20 baseline vs 20 recent predictions.")
 
 
 def test_a_log_over_the_app_limit_gets_the_oldest_rows_and_a_pointer_to_the_cli(monkeypatch, seeded):

@@ -12,13 +12,15 @@ import pytest
 from PIL import Image
 
 from imgrec.config import PROJECT_ROOT
+from tests.browser import settings_env
 
 
 def run_cli(args, settings, **extra_env):
+    """The CLI sees only these settings plus ``extra_env``: no ``IMGREC_*`` variable of the caller's
+    environment (a real database URL, a default model, ...) reaches it."""
     env = {
-        **os.environ,
-        "IMGREC_MODELS_DIR": str(settings.models_dir),
-        "IMGREC_DATA_DIR": str(settings.data_dir),
+        **{name: value for name, value in os.environ.items() if not name.startswith("IMGREC_")},
+        **settings_env(settings),
         **extra_env,
     }
     return subprocess.run(
@@ -96,12 +98,17 @@ def test_real_photos_through_the_default_model_registered_on_first_use(
     assert (settings.models_dir / "imagenet-mobilenetv2" / "1" / "card.json").is_file()
 
 
-def test_predictions_are_logged_with_source_cli(tiny_settings, files, tmp_path):
+def test_predictions_are_logged_with_source_cli(tiny_settings, files, tmp_path, monkeypatch):
     from imgrec import stats
     from imgrec.store import open_store
     from tests.conftest import make_settings
 
     settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir)
+    # The caller's own settings must not reach the CLI: it logs to the test's database only.
+    elsewhere = tmp_path / "elsewhere" / "real.db"
+    elsewhere.parent.mkdir()
+    monkeypatch.setenv("IMGREC_DATABASE_URL", f"sqlite:///{elsewhere}")
+    monkeypatch.setenv("IMGREC_DATA_DIR", str(elsewhere.parent))
     paths = [files / "red.png", files / "notes.jpg", files / "red.png"]
     result = run_cli(["predict", *map(str, paths), "--model", "tiny-cnn"], settings)
     assert result.returncode == 1, result.stderr
@@ -111,6 +118,7 @@ def test_predictions_are_logged_with_source_cli(tiny_settings, files, tmp_path):
     assert run_cli(["predict", str(files / "red.png"), "--no-log", "--model", "tiny-cnn"], settings).returncode == 0
     with open_store(settings) as store:
         assert store.count_predictions() == 2
+    assert list(elsewhere.parent.iterdir()) == []
 
 
 def test_stats_follow_the_uncertain_threshold_setting_and_show_recent_days(tiny_settings, files, tmp_path):

@@ -1,12 +1,7 @@
 """Faults while predictions come in: a read-only or full database, bad models on reload, concurrent writers.
 
-Referenced, not repeated here (see RELIABILITY.md):
-- store level read-only file: ``tests/test_store.py::test_read_only_database_file_gives_a_clear_warning_and_keeps_the_prediction``;
-- CLI with an unwritable log: ``tests/test_cli.py::test_unwritable_log_still_prints_predictions``;
-- corrupt or missing model on reload: ``tests/test_api.py::test_corrupt_or_missing_model_on_reload_keeps_the_old_one``;
-- reload under load: ``tests/test_api.py::test_reload_under_load_fails_no_request``;
-- many threads / processes writing one SQLite file: ``tests/test_store.py::test_eight_threads_write_4000_predictions``
-  and ``::test_four_processes_open_a_fresh_database_and_write_4000_predictions``.
+The faults already covered by tests of other files are not repeated here: they are listed in
+``REFERENCES`` (and in RELIABILITY.md, without a result: their outcome is in the test run).
 
 Root ignores file permissions and there is no tmpfs to fill, so the faults are made by SQLite itself:
 a ``?mode=ro`` URI gives a really read-only handle, and ``PRAGMA max_page_count`` stops the file growing,
@@ -29,30 +24,29 @@ from PIL import Image
 from tests.conftest import make_settings
 from tests.reliability_report import Recorder
 
-RECORDER = Recorder("faults")
+REFERENCES = (
+    ("read-only database file (store level)",
+     "tests/test_store.py::test_read_only_database_file_gives_a_clear_warning_and_keeps_the_prediction"),
+    ("unwritable log under the CLI", "tests/test_cli.py::test_unwritable_log_still_prints_predictions"),
+    ("corrupt or missing model on API reload",
+     "tests/test_api.py::test_corrupt_or_missing_model_on_reload_keeps_the_old_one"),
+    ("reload under load", "tests/test_api.py::test_reload_under_load_fails_no_request"),
+    ("8 threads writing one SQLite file", "tests/test_store.py::test_eight_threads_write_4000_predictions"),
+    ("4 processes opening a fresh SQLite file and writing",
+     "tests/test_store.py::test_four_processes_open_a_fresh_database_and_write_4000_predictions"),
+    ("a process keeps writing while others open and close the same SQLite log",
+     "tests/test_store.py::test_a_store_that_created_the_file_keeps_writing_visibly_while_others_come_and_go"),
+    ("truncated model file", "tests/test_models.py::test_truncated_model_file_is_refused_by_checksum"),
+    ("training worker killed (SIGKILL) mid-run: marked interrupted, resumed with weights and optimizer state",
+     "tests/test_train.py::test_sigkill_then_resume_continues_from_the_saved_epoch"),
+)
+RECORDER = Recorder("faults", REFERENCES)
 TOKEN = "faults-admin-token-0123456789"
+_write_outcomes = RECORDER.fixture()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _write_outcomes():
-    for name, where in (
-        ("read-only database file (store level)",
-         "tests/test_store.py::test_read_only_database_file_gives_a_clear_warning_and_keeps_the_prediction"),
-        ("unwritable log under the CLI", "tests/test_cli.py::test_unwritable_log_still_prints_predictions"),
-        ("corrupt or missing model on API reload",
-         "tests/test_api.py::test_corrupt_or_missing_model_on_reload_keeps_the_old_one"),
-        ("reload under load", "tests/test_api.py::test_reload_under_load_fails_no_request"),
-        ("8 threads / 4 processes writing one SQLite file",
-         "tests/test_store.py::test_eight_threads_write_4000_predictions"),
-        ("a process keeps writing while others open and close the same SQLite log",
-         "tests/test_store.py::test_a_store_that_created_the_file_keeps_writing_visibly_while_others_come_and_go"),
-        ("truncated model file", "tests/test_models.py::test_truncated_model_file_is_refused_by_checksum"),
-        ("training worker killed (SIGKILL) mid-run: marked interrupted, resumed with weights and optimizer state",
-         "tests/test_train.py::test_sigkill_then_resume_continues_from_the_saved_epoch"),
-    ):
-        RECORDER.add(name, "reference", "covered by an existing test", where, True)
-    yield
-    RECORDER.write()
+def test_every_referenced_test_exists():
+    assert RECORDER.missing_references() == []
 
 
 def image_bytes(seed: int, fmt: str = "PNG", size=(40, 30)) -> bytes:

@@ -35,10 +35,7 @@ MIME = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "im
         "tiff": "image/tiff", "svg": "image/svg+xml", "html": "text/html"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _write_outcomes():
-    yield
-    RECORDER.write()
+_write_outcomes = RECORDER.fixture()
 
 
 def _mime(filename: str) -> str:

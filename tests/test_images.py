@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import io
-import struct
-import zlib
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from imgrec.errors import ImageError
 from imgrec.images import ACCEPTED, decode_image, resize
-
-
-def encode(image: Image.Image, fmt: str, **params) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **params)
-    return buffer.getvalue()
-
-
-def gradient_rgb(width=40, height=30) -> Image.Image:
-    x = np.linspace(0, 255, width, dtype=np.uint8)
-    y = np.linspace(0, 255, height, dtype=np.uint8)
-    pixels = np.stack([np.tile(x, (height, 1)), np.tile(y[:, None], (1, width)), np.full((height, width), 128, np.uint8)], -1)
-    return Image.fromarray(pixels, "RGB")
+from tests.hostile_inputs import encode, gradient, png_bomb
 
 
 @pytest.mark.parametrize(
@@ -32,18 +16,18 @@ def gradient_rgb(width=40, height=30) -> Image.Image:
     [("JPEG", "JPEG"), ("PNG", "PNG"), ("WEBP", "WebP"), ("BMP", "BMP"), ("GIF", "GIF"), ("TIFF", "TIFF")],
 )
 def test_each_allowed_format_decodes_to_rgb_uint8(fmt, expected_name):
-    data = encode(gradient_rgb(), fmt)
+    data = encode(gradient(40, 30), fmt)
     decoded = decode_image(data)
     assert decoded.format == expected_name
     assert decoded.pixels.shape == (30, 40, 3) and decoded.pixels.dtype == np.uint8
     assert (decoded.width, decoded.height) == (40, 30)
     assert decoded.byte_size == len(data)
     # Lossy or palette formats differ a little; the picture must still be the same picture.
-    assert np.abs(decoded.pixels.astype(int) - np.asarray(gradient_rgb(), int)).mean() < 12
+    assert np.abs(decoded.pixels.astype(int) - np.asarray(gradient(40, 30), int)).mean() < 12
 
 
 def test_path_and_bytes_give_the_same_result(tmp_path):
-    data = encode(gradient_rgb(), "PNG")
+    data = encode(gradient(40, 30), "PNG")
     path = tmp_path / "picture.png"
     path.write_bytes(data)
     from_path, from_bytes = decode_image(path), decode_image(data)
@@ -129,7 +113,7 @@ def test_one_by_one_and_very_wide_images_decode():
 
 
 def test_jpeg_with_zip_appended_still_decodes_as_the_jpeg():
-    data = encode(gradient_rgb(), "JPEG") + b"PK\x03\x04" + b"\x00" * 64
+    data = encode(gradient(40, 30), "JPEG") + b"PK\x03\x04" + b"\x00" * 64
     assert decode_image(data).format == "JPEG"
 
 
@@ -164,31 +148,20 @@ def test_formats_outside_the_allow_list_are_refused_by_name(fmt):
 
 
 def test_truncated_jpeg_is_refused():
-    data = encode(gradient_rgb(200, 200), "JPEG")
+    data = encode(gradient(200, 200), "JPEG")
     message = refusal(data[: len(data) // 2])
     assert "truncated or corrupt" in message and "JPEG" in message
 
 
 def test_truncated_png_is_refused():
-    data = encode(gradient_rgb(200, 200), "PNG")
+    data = encode(gradient(200, 200), "PNG")
     assert "PNG" in refusal(data[: len(data) // 2])
 
 
 def test_corrupt_png_header_is_refused():
-    data = bytearray(encode(gradient_rgb(), "PNG"))
+    data = bytearray(encode(gradient(40, 30), "PNG"))
     data[12:20] = b"\x00" * 8  # destroy the IHDR chunk
     assert "PNG" in refusal(bytes(data))
-
-
-def png_bomb(width: int, height: int) -> bytes:
-    """A valid PNG header declaring huge dimensions over a tiny compressed body."""
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
-    row = b"\x00" + b"\x00" * width
-    body = zlib.compress(row * 16, 9)  # only a few rows: the file stays tiny
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
 
 
 def test_decompression_bomb_is_refused_from_the_header_alone():
@@ -206,7 +179,7 @@ def test_pixel_limit_comes_from_the_caller():
 
 
 def test_byte_limit_is_checked_before_decoding(tmp_path):
-    data = encode(gradient_rgb(), "BMP")
+    data = encode(gradient(40, 30), "BMP")
     assert "Expected at most" in refusal(data, max_bytes=len(data) - 1)
     path = tmp_path / "big.bmp"
     path.write_bytes(data)

@@ -1,12 +1,7 @@
-"""Security settings and code rules, checked as tests (the behaviour tests they lean on are referenced).
+"""Security settings and code rules, checked as tests.
 
-Referenced, not repeated here:
-- admin token: ``tests/test_api.py::test_reload_needs_the_admin_token`` (401 missing/wrong/Basic, 403 when unset);
-- SQL through bound parameters: ``tests/test_store.py::test_hostile_filter_values_are_data_not_sql``;
-- kept uploads named by hash: ``tests/test_store.py::test_kept_uploads_are_named_by_hash_whatever_the_user_called_them``
-  and ``tests/test_hostile_inputs.py::test_files_land_only_under_uploads_with_hash_names`` (every face);
-- request bodies over the limit: ``tests/test_api.py::test_body_over_the_limit_is_413_before_it_is_read`` and
-  ``::test_streamed_body_over_the_limit_is_413_while_streaming``.
+The behaviour tests of other files they lean on are not repeated here: they are listed in ``REFERENCES``
+(and in RELIABILITY.md, without a result: their outcome is in the test run).
 """
 
 from __future__ import annotations
@@ -21,7 +16,21 @@ import pytest
 from imgrec.config import MB, PROJECT_ROOT, Settings
 from tests.reliability_report import Recorder
 
-RECORDER = Recorder("security")
+REFERENCES = (
+    ("admin token required for /model/reload (401 missing/wrong/Basic, 403 when unset)",
+     "tests/test_api.py::test_reload_needs_the_admin_token"),
+    ("filter values with quotes and SQL are data, not SQL",
+     "tests/test_store.py::test_hostile_filter_values_are_data_not_sql"),
+    ("kept uploads named by content hash, never by user input",
+     "tests/test_store.py::test_kept_uploads_are_named_by_hash_whatever_the_user_called_them"),
+    ("kept uploads named by content hash through every face",
+     "tests/test_hostile_inputs.py::test_files_land_only_under_uploads_with_hash_names"),
+    ("API body over the limit: 413 before reading", "tests/test_api.py::test_body_over_the_limit_is_413_before_it_is_read"),
+    ("API streamed body over the limit: 413 while reading",
+     "tests/test_api.py::test_streamed_body_over_the_limit_is_413_while_streaming"),
+)
+RECORDER = Recorder("security", REFERENCES)
+_write_outcomes = RECORDER.fixture()
 CONFIG = PROJECT_ROOT / ".streamlit" / "config.toml"
 SOURCES = sorted(
     [*(PROJECT_ROOT / "imgrec").rglob("*.py"), *(PROJECT_ROOT / "ui").rglob("*.py"),
@@ -29,19 +38,8 @@ SOURCES = sorted(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _write_outcomes():
-    for name, where in (
-        ("admin token required for /model/reload (401/403)", "tests/test_api.py::test_reload_needs_the_admin_token"),
-        ("filter values with quotes and SQL are data, not SQL", "tests/test_store.py::test_hostile_filter_values_are_data_not_sql"),
-        ("kept uploads named by content hash, never by user input",
-         "tests/test_store.py::test_kept_uploads_are_named_by_hash_whatever_the_user_called_them"),
-        ("API body over the limit: 413 before/while reading",
-         "tests/test_api.py::test_body_over_the_limit_is_413_before_it_is_read"),
-    ):
-        RECORDER.add(name, "reference", "covered by an existing test", where, True)
-    yield
-    RECORDER.write()
+def test_every_referenced_test_exists():
+    assert RECORDER.missing_references() == []
 
 
 def _relative(path) -> str:
