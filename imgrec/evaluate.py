@@ -253,8 +253,10 @@ def evaluate_registered(model_ref: str, dataset_name: str, split: str = "test", 
     settings = settings or get_settings()
     name, _, version = model_ref.partition("@")
     model, card = registry.load_model(name, version or None, settings)
-    split_args = _training_split_args(registry.model_dir(card.name, card.version, settings) / TRAINING_REPORT)
-    dataset = data.load_dataset(dataset_name, settings, limit_per_class=limit_per_class, **split_args)
+    # The run's split, with the evaluation's own per-class limit (none: the whole split).
+    split_args = {**dataset_split_args(training_config(card.name, card.version, settings)),
+                  "limit_per_class": limit_per_class}
+    dataset = data.load_dataset(dataset_name, settings, **split_args)
     if split not in dataset.splits:
         raise EvaluationError(f"No split '{split}'. Expected one of: {', '.join(dataset.splits)}.")
     if tuple(dataset.class_names) != tuple(card.class_names):
@@ -268,10 +270,18 @@ def evaluate_registered(model_ref: str, dataset_name: str, split: str = "test", 
     return build_report(target.labels, probabilities, card.class_names, split, temperature)
 
 
-def _training_split_args(report_path: Path) -> dict:
+def training_config(name: str, version: str, settings=None) -> dict:
+    """The run config saved in a trained model's report; ``{}`` for a model not trained here."""
+    from imgrec import registry
+
     try:
-        config = json.loads(report_path.read_text()).get("config", {})
-    except (OSError, json.JSONDecodeError):
+        return json.loads((registry.model_dir(name, version, settings) / TRAINING_REPORT).read_text()).get("config") or {}
+    except (OSError, ValueError, AttributeError):
         return {}
-    keys = ("val_fraction", "test_fraction", "seed")
-    return {k: config[k] for k in keys if k in config}
+
+
+def dataset_split_args(config: dict) -> dict:
+    """``data.load_dataset`` arguments that rebuild a training run's splits, so the indices in its
+    report point at the same images."""
+    keys = ("val_fraction", "test_fraction", "seed", "limit_per_class")
+    return {k: config[k] for k in keys if config.get(k) is not None}

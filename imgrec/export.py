@@ -38,7 +38,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from imgrec import registry
-from imgrec.card import MODEL_FILE, TRAINING_REPORT, ModelCard, sha256_file, utc_timestamp, write_atomically
+from imgrec.card import MODEL_FILE, ModelCard, sha256_file, utc_timestamp, write_atomically
 from imgrec.config import IMAGENET_MODEL_NAME, Settings, get_settings
 from imgrec.errors import ModelError
 
@@ -350,14 +350,9 @@ def _dataset_source(card: ModelCard, settings: Settings) -> str | None:
         from imgrec import data
     except Exception:  # noqa: BLE001 - the datasets module is optional for exports
         return None
-    candidates = []
-    report = registry.model_dir(card.name, card.version, settings) / TRAINING_REPORT
-    try:
-        candidates.append(str(json.loads(report.read_text())["config"]["dataset"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    candidates.append(card.dataset)
-    for candidate in candidates:
+    from imgrec.evaluate import training_config
+
+    for candidate in (training_config(card.name, card.version, settings).get("dataset"), card.dataset):
         if not candidate:
             continue
         if candidate in data.BUILTIN:

@@ -63,7 +63,7 @@ with card_tab:
 
 with evaluation_tab:
     if train_view.has_evaluation(ref):
-        train_view.evaluation_panel(ref, page="models")
+        train_view.evaluation_panel(ref, page="models", show_images=False)  # tabs all run: load data on request
     else:
         st.info(f"{card.ref} has no evaluation report: only models trained here (Train page or "
                 "`imgrec train`) carry one.", icon=":material/fact_check:")

@@ -213,6 +213,8 @@ def test_a_shipped_model_shows_its_evaluation_with_real_misclassified_images(mon
         assert not at.exception, at.exception
         assert {m.label: m.value for m in at.metric}["Accuracy"] == f"{report['accuracy']:.2%}"
         assert len(elements(at, "vega_lite_chart")) >= 2  # confusion heatmap and reliability diagram
+        assert not [i for i in elements(at, "image") if i.proto.imgs[0].caption.startswith("#")]  # only on request
+        at.toggle(key="models.gallery.fashion-mnist-cnn@1").set_value(True).run()
         worst = max(report["errors"], key=lambda cell: len(report["errors"][cell]))
         at.selectbox(key="models.cell.fashion-mnist-cnn@1.None").set_value(worst).run()
         assert not at.exception, at.exception

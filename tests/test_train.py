@@ -136,6 +136,30 @@ def test_missing_imagenet_weights_fall_back_to_random_with_a_visible_warning(tmp
     assert "starts from random initialisation" in registry.load_card("offline", "1", settings).description
 
 
+@pytest.mark.slow
+def test_report_indices_point_at_the_same_images_when_the_split_is_rebuilt(tmp_path):
+    """The gallery and `evaluate` rebuild a run's split from its saved config; a per-class limit included."""
+    from imgrec.card import TRAINING_REPORT
+    from imgrec.data import load_dataset
+    from imgrec.evaluate import EvaluationReport, dataset_split_args, training_config
+    from imgrec.predict import Predictor
+
+    settings = make_settings(tmp_path)
+    folder = make_image_folder(tmp_path / "ds", per_class=40)  # 6 test images per class, 3 kept
+    train.train(tiny_config(folder, name="limited", epochs=1, learning_rate=1e-6, limit_per_class=3), settings)
+    report = EvaluationReport.load(registry.model_dir("limited", "1", settings) / TRAINING_REPORT)
+    config = training_config("limited", "1", settings)
+    assert config["limit_per_class"] == 3
+    split = load_dataset(config["dataset"], settings, min_per_class=1, **dataset_split_args(config)).splits[report.split]
+    assert len(split) == report.samples and report.errors  # an untrained model gets some wrong
+    predictor = Predictor.load("limited", "1", settings)
+    for cell, indices in report.errors.items():
+        true_class, predicted_class = cell.split("|")
+        assert [report.class_names[split.labels[i]] for i in indices] == [true_class] * len(indices)
+        top1 = predictor.predict_proba([split.load_image(i) for i in indices]).argmax(1)
+        assert [report.class_names[c] for c in top1] == [predicted_class] * len(indices)
+
+
 def resume_and_finish(run, settings, after_epoch: int, total_epochs: int) -> None:
     """Resume in a real worker; it must continue after ``after_epoch`` with the optimizer state it had."""
     runs.resume(run.id, settings)

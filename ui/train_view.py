@@ -6,7 +6,6 @@ Everything here only calls :mod:`imgrec.runs`, :mod:`imgrec.train`, :mod:`imgrec
 
 from __future__ import annotations
 
-import json
 from dataclasses import fields
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from imgrec import registry, runs
 from imgrec.config import get_settings
 from imgrec.card import TRAINING_REPORT
 from imgrec.data import AugmentConfig
+from imgrec.evaluate import dataset_split_args
 from imgrec.models import BACKBONES
 from imgrec.train import LOSSES, SCHEDULES, RunConfig
 from ui.widgets import apply_change
@@ -41,11 +41,10 @@ AUG_STRENGTHS = {  # field -> (label, max, default strength, help)
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=2)
-def load_dataset(source: str, val_fraction: float, test_fraction: float, seed: int):
+def load_dataset(source: str, split_args: dict):
     from imgrec import data
 
-    return data.load_dataset(source, get_settings(), val_fraction=val_fraction, test_fraction=test_fraction,
-                             seed=seed, min_per_class=1)
+    return data.load_dataset(source, get_settings(), min_per_class=1, **split_args)
 
 
 @st.cache_data(ttl=10, show_spinner="Checking the dataset…")
@@ -149,7 +148,7 @@ def augmentation_preview(dataset: str, augment: AugmentConfig, size: int, images
         st.caption("Choose a dataset to preview augmentations.")
         return
     try:
-        loaded = load_dataset(dataset, 0.15, 0.15, 1337)
+        loaded = load_dataset(dataset, {})  # the default split: any training images will do
     except Exception as exc:  # noqa: BLE001
         st.caption(f"No preview: {exc}")
         return
@@ -160,9 +159,9 @@ def augmentation_preview(dataset: str, augment: AugmentConfig, size: int, images
     if st.button("Shuffle", key="train.aug.shuffle", icon=":material/shuffle:"):
         st.session_state["train.aug.seed"] = int(st.session_state.get("train.aug.seed", 0)) + 1
         st.rerun()
-    for row, index in zip(grid, picks):
+    for row, original in zip(grid, originals):
         cols = st.columns(copies + 1)
-        cols[0].image(train.load_image(int(index), (size, size)), caption="original", width="stretch")
+        cols[0].image(original, caption="original", width="stretch")
         for col, image in zip(cols[1:], row):
             col.image(image, width="stretch")
     if not augment.enabled:
@@ -326,21 +325,21 @@ def has_evaluation(model_ref: str) -> bool:
     return (registry.model_dir(name, version, get_settings()) / TRAINING_REPORT).is_file()
 
 
-def evaluation_panel(model_ref: str, page: str) -> None:
+def evaluation_panel(model_ref: str, page: str, show_images: bool = True) -> None:
     """The test-set report of a trained model: metrics, per-class table, confusion heatmap with the
-    misclassified images of the chosen cell, reliability diagram. ``page`` prefixes the widget keys."""
-    from imgrec.evaluate import EvaluationReport
+    misclassified images of the chosen cell, reliability diagram. ``page`` prefixes the widget keys;
+    without ``show_images`` a toggle asks before the dataset is loaded for the gallery."""
+    from imgrec.evaluate import EvaluationReport, training_config
 
     settings = get_settings()
     name, version = model_ref.split("@", 1)
     folder = registry.model_dir(name, version, settings)
     try:
         card = registry.load_card(name, version, settings)
-        raw = json.loads((folder / TRAINING_REPORT).read_text())
+        report = EvaluationReport.load(folder / TRAINING_REPORT)
     except Exception as exc:  # noqa: BLE001
         st.warning(f"No evaluation report for {model_ref}: {exc}")
         return
-    report = EvaluationReport.from_dict(raw)
     st.markdown(f"#### Evaluation of `{model_ref}` on the {report.split} split ({report.samples} images)")
     summary = report.summary()
     cols = st.columns(6)
@@ -362,7 +361,9 @@ def evaluation_panel(model_ref: str, page: str) -> None:
         st.altair_chart(reliability_chart(report), width="stretch")
         st.dataframe(pd.DataFrame(report.per_class), hide_index=True, width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("precision", "recall", "f1")})
-    misclassified_gallery(report, raw.get("config") or {}, picked, f"{page}.cell.{model_ref}")
+    if show_images or st.toggle("Show the misclassified images", key=f"{page}.gallery.{model_ref}",
+                                help="Loads the dataset the model was evaluated on."):
+        misclassified_gallery(report, training_config(name, version, settings), picked, f"{page}.cell.{model_ref}")
     curves = folder / "curves.png"
     if curves.exists():
         with st.expander("Training curves (saved with the model)", icon=":material/show_chart:"):
@@ -455,13 +456,13 @@ def misclassified_gallery(report, config: dict, picked: tuple[str, str] | None, 
         st.caption("The report does not name its dataset; images cannot be shown.")
         return
     try:
-        loaded = load_dataset(dataset, float(config.get("val_fraction", 0.15)), float(config.get("test_fraction", 0.15)),
-                              int(config.get("seed", 1337)))
+        loaded = load_dataset(dataset, dataset_split_args(config))  # the run's own splits: its indices
     except Exception as exc:  # noqa: BLE001
         st.caption(f"Dataset '{dataset}' is not available here: {exc}")
         return
     split = loaded.splits[report.split]
-    indices = [i for i in report.errors[key] if i < len(split)][:limit]
+    true_class, predicted_class = key.split("|", 1)
+    indices = [i for i in report.misclassified(true_class, predicted_class) if i < len(split)][:limit]
     cols = st.columns(8)
     for n, index in enumerate(indices):
         image = split.load_image(index)
