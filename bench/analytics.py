@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
 import sqlite3
@@ -26,11 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
+from common import machine
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from imgrec import log_export, stats  # noqa: E402
-from imgrec.store import Store, predictions_table  # noqa: E402
+from imgrec import log_export, stats
+from imgrec.store import Store, predictions_table
 
 BUDGET_S = 1.0
 CHUNK = 50_000
@@ -180,8 +178,8 @@ def main() -> int:
 
     temp_dir = None if args.db else tempfile.mkdtemp(prefix="imgrec-bench-")
     path = args.db or Path(temp_dir) / "imgrec.db"
-    print(f"Machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    print(f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, SQLAlchemy {sa.__version__}")
+    print(f"machine: {machine()}")
+    print(f"{platform.platform()}, SQLite {sqlite3.sqlite_version}, SQLAlchemy {sa.__version__}")
     try:
         store = Store(f"sqlite:///{path}")
         existing = store.count_predictions()

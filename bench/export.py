@@ -5,42 +5,53 @@ the sample photos and variants of them, int8 calibrated on other crops of the sa
 times one image and a batch of 32 through each runtime: Keras compiled (Predictor), TensorFlow
 SavedModel, LiteRT for TFLite float32 / float16 / dynamic-range / full-integer int8, ONNX Runtime.
 
-Run: ``make bench`` or ``nice .venv/bin/python bench/export.py`` (KERAS_HOME as in the Makefile).
+All runtimes are timed side by side (one call of each per round, in rotating order), so load from
+others on a shared machine hits them alike and the "x Keras" ratios hold when the absolute ms drift.
+
+Run: ``make bench`` or ``nice .venv/bin/python bench/export.py [--formats tflite-int8]`` (KERAS_HOME as
+in the Makefile).
 """
 
 from __future__ import annotations
 
-import os
+import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import machine, median_ms
+from common import interleaved_median_ms, machine, photos_dir
 
 from imgrec import backends, export, registry
-from imgrec.config import PROJECT_ROOT, Settings, get_settings
+from imgrec.config import Settings
 from imgrec.predict import Predictor
-from imgrec.samples import list_samples
+
+SINGLE_ROUNDS, BATCH_ROUNDS = 30, 6
+SINGLE_WARMUP, BATCH_WARMUP = 3, 1  # untimed rounds first
 
 
 def bench_settings(scratch: Path) -> Settings:
-    samples = get_settings().samples_dir
-    if not list_samples(get_settings()):
-        samples = PROJECT_ROOT.parent / "shared" / "photos"
-    return Settings(models_dir=scratch / "models", data_dir=scratch / "data", samples_dir=samples)
+    return Settings(models_dir=scratch / "models", data_dir=scratch / "data", samples_dir=photos_dir())
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--formats", default="all",
+                        help=f"comma-separated subset of {', '.join(export.FORMATS)} (default: all)")
+    args = parser.parse_args()
+    try:
+        formats = export.parse_formats(args.formats)
+    except export.ExportError as exc:
+        parser.error(str(exc))
     with tempfile.TemporaryDirectory(prefix="imgrec-bench-export-") as scratch:  # ~100 MB of exports
-        run(bench_settings(Path(scratch)))
+        run(bench_settings(Path(scratch)), formats)
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, formats: list[str] | None = None) -> None:
     started = time.perf_counter()
     card = registry.ensure_default_model(settings)
     name, version = card.name, card.version
-    results = export.export_model(name, version, None, settings)
+    results = export.export_model(name, version, formats, settings)
     export_seconds = time.perf_counter() - started
     report = export.read_parity(name, version, settings)
 
@@ -57,19 +68,22 @@ def run(settings: Settings) -> None:
         backend = backends.open_backend(result.format, export.export_path(name, version, result.format, settings), card)
         rows.append((result.label, result.format, backend.predict_batch, result.size_bytes, result))
 
-    timings = {}
-    for label, fmt, predict_batch, _, _ in rows:
-        if predict_batch is not None:
-            timings[fmt] = (median_ms(lambda: predict_batch(one), repeats=30),
-                            median_ms(lambda: predict_batch(batch32), repeats=6, warmup=1))
+    runnable = {fmt: predict_batch for _, fmt, predict_batch, _, _ in rows if predict_batch is not None}
+    single_ms = interleaved_median_ms({fmt: (lambda p=p: p(one)) for fmt, p in runnable.items()},
+                                      rounds=SINGLE_ROUNDS, warmup=SINGLE_WARMUP)
+    batch_ms = interleaved_median_ms({fmt: (lambda p=p: p(batch32)) for fmt, p in runnable.items()},
+                                     rounds=BATCH_ROUNDS, warmup=BATCH_WARMUP)
+    timings = {fmt: (single_ms[fmt], batch_ms[fmt]) for fmt in runnable}
 
     keras_single, keras_batch = timings["keras"]
     keras_size = report["keras"]["size_bytes"]
-    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} (shared machine: absolute ms are noisy)")
+    print(f"machine: {machine()} (shared machine: absolute ms are noisy)")
     print(f"model: {card.ref} (MobileNetV2 1.0, {card.input_size[0]}x{card.input_size[1]}, 1000 classes); "
           f"registered and exported in {export_seconds:.0f} s")
     print(f"held-out set: {report['held_out']['description']}")
     print(f"int8 calibration: {report['calibration']['description']}")
+    print(f"timing: medians of interleaved rounds (every runtime once a round, rotating order): {SINGLE_ROUNDS} "
+          f"rounds of 1 image after {SINGLE_WARMUP} untimed, {BATCH_ROUNDS} of 32 after {BATCH_WARMUP} untimed")
     header = (f"{'format':<30} {'1 image ms':>10} {'x Keras':>8} {'32 batch ms':>11} {'img/s':>7} "
               f"{'x Keras':>8} {'size MB':>8} {'x smaller':>9} {'top-1 agr':>9} {'top-5 ovl':>9} {'max|dp|':>8}  status")
     print(header)
