@@ -12,7 +12,7 @@ from imgrec.samples import list_samples
 from imgrec.service import Upload, classify, log_classified
 from ui import cache, explain_view
 from ui.charts import top_k_bars
-from ui.widgets import ensure_routed, session_id, show_error
+from ui.widgets import ensure_routed, forget_other_inputs, session_id, show_error
 
 ensure_routed()
 settings = get_settings()
@@ -75,6 +75,9 @@ with sample_tab:
     else:
         st.info("No sample photos found. Set IMGREC_SAMPLES_DIR to a folder of images.")
 
+current_inputs = {key for key, _, _ in inputs}
+forget_other_inputs(RESULTS, current_inputs)
+explain_view.forget_other_images(current_inputs)
 if not inputs:
     st.info("Add an image to see what the model makes of it.", icon=":material/arrow_upward:")
     st.stop()

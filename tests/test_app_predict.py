@@ -277,3 +277,21 @@ def test_comparison_with_another_model_on_request(monkeypatch, tmp_path, two_mod
         [second] = [s for s in at.selectbox if s.key.startswith("predict.compare_model.")]
         assert second.value == "plain-cnn@1"
         assert [c.split(":")[0] for c in image_captions(at)[-2:]] == ["tiny-cnn@1", "plain-cnn@1"]
+
+
+def test_a_removed_image_leaves_nothing_behind_in_the_session(monkeypatch, page_settings):
+    from ui.explain_view import HEATMAPS
+
+    with app_with_settings(monkeypatch, page_settings) as at:
+        at.run()
+        uploader = at.file_uploader(key="predict.files")
+        uploader.set_value([("red.png", png(), "image/png"), ("blue.png", png((0, 0, 255)), "image/png")]).run()
+        assert not at.exception, at.exception
+        inputs = {key[0] for key in at.session_state["predict.results"]}
+        assert len(inputs) == 2 and {key[0] for key in at.session_state[HEATMAPS]} == inputs
+        at.file_uploader(key="predict.files").set_value([("blue.png", png((0, 0, 255)), "image/png")]).run()
+        assert [s.value for s in at.main.subheader] == ["blue.png"]
+        kept = {key[0] for key in at.session_state["predict.results"]}
+        assert len(kept) == 1 and {key[0] for key in at.session_state[HEATMAPS]} == kept
+        at.file_uploader(key="predict.files").set_value([]).run()
+        assert not at.session_state["predict.results"] and not at.session_state[HEATMAPS]

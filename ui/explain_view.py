@@ -15,7 +15,7 @@ import streamlit as st
 from imgrec import explain
 from ui import cache
 from ui.charts import curves
-from ui.widgets import show_error
+from ui.widgets import forget_other_inputs, show_error
 
 HEATMAPS = "predict.heatmaps"
 FAITHFULNESS = "predict.faithfulness"
@@ -67,6 +67,11 @@ def layer_picker(predictor, model_ref: str, controls: CamControls) -> CamControl
     if missing:
         st.caption(f"{model_ref} has no layer {saved}: using the automatic layer.")
     return replace(controls, layer=None if layer == AUTO_LAYER else layer)
+
+
+def forget_other_images(current_inputs: set[str]) -> None:
+    for state_key in (HEATMAPS, FAITHFULNESS):
+        forget_other_inputs(state_key, current_inputs)
 
 
 def _heatmap(predictor, model_ref: str, image_key: str, pixels, method: str, layer: str | None, target: int):

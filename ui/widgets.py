@@ -35,6 +35,14 @@ def ensure_routed() -> None:
         st.rerun()
 
 
+def forget_other_inputs(state_key: str, current_inputs: set[str]) -> None:
+    """Drop the session entries (keyed by tuples starting with an input key) of inputs no longer on the
+    page: they hold full-size pixels and heatmaps, and a session would otherwise only grow."""
+    entries = st.session_state.get(state_key, {})
+    for key in [key for key in entries if key[0] not in current_inputs]:
+        del entries[key]
+
+
 def session_id() -> str:
     """A random id per browser session, stored with each prediction."""
     if "session.id" not in st.session_state:
