@@ -176,13 +176,10 @@ def _models(args) -> int:
     from imgrec import registry
 
     settings = get_settings()
-    try:
-        active = registry.resolve(settings=settings)
-    except ImgrecError:
-        active = None
+    active = registry.active_ref(settings)
     rows = []
     for card in registry.list_cards(settings):
-        is_active = (card.name, card.version) == active
+        is_active = card.ref == active
         rows.append(
             {
                 "name": card.name,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from imgrec.card import CARD_FILE, MODEL_FILE, ModelCard, sha256_file, write_atomically
 from imgrec.config import IMAGENET_MODEL_NAME, Settings, get_settings
-from imgrec.errors import ModelError
+from imgrec.errors import ImgrecError, ModelError
 
 
 def _settings(settings: Settings | None) -> Settings:
@@ -69,6 +69,15 @@ def resolve(name: str | None = None, version: str | None = None, settings: Setti
     if version not in available:
         raise ModelError(f"Model '{name}' has no version '{version}'. Available versions: {', '.join(available)}.")
     return name, version
+
+
+def active_ref(settings: Settings | None = None) -> str | None:
+    """The model the faces use by default as ``name@version`` (registering the stock default on first
+    use), or None when the active model is gone."""
+    try:
+        return "@".join(resolve(settings=settings))
+    except ImgrecError:
+        return None
 
 
 def load_card(name: str | None = None, version: str | None = None, settings: Settings | None = None) -> ModelCard:

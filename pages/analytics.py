@@ -65,7 +65,7 @@ with overview:
 
 with queue_tab:
     st.caption("Flagged predictions first, then the least confident — the start of a re-labelling loop.")
-    view.review_queue(cache.review_queue(filters, threshold), cache.store())
+    view.review_queue(cache.review_queue(filters, threshold), cache.thumbnail)
 
 with export_tab:
     st.caption(f"{summary.predictions:,} filtered predictions, one row each, with feedback and image metadata.")

@@ -20,7 +20,7 @@ show_flash()
 
 try:
     cards = registry.list_cards(settings)
-    active = view.active_ref(settings)
+    active = registry.active_ref(settings)
 except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
     show_error(exc)
     st.stop()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import io
+from typing import Callable
+
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from imgrec import stats
-from imgrec.errors import StoreError
+from ui.charts import PRIMARY, SECONDARY
 
 
 def filters_from(period, models: list[str], labels: list[str], sources: list[str], confidence) -> stats.Filters:
@@ -18,7 +18,7 @@ def filters_from(period, models: list[str], labels: list[str], sources: list[str
     return stats.Filters(
         date_from=start,
         date_to=end,
-        models=sorted(tuple(ref.split("@", 1)) for ref in models),  # each name with its own version, no cross
+        models=sorted(models),  # "name@version": each name with its own version, no cross
         labels=labels,
         sources=sources,
         min_confidence=low if low > 0 else None,
@@ -61,7 +61,7 @@ def predictions_over_time(frame: pd.DataFrame) -> alt.Chart:
 def top_labels(frame: pd.DataFrame) -> alt.Chart:
     return (
         alt.Chart(frame, title="Top labels")
-        .mark_bar(color="#2563eb", cornerRadiusEnd=3)
+        .mark_bar(color=PRIMARY, cornerRadiusEnd=3)
         .encode(
             y=alt.Y("label:N", sort="-x", title=None, axis=alt.Axis(labelLimit=200)),
             x=alt.X("predictions:Q", title="predictions"),
@@ -82,7 +82,7 @@ def confidence_histogram(frame: pd.DataFrame, threshold: float) -> alt.Chart:
             x2="upper:Q",
             y=alt.Y("predictions:Q", title="predictions"),
             color=alt.Color("verdict:N", scale=alt.Scale(domain=["confident", "uncertain"],
-                                                          range=["#2563eb", "#f59e0b"]), legend=None),
+                                                          range=[PRIMARY, SECONDARY]), legend=None),
             tooltip=[alt.Tooltip("lower:Q", format=".0%"), alt.Tooltip("upper:Q", format=".0%"), "predictions:Q"],
         )
     )
@@ -106,26 +106,11 @@ def latency_over_time(frame: pd.DataFrame) -> alt.Chart:
     )
 
 
-def _thumbnail(store, stored_path) -> str | None:
-    if not isinstance(stored_path, str):
-        return None
-    from PIL import Image
-
-    try:
-        with Image.open(store.upload_file(stored_path)) as image:
-            image.thumbnail((96, 96))
-            buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, format="JPEG", quality=80)
-    except (OSError, StoreError):
-        return None  # pruned or unreadable: the row is still worth reviewing
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def review_queue(frame: pd.DataFrame, store) -> None:
+def review_queue(frame: pd.DataFrame, thumbnail: Callable[[str], str | None]) -> None:
     if frame.empty:
         st.success("Nothing to review: no flagged or low-confidence predictions match the filters.")
         return
-    frame = frame.assign(thumbnail=[_thumbnail(store, p) for p in frame["stored_path"]])
+    frame = frame.assign(thumbnail=[thumbnail(p) if isinstance(p, str) else None for p in frame["stored_path"]])
     columns = ["thumbnail", "created_at", "top1_label", "top1_score", "flagged", "corrected_label", "note",
                "model_name", "model_version", "source", "sha256"]
     st.dataframe(

@@ -10,7 +10,6 @@ import streamlit as st
 
 from imgrec import registry
 from imgrec.config import get_settings
-from imgrec.errors import ImgrecError
 from imgrec.predict import Predictor
 
 
@@ -34,11 +33,7 @@ def store():
 def model_refs() -> list[str]:
     """Every registered model as ``name@version``, the active one first."""
     settings = get_settings()
-    try:
-        # Without `make run` (which runs `imgrec init`) this registers the stock default model first.
-        active = "@".join(registry.resolve(settings=settings))
-    except ImgrecError:  # the active (or default) model is gone: list what there is
-        active = None
+    active = registry.active_ref(settings)  # first: it may register the stock default model
     refs = [card.ref for card in registry.list_cards(settings)]
     return sorted(refs, key=lambda ref: ref != active)
 
@@ -46,6 +41,27 @@ def model_refs() -> list[str]:
 # -- Analytics: short-lived caches so a page rerun (a widget moved) does not query again ----------
 
 QUERY_TTL = 30  # seconds: fresh enough for a dashboard, cheap enough for a busy log
+
+
+@st.cache_data(ttl=QUERY_TTL, max_entries=500, show_spinner=False)
+def thumbnail(stored_path: str) -> str | None:
+    """A kept upload as a small JPEG data URL for the review queue (files are named by content, so a
+    path always means the same image); None when it was pruned or cannot be read."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from imgrec.errors import StoreError
+
+    try:
+        with Image.open(store().upload_file(stored_path)) as image:
+            image.thumbnail((96, 96))
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, format="JPEG", quality=80)
+    except (OSError, StoreError):
+        return None  # pruned or unreadable: the row is still worth reviewing
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 LABEL_OPTIONS = 5000  # most frequent labels offered in the filter: every ImageNet class and then some
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-CONFIDENT = "#2563eb"
-UNCERTAIN = "#f59e0b"
+# The app's two chart colours: the main series, and the one set against it.
+PRIMARY = "#2563eb"
+SECONDARY = "#f59e0b"
+CONFIDENT, UNCERTAIN = PRIMARY, SECONDARY
 
 
 def top_k_bars(predictions, threshold: float) -> alt.Chart:

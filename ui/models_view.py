@@ -24,13 +24,6 @@ NOT_EXPORTED = "— not exported"
 # -- Overview and the card ---------------------------------------------------------------------------
 
 
-def active_ref(settings: Settings) -> str | None:
-    try:
-        return "@".join(registry.resolve(settings=settings))
-    except ImgrecError:
-        return None
-
-
 def ordered_refs(cards: list[ModelCard], active: str | None) -> list[str]:
     return sorted((c.ref for c in cards), key=lambda ref: ref != active)
 

@@ -21,6 +21,7 @@ from imgrec.data import AugmentConfig
 from imgrec.evaluate import dataset_split_args
 from imgrec.models import BACKBONES
 from imgrec.train import LOSSES, SCHEDULES, RunConfig
+from ui.charts import PRIMARY, SECONDARY
 from ui.widgets import apply_change
 
 PICK = "train.pick_run"  # the run shown in the run panel (a launch selects the new run)
@@ -269,7 +270,7 @@ def curves_chart(metrics: list[dict]) -> alt.Chart:
         x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
         color=alt.Color("split:N", title=None,
-                        scale=alt.Scale(domain=["train", "validation"], range=["#2563eb", "#f59e0b"]),
+                        scale=alt.Scale(domain=["train", "validation"], range=[PRIMARY, SECONDARY]),
                         legend=alt.Legend(orient="top")),
         strokeDash=alt.StrokeDash("split:N", legend=None),
         tooltip=["epoch:Q", "phase:N", "split:N", alt.Tooltip("value:Q", format=".4f")],
@@ -417,7 +418,7 @@ def reliability_chart(report) -> alt.Chart:
         frame = pd.DataFrame({"confidence": [], "accuracy": [], "count": []})
     diagonal = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 3], color="#9ca3af").encode(
         x="x:Q", y="y:Q")
-    points = alt.Chart(frame).mark_circle(color="#2563eb").encode(
+    points = alt.Chart(frame).mark_circle(color=PRIMARY).encode(
         x=alt.X("confidence:Q", scale=alt.Scale(domain=[0, 1]), title="confidence"),
         y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="accuracy"),
         size=alt.Size("count:Q", legend=None),

@@ -73,8 +73,6 @@ def show_flash() -> None:
         st.success(message, icon=":material/check_circle:")
     elif kind == "warning":
         st.warning(message, icon=":material/warning:")
-    elif kind == "error":
-        st.error(message, icon=":material/error:")
 
 
 def registry_changed(predictors: bool = False) -> None:
