@@ -154,18 +154,15 @@ class BatchedPredictor:
         self._on_batch = on_batch  # observer for unbatched calls (the batcher has its own)
 
     def predict_detailed(self, images: Sequence, top_k: int = 5) -> list:
-        from imgrec.predict import PredictionResult
-
         if len(images) == 0:
             return []
+        batch = self.predictor.prepare(images)
         if self._batcher is None:
             started = time.perf_counter()
-            results = self.predictor.predict_detailed(images, top_k)
+            probabilities = self.predictor.predict_batch(batch)
+            seconds = time.perf_counter() - started
             if self._on_batch is not None:
-                self._on_batch(len(images), time.perf_counter() - started)
-            return results
-        outcome: BatchOutcome = self._batcher.submit(self.predictor, self.predictor.prepare(images)).result()
-        return [
-            PredictionResult(self.predictor.top_k(row, top_k), row, outcome.latency_ms)
-            for row in outcome.probabilities
-        ]
+                self._on_batch(len(batch), seconds)
+            return self.predictor.results(probabilities, top_k, seconds * 1000 / len(batch))
+        outcome: BatchOutcome = self._batcher.submit(self.predictor, batch).result()
+        return self.predictor.results(outcome.probabilities, top_k, outcome.latency_ms)

@@ -393,11 +393,6 @@ def gradcam(
     return explainer(model, layer, method)(image, target_class)
 
 
-def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
-
-
 # ---------------------------------------------------------------------------------------------
 # Rendering
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
@@ -49,7 +48,6 @@ class Predictor:
             lambda batch: model(batch, training=False),
             input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8)],
         )
-        self._warm_lock = threading.Lock()
         self.warm_up()
 
     @classmethod
@@ -79,8 +77,7 @@ class Predictor:
     def warm_up(self) -> float:
         """Run one batch so the first user does not pay for tracing; returns seconds taken."""
         started = time.perf_counter()
-        with self._warm_lock:
-            self.predict_batch(np.zeros((1, *self.card.input_size, 3), np.uint8))
+        self.predict_batch(np.zeros((1, *self.card.input_size, 3), np.uint8))
         return time.perf_counter() - started
 
     def prepare(self, images: Sequence[np.ndarray | DecodedImage]) -> np.ndarray:
@@ -106,9 +103,16 @@ class Predictor:
         return [result.predictions for result in self.predict_detailed(images, top_k)]
 
     def predict_detailed(self, images: Sequence[np.ndarray | DecodedImage], top_k: int = 5) -> list[PredictionResult]:
+        """Ranked results with ``latency_ms``: the inference time per image (resizing not included), as
+        the API's micro-batches report it too, so every face logs the same quantity."""
+        if len(images) == 0:
+            return []
+        batch = self.prepare(images)
         started = time.perf_counter()
-        probabilities = self.predict_proba(images)
-        latency_ms = (time.perf_counter() - started) * 1000 / max(len(images), 1)
+        probabilities = self.predict_batch(batch)
+        return self.results(probabilities, top_k, (time.perf_counter() - started) * 1000 / len(batch))
+
+    def results(self, probabilities: np.ndarray, top_k: int, latency_ms: float) -> list[PredictionResult]:
         return [PredictionResult(self.top_k(row, top_k), row, latency_ms) for row in probabilities]
 
     def top_k(self, probabilities: np.ndarray, k: int) -> list[Prediction]:
