@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import dataclass
-from typing import Callable
 
 import keras
 from keras import layers, ops
 
+from imgrec.backbones import BACKBONES, BackboneSpec
 from imgrec.errors import ModelError, WeightsFallbackWarning
 
 
@@ -51,21 +51,6 @@ class Preprocess(layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-@dataclass(frozen=True)
-class BackboneSpec:
-    constructor: Callable[..., keras.Model] | None  # None: the small CNN, built inline
-    preprocessing: str
-    imagenet_weights: bool
-
-
-BACKBONES: dict[str, BackboneSpec] = {
-    "mobilenet_v2": BackboneSpec(keras.applications.MobileNetV2, "mobilenet_v2", True),
-    "efficientnet_b0": BackboneSpec(keras.applications.EfficientNetB0, "none", True),  # rescales inside itself
-    "resnet50": BackboneSpec(keras.applications.ResNet50, "caffe", True),
-    "small_cnn": BackboneSpec(None, "unit", False),
-}
-
-
 def backbone_spec(backbone: str) -> BackboneSpec:
     try:
         return BACKBONES[backbone]
@@ -84,10 +69,12 @@ def build_model(
     spec = backbone_spec(backbone)
     if num_classes < 2:
         raise ModelError(f"num_classes={num_classes}. Expected at least 2.")
+    if weights not in (None, "imagenet"):
+        raise ModelError(f"weights={weights!r}. Expected 'imagenet' or None.")
     height, width = image_size
     inputs = keras.Input((height, width, 3), name="image")
     x = Preprocess(spec.preprocessing, name="preprocess")(inputs)
-    if spec.constructor is None:
+    if spec.application is None:
         x = _small_cnn_features(x)
     else:
         x = _backbone(backbone, spec, (height, width), weights)(x, training=False)
@@ -109,11 +96,12 @@ def _small_cnn_features(x):
 
 
 def _backbone(name: str, spec: BackboneSpec, size: tuple[int, int], weights: str | None) -> keras.Model:
-    model = spec.constructor(include_top=False, weights=None, input_shape=(*size, 3))
+    constructor = getattr(keras.applications, spec.application)
+    model = constructor(include_top=False, weights=None, input_shape=(*size, 3))
     model.name = BACKBONE_LAYER_NAME
-    if weights == "imagenet" and spec.imagenet_weights:
+    if weights == "imagenet":
         try:
-            pretrained = spec.constructor(
+            pretrained = constructor(
                 include_top=False, weights="imagenet", input_shape=(IMAGENET_WEIGHTS_SIZE, IMAGENET_WEIGHTS_SIZE, 3)
             )
         except Exception as exc:  # noqa: BLE001 - offline or a failed download: train from scratch, say so
@@ -122,8 +110,6 @@ def _backbone(name: str, spec: BackboneSpec, size: tuple[int, int], weights: str
                 "initialisation, so expect lower accuracy and slower training."), stacklevel=3)
         else:
             model.set_weights(pretrained.get_weights())
-    elif weights not in (None, "imagenet"):
-        raise ModelError(f"weights={weights!r}. Expected 'imagenet' or None.")
     return model
 
 

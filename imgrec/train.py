@@ -92,7 +92,7 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
-        from imgrec.models import BACKBONES
+        from imgrec.backbones import BACKBONES
 
         problems = []
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
@@ -446,8 +446,8 @@ class _Trainer:
 
     def _finish(self) -> dict:
         from imgrec import evaluate, registry
+        from imgrec.backbones import BACKBONES
         from imgrec.card import ModelCard
-        from imgrec.models import backbone_spec
 
         config, run, dataset = self.config, self.run_dir, self.dataset
         best = run.checkpoints_dir / "best.weights.h5"
@@ -473,7 +473,7 @@ class _Trainer:
             version="",
             backbone=config.backbone,
             input_size=config.image_size,
-            preprocessing=backbone_spec(config.backbone).preprocessing,
+            preprocessing=BACKBONES[config.backbone].preprocessing,
             class_names=dataset.class_names,
             dataset=_dataset_label(config.dataset),
             description=" ".join([config.description or _describe(config), *self.weights_notes]),

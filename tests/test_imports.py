@@ -44,3 +44,15 @@ def test_importing_loads_no_converter_or_runtime(module):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [], f"importing {module} loaded them"
+
+
+def test_validating_a_run_config_loads_no_tensorflow():
+    """Queuing a run (CLI --detach, the Train form) checks its config without building any model."""
+    code = (
+        "import json, sys; from imgrec.train import RunConfig; "
+        "RunConfig(name='x', dataset='cifar10', backbone='resnet50').validate(); "
+        "print(json.dumps(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

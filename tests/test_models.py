@@ -11,7 +11,8 @@ import pytest
 from imgrec import registry
 from imgrec.card import CARD_FILE, MODEL_FILE, ModelCard, sha256_file
 from imgrec.errors import ModelError
-from imgrec.models import BACKBONES, Preprocess, build_model
+from imgrec.backbones import BACKBONES
+from imgrec.models import Preprocess, build_model
 from tests.conftest import TINY_SIZE, build_tiny_model, tiny_card
 
 
@@ -141,6 +142,9 @@ def test_unknown_backbone_and_preprocessing_are_refused():
         build_model("vgg", 3)
     with pytest.raises(ModelError, match="Unknown preprocessing"):
         Preprocess("zscore")
+    for backbone in ("small_cnn", "mobilenet_v2"):  # whether or not the backbone has pretrained weights
+        with pytest.raises(ModelError, match="weights='imagenet21k'. Expected 'imagenet' or None."):
+            build_model(backbone, 3, weights="imagenet21k")
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from imgrec.config import get_settings
 from imgrec.card import TRAINING_REPORT
 from imgrec.data import AugmentConfig
 from imgrec.evaluate import dataset_split_args
-from imgrec.models import BACKBONES
+from imgrec.backbones import BACKBONES
 from imgrec.train import LOSSES, SCHEDULES, RunConfig
 from ui.charts import PRIMARY, SECONDARY
 from ui.widgets import apply_change
