@@ -343,14 +343,13 @@ class ApiState:
 
     def _open_store_blocking(self):
         # Assigns under a thread lock, so an open that outlives an abandoned wait still lands.
-        from imgrec.store import open_store, prune_expired_uploads
+        from imgrec.store import open_store_for_serving
 
         with self._store_open_lock:
             if self.store is None:
                 try:
-                    self.store = open_store(self.settings)
+                    self.store = open_store_for_serving(self.settings)
                     self.store_error = None
-                    prune_expired_uploads(self.store, self.settings)
                 except StoreError as exc:
                     self.store_error = str(exc)
                     log.error("%s", exc)

@@ -1,6 +1,13 @@
 """Typed errors: every face turns these into a clear message, never a traceback."""
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (its type name when it has none), for
+    messages that quote a library's error without its traceback-sized text."""
+    text = str(exc).strip()
+    return next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)[:limit]
+
+
 class ImgrecError(Exception):
     """Base of every error a user can cause or fix."""
 

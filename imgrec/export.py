@@ -40,7 +40,7 @@ import numpy as np
 from imgrec import registry
 from imgrec.card import MODEL_FILE, ModelCard, sha256_file, utc_timestamp, write_atomically
 from imgrec.config import IMAGENET_MODEL_NAME, Settings, get_settings
-from imgrec.errors import ModelError
+from imgrec.errors import ModelError, first_line
 
 EXPORTS_DIR = "exports"
 PARITY_FILE = "parity.json"
@@ -705,6 +705,4 @@ def _quiet_stderr():
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), text)
-    return f"{type(exc).__name__}: {line[:300]}"
+    return f"{type(exc).__name__}: {first_line(exc)}"

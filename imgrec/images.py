@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from imgrec.config import Settings
 from imgrec.errors import ImageError, UnsupportedFormatError
 
 # Pillow's format name -> the name we show people.  MPO is what many phones
@@ -36,8 +37,9 @@ ACCEPTED = "JPEG, PNG, WebP, BMP, GIF, TIFF"
 # File endings a picker may offer; the content, not the name, decides.
 ACCEPTED_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
 
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
-DEFAULT_MAX_PIXELS = 40_000_000
+# The limits when a caller gives none: the settings' defaults.
+DEFAULT_MAX_BYTES = Settings.max_upload_bytes
+DEFAULT_MAX_PIXELS = Settings.max_pixels
 
 
 @dataclass(frozen=True)

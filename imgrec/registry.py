@@ -13,7 +13,7 @@ from pathlib import Path
 
 from imgrec.card import CARD_FILE, MODEL_FILE, ModelCard, sha256_file, write_atomically
 from imgrec.config import IMAGENET_MODEL_NAME, Settings, get_settings
-from imgrec.errors import ImgrecError, ModelError
+from imgrec.errors import ImgrecError, ModelError, first_line
 
 
 def _settings(settings: Settings | None) -> Settings:
@@ -93,15 +93,21 @@ def save_model(model, card: ModelCard, settings: Settings | None = None) -> Mode
     parent.mkdir(parents=True, exist_ok=True)
     version = card.version or _next_version(card.name, settings)
     final = parent / version
+    taken = ModelError(f"Model {card.name}@{version} already exists. Expected a new version.")
     if final.exists():
-        raise ModelError(f"Model {card.name}@{version} already exists. Expected a new version.")
+        raise taken
     staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{version}-"))
     try:
         model.save(staging / MODEL_FILE)
         card = card.with_updates(version=version, files={MODEL_FILE: sha256_file(staging / MODEL_FILE)})
         card.save(staging)
         staging.chmod(0o755)  # mkdtemp makes an owner-only folder
-        staging.rename(final)
+        try:
+            staging.rename(final)
+        except OSError:
+            if final.exists():  # another process saved this version since the check above
+                raise taken from None
+            raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -126,7 +132,7 @@ def load_model(name: str | None = None, version: str | None = None, settings: Se
     try:
         model = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - any failure to deserialise is the model's fault, not ours
-        raise ModelError(f"Could not load model {card.ref}: {_first_line(exc)}") from None
+        raise ModelError(f"Could not load model {card.ref}: {first_line(exc)}") from None
     check_model_matches_card(model, card)
     return model, card
 
@@ -143,11 +149,6 @@ def check_model_matches_card(model, card: ModelCard) -> None:
         raise ModelError(
             f"Model {card.ref} has {output_units} outputs, but its card lists {card.num_classes} class names."
         )
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
 
 
 def active_model(settings: Settings | None = None) -> tuple[str, str | None]:

@@ -621,6 +621,14 @@ def open_store(settings: Settings | None = None) -> Store:
     )
 
 
+def open_store_for_serving(settings: Settings | None = None) -> Store:
+    """The store for a long-running face (app, API): opened, then kept uploads past retention pruned."""
+    settings = settings or get_settings()
+    store = open_store(settings)
+    prune_expired_uploads(store, settings)
+    return store
+
+
 def prune_expired_uploads(store: Store, settings: Settings) -> int:
     """Apply ``upload_retention_days`` to kept uploads (0 keeps them for ever). For a face that opens the
     log at start: a failure is logged, never raised, since predictions matter more than housekeeping."""

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from imgrec import registry
+from imgrec.backbones import BACKBONES
 from imgrec.card import CARD_FILE, MODEL_FILE, ModelCard, sha256_file
 from imgrec.errors import ModelError
-from imgrec.backbones import BACKBONES
 from imgrec.models import Preprocess, build_model
 from tests.conftest import TINY_SIZE, build_tiny_model, tiny_card
 
@@ -46,6 +46,25 @@ def test_saved_model_reloads_and_predicts_the_same(settings, rng):
     np.testing.assert_allclose(reloaded(batch), model(batch), atol=1e-6)
     assert registry.save_model(model, tiny_card(), settings).version == "2"
     assert registry.versions("tiny-cnn", settings) == ["1", "2"]
+
+
+def test_a_version_saved_meanwhile_by_another_process_is_refused_cleanly(settings, monkeypatch):
+    import tempfile
+
+    folder = settings.models_dir / "tiny-cnn"
+    real_mkdtemp = tempfile.mkdtemp
+
+    def mkdtemp_while_another_process_saves_version_1(**kwargs):
+        if kwargs.get("dir") == folder:  # the registry's staging folder (Keras makes temp dirs too)
+            (folder / "1").mkdir()  # its rename lands after our existence check, before ours
+            (folder / "1" / CARD_FILE).write_text("{}")
+        return real_mkdtemp(**kwargs)
+
+    monkeypatch.setattr(registry.tempfile, "mkdtemp", mkdtemp_while_another_process_saves_version_1)
+    with pytest.raises(ModelError, match="Model tiny-cnn@1 already exists. Expected a new version."):
+        registry.save_model(build_tiny_model(), tiny_card(), settings)
+    assert [p.name for p in folder.iterdir()] == ["1"]  # ours cleaned up, theirs untouched
+    assert [p.name for p in (folder / "1").iterdir()] == [CARD_FILE]
 
 
 def test_saving_refuses_a_card_that_does_not_match(settings):

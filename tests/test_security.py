@@ -61,15 +61,12 @@ def test_streamlit_config_keeps_xsrf_on_and_error_details_hidden():
 
 def test_upload_limits_agree_across_faces():
     from imgrec.api import BODY_OVERHEAD_BYTES, BodyLimitMiddleware, create_app
-    from imgrec.images import DEFAULT_MAX_BYTES
 
     settings = Settings()
     config_mb = tomllib.loads(CONFIG.read_text())["server"]["maxUploadSize"]
     app = create_app(settings)
     limits = [m.kwargs["limit"] for m in app.user_middleware if m.cls is BodyLimitMiddleware]
     checks = {
-        "Settings().max_upload_bytes == images.DEFAULT_MAX_BYTES (decode)": (
-            settings.max_upload_bytes == DEFAULT_MAX_BYTES, f"{settings.max_upload_bytes} / {DEFAULT_MAX_BYTES}"),
         "config.toml maxUploadSize (MB) == Settings().max_upload_bytes": (
             config_mb * MB == settings.max_upload_bytes, f"{config_mb} MB / {settings.max_upload_bytes} bytes"),
         "API body limit == max_upload_bytes + multipart overhead": (

@@ -21,12 +21,9 @@ def predictor(name: str, version: str) -> Predictor:
 
 @st.cache_resource(show_spinner=False)
 def store():
-    from imgrec.store import open_store, prune_expired_uploads
+    from imgrec.store import open_store_for_serving
 
-    settings = get_settings()
-    opened = open_store(settings)
-    prune_expired_uploads(opened, settings)  # once per app process
-    return opened
+    return open_store_for_serving(get_settings())  # once per app process
 
 
 @st.cache_data(ttl=30, show_spinner="Preparing the default model…")
