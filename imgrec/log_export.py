@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 from typing import BinaryIO
 
 from imgrec import stats
@@ -31,10 +32,12 @@ def write_predictions(store, filters: stats.Filters, fmt: str, destination: Bina
     """
     if fmt not in FORMATS:
         raise StoreError(f"Unsupported export format '{fmt}'. Expected one of: {', '.join(FORMATS)}.")
-    written = 0
     pages = stats.iter_export(store, filters, page_size=page_size if max_rows is None else min(page_size, max_rows))
-    writer = None
-    for page in pages:
+    first = next(pages, None)
+    if first is None:  # no rows: still the columns (a CSV header, a typed Parquet schema)
+        first = stats.export_rows(store, filters, limit=1, after_id=2**62)
+    written, writer = 0, None
+    for page in itertools.chain([first], pages):
         if max_rows is not None:
             page = page.iloc[: max_rows - written]
         if fmt == "csv":
@@ -44,11 +47,6 @@ def write_predictions(store, filters: stats.Filters, fmt: str, destination: Bina
         written += len(page)
         if max_rows is not None and written >= max_rows:
             break
-    if written == 0 and fmt == "csv":
-        destination.write((",".join(stats.EXPORT_COLUMNS) + "\n").encode())
-    elif written == 0:
-        empty = stats.export_rows(store, filters, limit=1, after_id=2**62)  # the columns, typed, no rows
-        writer = _write_parquet_page(empty, destination, writer)
     if writer is not None:
         writer.close()
     return written

@@ -199,7 +199,7 @@ class Run:
             status.update(changes)
             status["updated"] = now()
             write_atomically(self.status_path, json.dumps(status, indent=2, default=str).encode())
-        _mirror_status(status, self.settings)
+            _mirror_status(status, self.settings)  # under the lock: the row gets writes in the file's order
         return status
 
     def config_dict(self) -> dict:

@@ -433,29 +433,39 @@ def review_queue(
     return frame
 
 
-EXPORT_COLUMNS = (
-    "prediction_id",
-    "created_at",
-    "source",
-    "session_id",
-    "user_agent",
-    "model_name",
-    "model_version",
-    "top1_label",
-    "top1_score",
-    "latency_ms",
-    "top_k",
-    "metadata",
-    "sha256",
-    "byte_size",
-    "width",
-    "height",
-    "format",
-    "stored_path",
-    "corrected_label",
-    "note",
-    "feedback_at",
+def _with_upload_and_latest_feedback(*columns: sa.ColumnElement) -> sa.Select:
+    latest_feedback_id = (
+        sa.select(sa.func.max(F.id)).where(F.prediction_id == P.id).correlate(predictions_table).scalar_subquery()
+    )
+    return (
+        sa.select(*columns, F.corrected_label, F.note, F.created_at.label("feedback_at"))
+        .join_from(predictions_table, uploads_table, P.upload_id == U.id)
+        .outerjoin(feedback_table, F.id == latest_feedback_id)
+    )
+
+
+# The export's columns, in file order: the select below is their one definition.
+_EXPORT_QUERY = _with_upload_and_latest_feedback(
+    P.id.label("prediction_id"),
+    P.created_at,
+    P.source,
+    P.session_id,
+    P.user_agent,
+    P.model_name,
+    P.model_version,
+    P.top1_label,
+    P.top1_score,
+    P.latency_ms,
+    P.top_k,
+    P.metadata,
+    U.sha256,
+    U.byte_size,
+    U.width,
+    U.height,
+    U.format,
+    U.stored_path,
 )
+EXPORT_COLUMNS = tuple(_EXPORT_QUERY.selected_columns.keys())
 
 
 def export_rows(store: Store, filters: Filters = NO_FILTERS, limit: int = 10_000, after_id: int = 0) -> pd.DataFrame:
@@ -464,35 +474,11 @@ def export_rows(store: Store, filters: Filters = NO_FILTERS, limit: int = 10_000
     Page with ``after_id = page["prediction_id"].iloc[-1]`` (or use ``iter_export``): each page is an
     index range scan, so the last page costs what the first does.
     """
-    query = (
-        _with_upload_and_latest_feedback(
-            P.id.label("prediction_id"),
-            P.created_at,
-            P.source,
-            P.session_id,
-            P.user_agent,
-            P.model_name,
-            P.model_version,
-            P.top1_label,
-            P.top1_score,
-            P.latency_ms,
-            P.top_k,
-            P.metadata,
-            U.sha256,
-            U.byte_size,
-            U.width,
-            U.height,
-            U.format,
-            U.stored_path,
-        )
-        .where(P.id > after_id, *filters.conditions())
-        .order_by(P.id)
-        .limit(_positive(limit, "limit"))
-    )
+    query = _EXPORT_QUERY.where(P.id > after_id, *filters.conditions()).order_by(P.id).limit(_positive(limit, "limit"))
     frame = _frame(store, "the export", query)
     for column in ("top_k", "metadata"):
         frame[column] = [None if value is None else json.dumps(value) for value in frame[column]]
-    return frame[list(EXPORT_COLUMNS)]
+    return frame
 
 
 def iter_export(store: Store, filters: Filters = NO_FILTERS, page_size: int = 10_000) -> Iterator[pd.DataFrame]:
@@ -699,17 +685,6 @@ def _percentiles(
             ).all()
         values.append(neighbours[0] + (neighbours[1] - neighbours[0]) * fraction if fraction else neighbours[0])
     return [_float(value) for value in values]
-
-
-def _with_upload_and_latest_feedback(*columns: sa.ColumnElement) -> sa.Select:
-    latest_feedback_id = (
-        sa.select(sa.func.max(F.id)).where(F.prediction_id == P.id).correlate(predictions_table).scalar_subquery()
-    )
-    return (
-        sa.select(*columns, F.corrected_label, F.note, F.created_at.label("feedback_at"))
-        .join_from(predictions_table, uploads_table, P.upload_id == U.id)
-        .outerjoin(feedback_table, F.id == latest_feedback_id)
-    )
 
 
 def _psi(expected: Sequence[int], actual: Sequence[int]) -> float:
