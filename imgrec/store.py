@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -29,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from imgrec.card import write_atomically
 from imgrec.config import Settings, get_settings
 from imgrec.errors import StoreError
 
@@ -506,17 +506,8 @@ class Store:
             return None
         except FileNotFoundError:
             pass
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=TEMP_UPLOAD_SUFFIX)
-        try:
-            with os.fdopen(handle, "wb") as temp_file:
-                temp_file.write(record.image_bytes)
-                temp_file.flush()
-                os.fsync(temp_file.fileno())
-            os.replace(temp_name, target)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        # Owner-only: users' images; an interrupted write leaves a temp file that pruning removes.
+        write_atomically(target, record.image_bytes, mode=0o600, temp_suffix=TEMP_UPLOAD_SUFFIX)
         return target
 
     def _upload_id(
