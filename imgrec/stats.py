@@ -86,16 +86,6 @@ class Filters:
         object.__setattr__(self, "models", tuple(_model_pair(model) for model in
                                                  ((models,) if isinstance(models, str) else models)))
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Filters:
-        """The inverse of ``to_dict()`` (dates back from ISO text)."""
-        values = dict(values)
-        for name in ("date_from", "date_to"):
-            if isinstance(values.get(name), str):
-                text = values[name]
-                values[name] = datetime.fromisoformat(text) if "T" in text else date.fromisoformat(text)
-        return cls(**values)
-
     def conditions(self) -> list[sa.ColumnElement[bool]]:
         """SQL conditions on ``predictions``; values travel as bound parameters, never as SQL text."""
         return _time_range(self.date_from, self.date_to) + self.conditions_except_time()
@@ -121,14 +111,6 @@ class Filters:
         if self.max_confidence is not None:
             conditions.append(P.top1_score <= float(self.max_confidence))
         return conditions
-
-    def to_dict(self) -> dict[str, Any]:
-        values = asdict(self)
-        for name in ("date_from", "date_to"):
-            if values[name] is not None:
-                values[name] = values[name].isoformat()
-        values["models"] = [list(pair) for pair in self.models]
-        return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
 
 
 def _model_pair(model: str | Sequence[str]) -> tuple[str, str]:
