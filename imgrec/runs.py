@@ -61,6 +61,7 @@ SLOT_LOCK = ".slot.lock"
 # A queued run without a worker PID yet (just launched) counts as live this long.
 LAUNCH_GRACE_SECONDS = 60
 MIRROR_RETRY_SECONDS = 60
+PROGRESS_INTERVAL_SECONDS = 2.0
 _mirror_paused_until: dict[str, float] = {}  # database URL -> monotonic time of the next attempt
 WORKER_LOG_ENV = "IMGREC_WORKER_LOG"  # "stdout": the worker's output is redirected to train.log
 
@@ -135,6 +136,7 @@ class Run:
         self.dir = Path(directory)
         self.id = self.dir.name
         self.settings = settings or get_settings()  # whose database mirrors the status
+        self._last_progress = float("-inf")
 
     def __repr__(self) -> str:
         return f"Run({self.id!r})"
@@ -201,6 +203,14 @@ class Run:
             write_atomically(self.status_path, json.dumps(status, indent=2, default=str).encode())
             _mirror_status(status, self.settings)  # under the lock: the row gets writes in the file's order
         return status
+
+    def report_progress(self, **changes) -> None:
+        """A progress update (step, message, ETA) from a loop: written at most every
+        ``PROGRESS_INTERVAL_SECONDS``, so a fast loop rewrites neither the file nor the row per batch."""
+        moment = time.monotonic()
+        if moment - self._last_progress >= PROGRESS_INTERVAL_SECONDS:
+            self._last_progress = moment
+            self.update_status(**changes)
 
     def config_dict(self) -> dict:
         import yaml

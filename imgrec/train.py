@@ -418,8 +418,8 @@ class _Trainer:
             if self.run_dir.cancel_requested():
                 raise _CancelledDuringTraining()
             rate = done / max(time.time() - started, 1e-6)
-            self.run_dir.update_status(message=f"Computing {split} features: {done}/{len(split_data)}",
-                                       eta_seconds=_round((len(split_data) - done) / rate))
+            self.run_dir.report_progress(message=f"Computing {split} features: {done}/{len(split_data)}",
+                                         eta_seconds=_round((len(split_data) - done) / rate))
         x = np.concatenate([np.concatenate(outputs[v]) for v in views])
         y = np.concatenate([split_data.labels] * len(views)).astype(np.int32)
         path.parent.mkdir(exist_ok=True)
@@ -506,7 +506,6 @@ class _Recorder:
                 self.cancelled = False
                 self.last_epoch_done = trainer.state["epoch"]
                 self._epoch_started = time.time()
-                self._last_status = 0.0
                 self._epoch_times: list[float] = []
 
             def _schedule(self, epoch: int) -> float:
@@ -527,18 +526,16 @@ class _Recorder:
                     self.cancelled = True
                     self.model.stop_training = True
                     return
-                if time.time() - self._last_status > 2.0:
-                    self._last_status = time.time()
-                    steps = self.params.get("steps") or 0
-                    elapsed = time.time() - self._epoch_started
-                    eta = None
-                    if steps:
-                        epoch_estimate = elapsed / (batch + 1) * steps
-                        eta = epoch_estimate - elapsed + epoch_estimate * (end_epoch - self._epoch - 1)
-                    trainer.run_dir.update_status(
-                        step=batch + 1, steps_per_epoch=steps, eta_seconds=_round(eta),
-                        message=f"{phase.replace('_', '-')}: epoch {self._epoch + 1}/{trainer.config.total_epochs}",
-                    )
+                steps = self.params.get("steps") or 0
+                elapsed = time.time() - self._epoch_started
+                eta = None
+                if steps:
+                    epoch_estimate = elapsed / (batch + 1) * steps
+                    eta = epoch_estimate - elapsed + epoch_estimate * (end_epoch - self._epoch - 1)
+                trainer.run_dir.report_progress(
+                    step=batch + 1, steps_per_epoch=steps, eta_seconds=_round(eta),
+                    message=f"{phase.replace('_', '-')}: epoch {self._epoch + 1}/{trainer.config.total_epochs}",
+                )
 
             def on_epoch_end(self, epoch, logs=None):
                 if self.cancelled:  # a partial epoch is not recorded: resume redoes it

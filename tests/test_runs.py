@@ -44,3 +44,17 @@ def test_a_database_that_is_down_never_stops_a_run_and_is_not_retried_at_once(tm
     assert run.raw_status()["epoch"] == 3  # the file, the truth, has every write
     warnings = [r for r in caplog.records if "not mirrored to the database" in r.getMessage()]
     assert len(warnings) == 1 and f"retrying in {runs.MIRROR_RETRY_SECONDS} s" in warnings[0].getMessage()
+
+
+def test_progress_from_a_fast_loop_is_written_at_most_every_interval(tmp_path, monkeypatch):
+    settings = make_settings(tmp_path)
+    run = runs.create_run(tiny_run_config(make_image_folder(tmp_path / "ds", per_class=2)), settings)
+    clock = [1000.0]
+    monkeypatch.setattr(runs.time, "monotonic", lambda: clock[0])
+    for step in range(1, 11):  # ten batches within one interval: only the first is written
+        run.report_progress(step=step)
+        clock[0] += runs.PROGRESS_INTERVAL_SECONDS / 20
+    assert run.raw_status()["step"] == 1
+    clock[0] += runs.PROGRESS_INTERVAL_SECONDS
+    run.report_progress(step=11)
+    assert run.raw_status()["step"] == 11
