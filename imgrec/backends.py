@@ -26,10 +26,10 @@ from imgrec import registry
 from imgrec.card import ModelCard, write_atomically
 from imgrec.config import Settings, get_settings
 from imgrec.errors import ModelError
+from imgrec.predict import MAX_BATCH
 
 KERAS = "keras"
 SERVING_FILE = "serving.json"
-MAX_BATCH = 32
 
 
 class SavedModelBackend:

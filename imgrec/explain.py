@@ -23,11 +23,12 @@ from functools import lru_cache
 import numpy as np
 
 from imgrec.errors import ImageError, ImgrecError, ModelError
+from imgrec.predict import MAX_BATCH
 
 METHODS = ("gradcam", "gradcam++")
 COLORMAPS = ("jet", "turbo", "viridis", "inferno", "magma")
 BASELINES = ("blur", "black", "gray")
-MAX_STEPS = 31  # deletion/insertion: steps + 1 images fit one Predictor batch (32)
+MAX_STEPS = MAX_BATCH - 1  # deletion/insertion: steps + 1 images fit one Predictor batch
 LAYER_SEPARATOR = "/"
 
 # ---------------------------------------------------------------------------------------------
@@ -574,32 +575,12 @@ def _input_size(model) -> tuple[int, int]:
     return int(shape[1]), int(shape[2])
 
 
-_predict_cache: OrderedDict = OrderedDict()
-
-
 def _batch_predictor(model):
-    """predict(uint8 batch) -> probabilities; the Predictor's own compiled function, or one compiled here."""
+    """predict(uint8 batch) -> probabilities: a Predictor's compiled function, or a plain Keras model
+    called as it is (the app always passes a Predictor; a plain model serves notebooks and tests)."""
     if hasattr(model, "predict_batch") and hasattr(model, "card"):
         return model.predict_batch
-    import tensorflow as tf
-
-    with _cache_lock:
-        if id(model) in _predict_cache:
-            _predict_cache.move_to_end(id(model))
-            return _predict_cache[id(model)][1]
-        height, width = _input_size(model)
-        compiled = tf.function(
-            lambda batch: model(tf.cast(batch, tf.float32), training=False),
-            input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8)],
-        )
-
-        def predict(batch):
-            return compiled(tf.constant(batch)).numpy().astype(np.float32)
-
-        _predict_cache[id(model)] = (model, predict)  # holds the model: its id stays unique while cached
-        while len(_predict_cache) > _CACHE_SIZE:
-            _predict_cache.popitem(last=False)
-        return predict
+    return lambda batch: np.asarray(model(np.asarray(batch, np.float32), training=False), np.float32)
 
 
 def _check_image(image) -> np.ndarray:
