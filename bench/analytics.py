@@ -27,8 +27,9 @@ import numpy as np
 import sqlalchemy as sa
 from common import machine
 
-from imgrec import log_export, stats
-from imgrec.store import Store, predictions_table
+from imgrec.predlog import tabular
+from imgrec.predlog import stats
+from imgrec.predlog.store import Store, predictions_table
 
 BUDGET_S = 1.0
 CHUNK = 50_000
@@ -154,7 +155,7 @@ def time_exports(store: Store, folder: Path) -> None:
     """Whole-log exports are not page queries (no 1 s budget): how long, how big, how many rows a second."""
     print("\nExports (unfiltered)")
     cases = {
-        f"app download, CSV (first {log_export.APP_ROW_LIMIT:,} rows)": ("csv", log_export.APP_ROW_LIMIT),
+        f"app download, CSV (first {tabular.APP_ROW_LIMIT:,} rows)": ("csv", tabular.APP_ROW_LIMIT),
         "CLI log-export, CSV streamed to a file": ("csv", None),
         "CLI log-export, Parquet streamed to a file": ("parquet", None),
     }
@@ -162,7 +163,7 @@ def time_exports(store: Store, folder: Path) -> None:
         target = folder / f"bench-export.{fmt}"
         started = time.perf_counter()
         with open(target, "wb") as destination:
-            rows = log_export.write_predictions(store, stats.Filters(), fmt, destination, max_rows=cap)
+            rows = tabular.write_predictions(store, stats.Filters(), fmt, destination, max_rows=cap)
         elapsed = time.perf_counter() - started
         print(f"  {name:<44} {rows:>9,} rows {elapsed:>7.1f} s {rows / elapsed:>9,.0f} rows/s "
               f"{target.stat().st_size / 1e6:>7.1f} MB")

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 from common import default_model_settings, machine, sample_photo
 
-from imgrec.config import PROJECT_ROOT, get_settings
+from imgrec.core.settings import PROJECT_ROOT, get_settings
 from tests.servers import free_port, start, stop, wait_until_ready
 
 HOST = "127.0.0.1"  # never anything but this machine
@@ -159,7 +159,7 @@ def finish_mode(mode: Mode) -> dict:
     finally:
         stop(mode.process, timeout=30)
 
-    from imgrec.store import Store
+    from imgrec.predlog.store import Store
 
     with Store(f"sqlite:///{mode.data_dir / 'imgrec.db'}") as store:
         rows = store.count_predictions()

@@ -53,7 +53,7 @@ def interleaved_median_ms(fns: dict[str, Callable[[], object]], rounds: int, war
 
 
 def _photo_folders() -> tuple[Path, Path]:
-    from imgrec.config import get_settings
+    from imgrec.core.settings import get_settings
 
     settings = get_settings()
     return settings.samples_dir, settings.shared_data_dir.parent / "photos"
@@ -62,8 +62,8 @@ def _photo_folders() -> tuple[Path, Path]:
 def photos_dir() -> Path:
     """The sample photos: ``IMGREC_SAMPLES_DIR`` (the project's samples folder by default) when it holds
     any image, else the shared photos beside the project (``../shared/photos``) when they do."""
-    from imgrec.config import Settings
-    from imgrec.samples import list_samples
+    from imgrec.core.settings import Settings
+    from imgrec.core.samples import list_samples
 
     samples, shared = _photo_folders()
     if not list_samples(Settings(samples_dir=samples)) and list_samples(Settings(samples_dir=shared)):
@@ -84,20 +84,20 @@ def default_model_settings():
     folder when the project has no version of it yet (registered there on first use)."""
     import tempfile
 
-    from imgrec import registry
-    from imgrec.config import IMAGENET_MODEL_NAME, Settings, get_settings
+    from imgrec.registry import catalog
+    from imgrec.core.settings import IMAGENET_MODEL_NAME, Settings, get_settings
 
     settings = get_settings()
-    if not registry.versions(IMAGENET_MODEL_NAME, settings):
+    if not catalog.versions(IMAGENET_MODEL_NAME, settings):
         scratch = Path(tempfile.mkdtemp(prefix="imgrec-bench-"))
         settings = Settings(models_dir=scratch / "models", data_dir=scratch / "data")
-    registry.ensure_default_model(settings)
+    catalog.ensure_default_model(settings)
     return settings
 
 
 def default_predictor():
     """The ImageNet default model's predictor (see :func:`default_model_settings`)."""
-    from imgrec.config import IMAGENET_MODEL_NAME
-    from imgrec.predict import Predictor
+    from imgrec.core.settings import IMAGENET_MODEL_NAME
+    from imgrec.inference.predictor import Predictor
 
     return Predictor.load(IMAGENET_MODEL_NAME, settings=default_model_settings())

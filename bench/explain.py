@@ -10,8 +10,8 @@ import time
 import numpy as np
 from common import default_predictor, interleaved_median_ms, machine, sample_photo
 
-from imgrec import explain
-from imgrec.images import decode_image, resize
+from imgrec.explain import cam, faithfulness
+from imgrec.core.images import decode_image, resize
 
 ROUNDS = 60  # timed rounds; each calls the prediction and every explainer once
 WARMUP = 2  # untimed rounds first
@@ -32,19 +32,19 @@ def main() -> None:
     batch = image[None]
 
     build_s, cams = {}, {}
-    for method in explain.METHODS:
+    for method in cam.METHODS:
         started = time.perf_counter()
-        cams[method] = explain.explainer(predictor, method=method)
+        cams[method] = cam.explainer(predictor, method=method)
         build_s[method] = time.perf_counter() - started
     # The machine is shared: the prediction and the explainers are timed side by side (interleaved).
     timed = {"predict": lambda: predictor.predict_batch(batch), **{m: (lambda c=c: c(image)) for m, c in cams.items()}}
     cam_ms = interleaved_median_ms(timed, rounds=ROUNDS, warmup=WARMUP)
     predict_ms = cam_ms.pop("predict")
-    heatmap = explain.explainer(predictor, method="gradcam")(image)
+    heatmap = cam.explainer(predictor, method="gradcam")(image)
     steps, random_maps = 16, 3
-    faith = explain.deletion_insertion(predictor, image, heatmap, steps=steps, random_maps=random_maps)
+    faith = faithfulness.deletion_insertion(predictor, image, heatmap, steps=steps, random_maps=random_maps)
     faith_ms = interleaved_median_ms(
-        {"faith": lambda: explain.deletion_insertion(predictor, image, heatmap, steps=steps, random_maps=random_maps)},
+        {"faith": lambda: faithfulness.deletion_insertion(predictor, image, heatmap, steps=steps, random_maps=random_maps)},
         rounds=FAITH_RUNS,
         warmup=1,
     )["faith"]
@@ -56,7 +56,7 @@ def main() -> None:
     print(f"timing: median of {ROUNDS} interleaved rounds (prediction and each explainer once a round, "
           f"rotating order), after {WARMUP} untimed rounds")
     print(f"compiled prediction, 1 image   {predict_ms:8.2f} ms (median)")
-    for method in explain.METHODS:
+    for method in cam.METHODS:
         print(f"{method:<10} 1 image          {cam_ms[method]:8.2f} ms (median)   x{cam_ms[method] / predict_ms:.2f} "
               f"of prediction   (build + trace once: {build_s[method]:.2f} s)")
     print(f"deletion+insertion             {faith_ms:8.2f} ms (median of {FAITH_RUNS})   {curves} curves x "

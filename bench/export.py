@@ -22,9 +22,12 @@ from pathlib import Path
 import numpy as np
 from common import interleaved_median_ms, machine, photos_dir
 
-from imgrec import backends, export, registry
-from imgrec.config import Settings
-from imgrec.predict import Predictor
+from imgrec.inference import runtimes
+from imgrec.export import exporter
+from imgrec.registry import exports
+from imgrec.registry import catalog
+from imgrec.core.settings import Settings
+from imgrec.inference.predictor import Predictor
 
 SINGLE_ROUNDS, BATCH_ROUNDS = 30, 6
 SINGLE_WARMUP, BATCH_WARMUP = 3, 1  # untimed rounds first
@@ -37,11 +40,11 @@ def bench_settings(scratch: Path) -> Settings:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--formats", default="all",
-                        help=f"comma-separated subset of {', '.join(export.FORMATS)} (default: all)")
+                        help=f"comma-separated subset of {', '.join(exports.FORMATS)} (default: all)")
     args = parser.parse_args()
     try:
-        formats = export.parse_formats(args.formats)
-    except export.ExportError as exc:
+        formats = exports.parse_formats(args.formats)
+    except exports.ExportError as exc:
         parser.error(str(exc))
     with tempfile.TemporaryDirectory(prefix="imgrec-bench-export-") as scratch:  # ~100 MB of exports
         run(bench_settings(Path(scratch)), formats)
@@ -49,11 +52,11 @@ def main() -> None:
 
 def run(settings: Settings, formats: list[str] | None = None) -> None:
     started = time.perf_counter()
-    card = registry.ensure_default_model(settings)
+    card = catalog.ensure_default_model(settings)
     name, version = card.name, card.version
-    results = export.export_model(name, version, formats, settings)
+    results = exporter.export_model(name, version, formats, settings)
     export_seconds = time.perf_counter() - started
-    report = export.read_parity(name, version, settings)
+    report = exports.read_parity(name, version, settings)
 
     keras_predictor = Predictor.load(name, version, settings)
     rng = np.random.default_rng(0)
@@ -62,10 +65,10 @@ def run(settings: Settings, formats: list[str] | None = None) -> None:
 
     rows = [("Keras compiled (Predictor)", "keras", keras_predictor.predict_batch, report["keras"]["size_bytes"], None)]
     for result in results:
-        if result.status == export.STATUS_FAILED:
+        if result.status == exports.STATUS_FAILED:
             rows.append((result.label, result.format, None, result.size_bytes, result))
             continue
-        backend = backends.open_backend(result.format, export.export_path(name, version, result.format, settings), card)
+        backend = runtimes.open_backend(result.format, exports.export_path(name, version, result.format, settings), card)
         rows.append((result.label, result.format, backend.predict_batch, result.size_bytes, result))
 
     runnable = {fmt: predict_batch for _, fmt, predict_batch, _, _ in rows if predict_batch is not None}
@@ -107,7 +110,7 @@ def run(settings: Settings, formats: list[str] | None = None) -> None:
               f">=4x smaller -> {keras_size / int8.size_bytes:.2f}x; "
               f">=97% top-1 agreement -> {int8.top1_agreement:.1%} "
               f"({int8.confident_top1_agreement if int8.confident_top1_agreement is not None else float('nan'):.1%} "
-              f"on the {int8.confident_images} held-out images Keras scores >= {export.CONFIDENT_SCORE:.0%})")
+              f"on the {int8.confident_images} held-out images Keras scores >= {exporter.CONFIDENT_SCORE:.0%})")
     for result in results:
         if not result.ok:
             print(f"{result.label}: {result.status} - {result.reason}")

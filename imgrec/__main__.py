@@ -1,5 +1,5 @@
 import sys
 
-from imgrec.cli import main
+from imgrec.cli.main import main
 
 sys.exit(main())

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import streamlit as st
 
-from imgrec.config import get_settings
-from imgrec.log_export import APP_ROW_LIMIT, FORMATS
+from imgrec.core.settings import get_settings
+from imgrec.predlog.tabular import APP_ROW_LIMIT, FORMATS
 from ui import analytics_view as view
 from ui import cache
 from ui.widgets import ensure_routed, show_error

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from imgrec import backends, export, registry
-from imgrec.config import get_settings
+from imgrec.export import exporter
+from imgrec.registry import exports
+from imgrec.registry import catalog
+from imgrec.core.settings import get_settings
 from ui import models_view as view
 from ui import train_view
 from ui.widgets import apply_change, ensure_routed, flash, show_error, show_flash
@@ -19,8 +21,8 @@ st.caption("Registered models and their versions: cards, exports with a parity r
 show_flash()
 
 try:
-    cards = registry.list_cards(settings)
-    active = registry.active_ref(settings)
+    cards = catalog.list_cards(settings)
+    active = catalog.active_ref(settings)
 except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
     show_error(exc)
     st.stop()
@@ -30,7 +32,7 @@ if not cards:
             icon=":material/inventory_2:")
     if st.button("Register the ImageNet MobileNetV2", key="models.init", icon=":material/add:"):
         with st.spinner("Registering the default model…"):
-            apply_change(lambda: registry.ensure_default_model(settings), "Registered the ImageNet MobileNetV2.")
+            apply_change(lambda: catalog.ensure_default_model(settings), "Registered the ImageNet MobileNetV2.")
     st.stop()
 
 if active:
@@ -57,7 +59,7 @@ with card_tab:
     if is_active:
         st.button("Active model", key="models.activate", disabled=True, icon=":material/check:")
     elif st.button("Make this the active model", key="models.activate", type="primary", icon=":material/star:"):
-        apply_change(lambda: registry.set_active_model(card.name, card.version, settings),
+        apply_change(lambda: catalog.set_active_model(card.name, card.version, settings),
                           f"{card.ref} is now the active model. The API switches on `POST /model/reload`.")
     view.card_panel(card)
 
@@ -70,7 +72,7 @@ with evaluation_tab:
 
 with exports_tab:
     try:
-        report = export.read_parity(card.name, card.version, settings)
+        report = exports.read_parity(card.name, card.version, settings)
     except Exception as exc:  # noqa: BLE001
         show_error(exc)
         report = {}
@@ -81,8 +83,8 @@ with exports_tab:
         st.info(f"{card.ref} has no exports yet. Pick formats and run them: each is checked against the Keras "
                 "model on held-out images.", icon=":material/conversion_path:")
     with st.form("models.export_form", border=True):
-        formats = st.multiselect("Formats", export.FORMATS, default=list(export.FORMATS), key="models.formats",
-                                 format_func=lambda f: export.FORMAT_INFO[f][0])
+        formats = st.multiselect("Formats", exports.FORMATS, default=list(exports.FORMATS), key="models.formats",
+                                 format_func=lambda f: exports.FORMAT_INFO[f][0])
         run = st.form_submit_button("Run exports", icon=":material/play_arrow:", type="primary")
     if run:
         if not formats:
@@ -90,7 +92,7 @@ with exports_tab:
         else:
             with st.status(f"Exporting {card.ref}…", expanded=True) as status:
                 try:
-                    results = export.export_model(card.name, card.version, formats, settings, progress=status.write)
+                    results = exporter.export_model(card.name, card.version, formats, settings, progress=status.write)
                 except Exception as exc:  # noqa: BLE001
                     status.update(label="Export failed", state="error")
                     show_error(exc)
@@ -104,8 +106,8 @@ with exports_tab:
     st.caption("Which runtime serves this version's predictions. Only exports whose parity status is ok can "
                "be chosen; their files are checked against the checksums recorded at export time.")
     try:
-        choices = backends.serving_choices(card.name, card.version, settings)
-        current = backends.serving_backend(card.name, card.version, settings)
+        choices = exports.serving_choices(card.name, card.version, settings)
+        current = exports.serving_backend(card.name, card.version, settings)
     except Exception as exc:  # noqa: BLE001
         show_error(exc)
     else:
@@ -113,7 +115,7 @@ with exports_tab:
                               index=choices.index(current) if current in choices else 0,
                               format_func=view.serving_choice_label)
         if chosen != current and st.button("Use this backend", key="models.serving.apply"):
-            apply_change(lambda: backends.set_serving_backend(card.name, card.version, chosen, settings),
+            apply_change(lambda: exports.set_serving_backend(card.name, card.version, chosen, settings),
                               f"{card.ref} is now served with {view.serving_choice_label(chosen)}.",
                               predictors=True)
 
@@ -144,7 +146,7 @@ with delete_tab:
         confirmed = st.checkbox(f"Yes, delete {card.ref}", key=f"models.delete.confirm.{ref}")
         if st.button("Delete version", key="models.delete", disabled=not confirmed, icon=":material/delete:"):
             def delete() -> None:
-                registry.delete_version(card.name, card.version, settings)
+                catalog.delete_version(card.name, card.version, settings)
                 st.session_state.pop("models.ref", None)  # the deleted version can no longer be selected
 
             apply_change(delete, f"Deleted {card.ref}.")

@@ -6,10 +6,10 @@ from typing import Callable
 
 import streamlit as st
 
-from imgrec.config import get_settings
-from imgrec.images import ACCEPTED_EXTENSIONS
-from imgrec.samples import list_samples
-from imgrec.service import Upload, classify, log_classified
+from imgrec.core.settings import get_settings
+from imgrec.core.images import ACCEPTED_EXTENSIONS
+from imgrec.core.samples import list_samples
+from imgrec.inference.service import Upload, classify, log_classified
 from ui import cache, explain_view
 from ui.charts import top_k_bars
 from ui.widgets import ensure_routed, forget_other_inputs, session_id, show_error
@@ -113,7 +113,7 @@ for key, name, _ in inputs:
         image_col, overlay_col, heatmap_col = st.columns(3, gap="small")
         image_col.image(item.image.pixels, caption=f"{item.image.width}×{item.image.height} {item.image.format}",
                         width="stretch")
-        cam = explain_view.overlay_panel(predictor, model_ref, key, item, predictions, cam_controls,
+        heatmap = explain_view.overlay_panel(predictor, model_ref, key, item, predictions, cam_controls,
                                          overlay_col, heatmap_col)
     with chart_col:
         if best.score < threshold:
@@ -122,6 +122,6 @@ for key, name, _ in inputs:
             st.success(f"**{best.label}** — {best.score:.1%}", icon=":material/check_circle:")
         st.altair_chart(top_k_bars(predictions, threshold), width="stretch")
         st.caption(f"{item.model_name}@{item.model_version} · {item.result.latency_ms:.0f} ms")
-    if cam is not None:
-        explain_view.details(predictor, model_ref, key, item, cam, cam_controls, refs)
+    if heatmap is not None:
+        explain_view.details(predictor, model_ref, key, item, heatmap, cam_controls, refs)
     explain_view.feedback(key, item, predictor.card.class_names)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from imgrec import runs
-from imgrec.config import get_settings
+from imgrec.training import runs
+from imgrec.core.settings import get_settings
 from ui import train_view as view
 from ui.widgets import ensure_routed, show_error, show_flash
 

@@ -7,7 +7,7 @@ import contextlib
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from imgrec.config import PROJECT_ROOT, get_settings
+from imgrec.core.settings import PROJECT_ROOT, get_settings
 from tests.browser import settings_env
 
 

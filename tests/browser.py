@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imgrec.config import PROJECT_ROOT
+from imgrec.core.settings import PROJECT_ROOT
 from tests.servers import free_port, start, stop, wait_until_ready
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgrec.config import PROJECT_ROOT, Settings
+from imgrec.core.settings import PROJECT_ROOT, Settings
 
 TINY_CLASSES = ("cat", "dog", "bird")
 TINY_SIZE = (32, 32)
@@ -41,14 +41,14 @@ def build_tiny_model(seed: int = 0):
     """A real (untrained but deterministic) small CNN: every code path runs, in milliseconds."""
     import keras
 
-    from imgrec.models import build_model
+    from imgrec.modeling.build import build_model
 
     keras.utils.set_random_seed(seed)
     return build_model("small_cnn", len(TINY_CLASSES), TINY_SIZE, weights=None)
 
 
 def tiny_card(name: str = "tiny-cnn", version: str = ""):
-    from imgrec.card import ModelCard
+    from imgrec.registry.card import ModelCard
 
     return ModelCard(
         name=name,
@@ -64,17 +64,17 @@ def tiny_card(name: str = "tiny-cnn", version: str = ""):
 @pytest.fixture(scope="session")
 def tiny_settings(tmp_path_factory) -> Settings:
     """Settings whose models dir holds one saved tiny model, ``tiny-cnn@1``, marked active."""
-    from imgrec import registry
+    from imgrec.registry import catalog
 
     settings = make_settings(tmp_path_factory.mktemp("tiny"))
-    registry.save_model(build_tiny_model(), tiny_card(), settings)
-    registry.set_active_model("tiny-cnn", "1", settings)
+    catalog.save_model(build_tiny_model(), tiny_card(), settings)
+    catalog.set_active_model("tiny-cnn", "1", settings)
     return settings
 
 
 @pytest.fixture(scope="session")
 def tiny_predictor(tiny_settings):
-    from imgrec.predict import Predictor
+    from imgrec.inference.predictor import Predictor
 
     return Predictor.load("tiny-cnn", "1", tiny_settings)
 
@@ -82,19 +82,19 @@ def tiny_predictor(tiny_settings):
 @pytest.fixture(scope="session")
 def imagenet_settings(tmp_path_factory) -> Settings:
     """Settings with the real ImageNet MobileNetV2 registered (offline weights via KERAS_HOME)."""
-    from imgrec import registry
+    from imgrec.registry import catalog
 
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     if not (keras_home / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5").exists():
         pytest.skip("ImageNet MobileNetV2 weights not in KERAS_HOME (run through `make test`)")
     settings = make_settings(tmp_path_factory.mktemp("imagenet"))
-    registry.ensure_default_model(settings)
+    catalog.ensure_default_model(settings)
     return settings
 
 
 @pytest.fixture(scope="session")
 def imagenet_predictor(imagenet_settings):
-    from imgrec.predict import Predictor
+    from imgrec.inference.predictor import Predictor
 
     return Predictor.load(settings=imagenet_settings)
 

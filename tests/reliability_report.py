@@ -24,7 +24,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from imgrec.config import PROJECT_ROOT
+from imgrec.core.settings import PROJECT_ROOT
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "reliability"
 REPORT = PROJECT_ROOT / "RELIABILITY.md"
@@ -199,7 +199,7 @@ def _left_out() -> list[str]:
         "(the page-wide Layer selectbox was drawn once per image: StreamlitDuplicateElementKey).",
         "- `pages/predict.py`: an upload limit under 1 MB made the uploader's limit 0 MB, which Streamlit "
         "refuses (the page errored); it now rounds up to whole MB, at least 1.",
-        "- `imgrec/store.py`: with kept uploads on, a read-only or full database left the image in "
+        "- `imgrec/predlog/store.py`: with kept uploads on, a read-only or full database left the image in "
         "`data/uploads` with no row pointing at it; the rows now go first and the file last, inside the "
         "transaction, and a file written before a failed commit is removed.",
         "",

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from imgrec.store import PredictionRecord, Store
+from imgrec.predlog.store import PredictionRecord, Store
 
 SERVER_USER_CANDIDATES = ("postgres", "nobody")
 SUPERUSER = "postgres"  # the database role initdb creates (not the OS user)

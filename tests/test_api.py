@@ -23,7 +23,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from imgrec.config import PROJECT_ROOT
+from imgrec.core.settings import PROJECT_ROOT
 from tests.browser import settings_env
 from tests.servers import free_port, start, stop, tail, wait_until_ready
 from tests.conftest import TINY_CLASSES, build_tiny_model, make_settings, tiny_card
@@ -74,19 +74,19 @@ class Server:
 @pytest.fixture(scope="module")
 def api_settings(tiny_settings, tmp_path_factory):
     """A copy of the tiny models dir with tiny-cnn@2 (another real model) and a corrupt tiny-cnn@3."""
-    from imgrec import registry
+    from imgrec.registry import catalog
 
     root = tmp_path_factory.mktemp("api")
     settings = make_settings(root)
     shutil.copytree(tiny_settings.models_dir, settings.models_dir)
-    registry.save_model(build_tiny_model(seed=1), tiny_card(version="2"), settings)
+    catalog.save_model(build_tiny_model(seed=1), tiny_card(version="2"), settings)
     corrupt = settings.models_dir / "tiny-cnn" / "3"
     shutil.copytree(settings.models_dir / "tiny-cnn" / "2", corrupt)
     card = json.loads((corrupt / "card.json").read_text())
     card["version"] = "3"
     (corrupt / "card.json").write_text(json.dumps(card))
     (corrupt / "model.keras").write_bytes(b"this is not a keras file")
-    registry.set_active_model("tiny-cnn", "1", settings)
+    catalog.set_active_model("tiny-cnn", "1", settings)
     return settings
 
 
@@ -95,9 +95,9 @@ def servers(api_settings, tmp_path_factory):
     strict_settings = make_settings(
         tmp_path_factory.mktemp("api-strict"), models_dir=api_settings.models_dir
     )
-    from imgrec import registry
+    from imgrec.registry import catalog
 
-    registry.set_active_model("tiny-cnn", "1", strict_settings)
+    catalog.set_active_model("tiny-cnn", "1", strict_settings)
     main = Server(api_settings, "main", IMGREC_ADMIN_TOKEN=TOKEN, IMGREC_MAX_UPLOAD_BYTES=str(UPLOAD_LIMIT))
     strict = Server(strict_settings, "strict", IMGREC_BATCH_QUEUE_SIZE="1", IMGREC_BATCH_MAX_WAIT_MS="400")
     try:
@@ -123,7 +123,7 @@ def client(main):
 
 
 def count_rows(settings) -> int:
-    from imgrec.store import open_store
+    from imgrec.predlog.store import open_store
 
     with open_store(settings) as store:
         return store.count_predictions()
@@ -263,7 +263,7 @@ def test_streamed_body_over_the_limit_is_413_while_streaming(main):
 
 
 def test_every_prediction_is_logged_with_user_agent_and_metadata(client, api_settings):
-    from imgrec.store import open_store
+    from imgrec.predlog.store import open_store
 
     before = count_rows(api_settings)
     ids = []
@@ -373,7 +373,7 @@ def test_corrupt_or_missing_model_on_reload_keeps_the_old_one(client):
 
 def test_reload_with_no_body_serves_the_version_just_made_active(client, api_settings):
     """Make tiny-cnn@2 active on the settings the server reads, then a bare reload swaps it in (and back)."""
-    from imgrec import registry
+    from imgrec.registry import catalog
 
     def bare_reload():
         response = client.post("/model/reload", headers={"Authorization": f"Bearer {TOKEN}"})  # no body at all
@@ -388,7 +388,7 @@ def test_reload_with_no_body_serves_the_version_just_made_active(client, api_set
         return predicted.json()["model"]
 
     assert served() == {"name": "tiny-cnn", "version": "1"}
-    registry.set_active_model("tiny-cnn", "2", api_settings)
+    catalog.set_active_model("tiny-cnn", "2", api_settings)
     try:
         body = bare_reload()
         assert body["model"] == {"name": "tiny-cnn", "version": "2"}, body
@@ -396,7 +396,7 @@ def test_reload_with_no_body_serves_the_version_just_made_active(client, api_set
         assert served() == {"name": "tiny-cnn", "version": "2"}
     finally:
         # Back to @1 the same way (not the latest version, so the marker is what the reload follows).
-        registry.set_active_model("tiny-cnn", "1", api_settings)
+        catalog.set_active_model("tiny-cnn", "1", api_settings)
         body = bare_reload()
     assert body["model"] == {"name": "tiny-cnn", "version": "1"} and body["previous"]["version"] == "2", body
     assert served() == {"name": "tiny-cnn", "version": "1"}
@@ -452,13 +452,13 @@ def test_full_queue_answers_503_with_retry_after(servers):
 
 
 def test_importing_the_api_loads_no_tensorflow_or_database():
-    code = "import sys, imgrec.api; print(sorted(m for m in ('tensorflow', 'keras', 'sqlalchemy') if m in sys.modules))"
+    code = "import sys, imgrec.api.app; print(sorted(m for m in ('tensorflow', 'keras', 'sqlalchemy') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=60)
     assert result.stdout.strip() == "[]", result.stderr
 
 
 def test_each_app_has_its_own_metrics_registry(tmp_path):
-    from imgrec.api import create_app
+    from imgrec.api.app import create_app
 
     first, second = create_app(make_settings(tmp_path)), create_app(make_settings(tmp_path))
     assert first.state.imgrec.metrics.registry is not second.state.imgrec.metrics.registry
@@ -468,7 +468,7 @@ def test_each_app_has_its_own_metrics_registry(tmp_path):
 def test_batcher_gathers_concurrent_work_into_one_call():
     import numpy as np
 
-    from imgrec.batching import Batcher, Overloaded
+    from imgrec.inference.batching import Batcher, Overloaded
 
     calls = []
 
@@ -505,8 +505,8 @@ def test_starting_the_api_prunes_kept_uploads_past_retention(tmp_path, tiny_sett
 
     from fastapi.testclient import TestClient
 
-    from imgrec.api import create_app
-    from imgrec.store import open_store
+    from imgrec.api.app import create_app
+    from imgrec.predlog.store import open_store
     from tests.store_fixtures import make_record
 
     settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir, default_model="tiny-cnn",
@@ -526,7 +526,7 @@ def test_starting_the_api_prunes_kept_uploads_past_retention(tmp_path, tiny_sett
 def test_without_a_model_or_database_the_app_is_live_but_not_ready(tmp_path, tiny_settings):
     from fastapi.testclient import TestClient
 
-    from imgrec.api import create_app
+    from imgrec.api.app import create_app
 
     no_model = make_settings(tmp_path / "empty", default_model="no-such-model")
     with TestClient(create_app(no_model)) as http:

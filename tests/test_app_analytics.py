@@ -10,9 +10,9 @@ import pytest
 from streamlit.runtime.media_file_storage import MediaFileKind
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
-from imgrec import stats
-from imgrec.log_export import FORMATS, export_predictions
-from imgrec.store import open_store
+from imgrec.predlog import stats
+from imgrec.predlog.tabular import FORMATS, export_predictions
+from imgrec.predlog.store import open_store
 from tests.apptest import app_with_settings, elements
 from tests.store_fixtures import make_record
 from ui import analytics_view as view
@@ -203,9 +203,9 @@ def test_drift_with_fewer_predictions_than_the_minimum_says_not_enough_data(monk
 
 
 def test_a_log_over_the_app_limit_gets_the_oldest_rows_and_a_pointer_to_the_cli(monkeypatch, seeded):
-    from imgrec import log_export
+    from imgrec.predlog import tabular
 
-    monkeypatch.setattr(log_export, "APP_ROW_LIMIT", 15)
+    monkeypatch.setattr(tabular, "APP_ROW_LIMIT", 15)
     with app_with_settings(monkeypatch, seeded, page="pages/analytics.py") as at:
         at.run()
         assert any("oldest 15 of them" in i.value and "imgrec log-export" in i.value for i in at.info)

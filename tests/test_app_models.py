@@ -7,7 +7,9 @@ import shutil
 
 import pytest
 
-from imgrec import export, registry
+from imgrec.export import exporter
+from imgrec.registry import exports
+from imgrec.registry import catalog
 from tests.apptest import app_with_settings, elements
 from tests.conftest import build_tiny_model, make_settings, tiny_card
 from tests.test_export import requires_export_runtimes
@@ -24,13 +26,13 @@ def seed(root, exported: bool = True):
     """tiny-cnn@1 (active, exported to three formats) and tiny-cnn@2 (better metrics, not exported)."""
     settings = make_settings(root)
     model = build_tiny_model()
-    registry.save_model(model, tiny_card().with_updates(metrics={"val_accuracy": 0.8, "val_loss": 0.6}), settings)
-    registry.save_model(model, tiny_card().with_updates(
+    catalog.save_model(model, tiny_card().with_updates(metrics={"val_accuracy": 0.8, "val_loss": 0.6}), settings)
+    catalog.save_model(model, tiny_card().with_updates(
         metrics={"val_accuracy": 0.85, "val_loss": 0.5, "test": {"accuracy": 0.83}},
         description="Fine-tuned for two more epochs."), settings)
-    registry.set_active_model("tiny-cnn", "1", settings)
+    catalog.set_active_model("tiny-cnn", "1", settings)
     if exported:
-        export.export_model("tiny-cnn", "1", SEEDED_FORMATS, settings)
+        exporter.export_model("tiny-cnn", "1", SEEDED_FORMATS, settings)
     return settings
 
 
@@ -71,7 +73,7 @@ def test_cards_and_parity_table(monkeypatch, seeded):
         assert at.selectbox(key="models.ref").value == "tiny-cnn@1"
         assert {m.label: m.value for m in at.metric}["val_accuracy"] == "80.0%"
         parity = next(f for f in _frames(at) if "Top-1 agreement" in f.columns)
-        assert list(parity["Format"]) == [export.FORMAT_INFO[f][0] for f in export.FORMATS]
+        assert list(parity["Format"]) == [exports.FORMAT_INFO[f][0] for f in exports.FORMATS]
         exported = parity[parity["Status"] != "— not exported"]
         assert len(exported) == len(SEEDED_FORMATS)
         assert set(exported["Status"]) <= {"✓ ok", "⚠ diverging", "✗ failed"}
@@ -94,7 +96,7 @@ def test_set_the_active_model(monkeypatch, seeded):
         assert "no exports yet" in " ".join(i.value for i in at.info)
         at.button(key="models.activate").click().run()
         assert not at.exception, at.exception
-        assert registry.active_model(seeded) == ("tiny-cnn", "2")
+        assert catalog.active_model(seeded) == ("tiny-cnn", "2")
         assert any("tiny-cnn@2 is now the active model" in s.value for s in at.success)
         assert at.selectbox(key="models.ref").options[0] == "tiny-cnn@2"
 
@@ -107,12 +109,12 @@ def test_a_change_that_fails_is_a_message_and_changes_nothing(monkeypatch, seede
         def disk_full(*args, **kwargs):
             raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr(registry, "set_active_model", disk_full)  # a fault injected, not the page
+        monkeypatch.setattr(catalog, "set_active_model", disk_full)  # a fault injected, not the page
         at.button(key="models.activate").click().run()
         assert not at.exception, at.exception
         assert "went wrong on our side (OSError)" in " ".join(e.value for e in at.error)
         assert "No space left on device" in caplog.text  # the details are in the server log, as it says
-        assert registry.active_model(seeded) == ("tiny-cnn", "1")
+        assert catalog.active_model(seeded) == ("tiny-cnn", "1")
         assert not any("now the active model" in s.value for s in at.success)
 
 
@@ -123,11 +125,11 @@ def test_run_exports_from_the_page(monkeypatch, seeded):
         at.multiselect(key="models.formats").set_value(["tflite-fp32", "onnx"])
         next(b for b in at.button if b.label == "Run exports").click().run()
         assert not at.exception, at.exception
-        report = export.read_parity("tiny-cnn", "2", seeded)
+        report = exports.read_parity("tiny-cnn", "2", seeded)
         assert set(report["exports"]) == {"tflite-fp32", "onnx"}
         assert any("Exports of tiny-cnn@2 finished" in s.value for s in at.success)
         parity = next(f for f in _frames(at) if "Top-1 agreement" in f.columns)
-        assert (parity["Status"] == "— not exported").sum() == len(export.FORMATS) - 2
+        assert (parity["Status"] == "— not exported").sum() == len(exports.FORMATS) - 2
         assert list(parity.loc[parity["Status"] != "— not exported", "Format"]) == ["TFLite float32", "ONNX (tf2onnx)"]
 
 
@@ -151,13 +153,13 @@ def test_delete_needs_confirmation_and_never_the_active_one(monkeypatch, seeded)
         at.checkbox(key="models.delete.confirm.tiny-cnn@2").check().run()
         at.button(key="models.delete").click().run()
         assert not at.exception, at.exception
-        assert registry.versions("tiny-cnn", seeded) == ["1"]
+        assert catalog.versions("tiny-cnn", seeded) == ["1"]
         assert any("Deleted tiny-cnn@2" in s.value for s in at.success)
         assert at.selectbox(key="models.ref").options == ["tiny-cnn@1"]
 
 
 def test_a_corrupt_parity_report_is_an_error_message(monkeypatch, seeded):
-    path = registry.model_dir("tiny-cnn", "1", seeded) / "exports" / "parity.json"
+    path = catalog.model_dir("tiny-cnn", "1", seeded) / "exports" / "parity.json"
     path.write_text("{not json")
     with app_with_settings(monkeypatch, seeded, page=PAGE) as at:
         at.run()
@@ -166,7 +168,6 @@ def test_a_corrupt_parity_report_is_an_error_message(monkeypatch, seeded):
 
 
 def test_serving_backend_choice(monkeypatch, seeded):
-    from imgrec import backends
 
     with app_with_settings(monkeypatch, seeded, page=PAGE) as at:
         at.run()
@@ -175,12 +176,12 @@ def test_serving_backend_choice(monkeypatch, seeded):
         choice.set_value("onnx").run()
         at.button(key="models.serving.apply").click().run()
         assert not at.exception, at.exception
-        assert backends.serving_backend("tiny-cnn", "1", seeded) == "onnx"
-        json.loads((registry.model_dir("tiny-cnn", "1", seeded) / "exports" / "serving.json").read_text())
+        assert exports.serving_backend("tiny-cnn", "1", seeded) == "onnx"
+        json.loads((catalog.model_dir("tiny-cnn", "1", seeded) / "exports" / "serving.json").read_text())
 
 
 def test_failed_and_diverging_exports_are_shown_with_their_reason(monkeypatch, seeded):
-    path = registry.model_dir("tiny-cnn", "1", seeded) / "exports" / "parity.json"
+    path = catalog.model_dir("tiny-cnn", "1", seeded) / "exports" / "parity.json"
     report = json.loads(path.read_text())
     report["exports"]["onnx"].update(status="failed", reason="export failed: ValueError: op Foo is not supported")
     report["exports"]["tflite-fp32"].update(status="diverging", reason="top-1 agrees with Keras on 40.0%")
@@ -199,14 +200,14 @@ def test_failed_and_diverging_exports_are_shown_with_their_reason(monkeypatch, s
 
 
 def test_a_shipped_model_shows_its_evaluation_with_real_misclassified_images(monkeypatch, tmp_path):
-    from imgrec.config import PROJECT_ROOT
+    from imgrec.core.settings import PROJECT_ROOT
     from tests.conftest import shared_dir
 
     if not (shared_dir() / "data" / "fashion-mnist").is_dir():
         pytest.skip("Fashion-MNIST not found (expected ../shared/data/fashion-mnist)")
     settings = make_settings(tmp_path)
     shipped = PROJECT_ROOT / "models" / "fashion-mnist-cnn" / "1"
-    shutil.copytree(shipped, registry.model_dir("fashion-mnist-cnn", "1", settings))
+    shutil.copytree(shipped, catalog.model_dir("fashion-mnist-cnn", "1", settings))
     report = json.loads((shipped / "report.json").read_text())
     with app_with_settings(monkeypatch, settings, page=PAGE) as at:
         at.run()

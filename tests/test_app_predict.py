@@ -7,7 +7,8 @@ import io
 import pytest
 from PIL import Image
 
-from imgrec.store import open_store
+from imgrec.explain import cam
+from imgrec.predlog.store import open_store
 from tests.apptest import app_with_settings, elements
 from tests.conftest import make_settings
 
@@ -21,9 +22,9 @@ def png(colour=(200, 40, 40), size=(48, 40)) -> bytes:
 def tiny_active(settings):
     """``settings`` with tiny-cnn@1 marked active in its own data folder, so the page shows it first
     (and never falls back to, or registers, the stock ImageNet default)."""
-    from imgrec import registry
+    from imgrec.registry import catalog
 
-    registry.set_active_model("tiny-cnn", "1", settings)
+    catalog.set_active_model("tiny-cnn", "1", settings)
     return settings
 
 
@@ -97,11 +98,11 @@ def test_uncertain_verdict_follows_the_threshold(monkeypatch, page_settings):
 
 
 def test_reruns_do_not_reload_the_model(monkeypatch, page_settings):
-    from imgrec import registry
+    from imgrec.registry import catalog
 
     calls = []
-    original = registry.load_model
-    monkeypatch.setattr(registry, "load_model", lambda *a, **k: calls.append(a) or original(*a, **k))
+    original = catalog.load_model
+    monkeypatch.setattr(catalog, "load_model", lambda *a, **k: calls.append(a) or original(*a, **k))
     with app_with_settings(monkeypatch, page_settings) as at:
         at.run()
         at.file_uploader(key="predict.files").set_value([("red.png", png(), "image/png")]).run()
@@ -174,7 +175,7 @@ def two_models_dir(tiny_settings, tmp_path_factory):
 
     import keras
 
-    from imgrec import registry
+    from imgrec.registry import catalog
     from tests.conftest import TINY_CLASSES, TINY_SIZE, tiny_card
 
     settings = make_settings(tmp_path_factory.mktemp("two-models"))
@@ -185,24 +186,22 @@ def two_models_dir(tiny_settings, tmp_path_factory):
     x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="features")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = keras.layers.Dense(len(TINY_CLASSES), activation="softmax", name="predictions")(x)
-    registry.save_model(keras.Model(inputs, outputs), tiny_card("plain-cnn", "1"), settings)
+    catalog.save_model(keras.Model(inputs, outputs), tiny_card("plain-cnn", "1"), settings)
     return settings.models_dir
 
 
 class CountingSpy:
-    """Wraps a function of ``imgrec.explain``: counts the calls and still runs the real thing."""
+    """Wraps a function of an ``imgrec.explain`` module: counts the calls and still runs the real thing."""
 
-    def __init__(self, monkeypatch, name: str):
-        from imgrec import explain
-
+    def __init__(self, monkeypatch, module, name: str):
         self.calls: list = []
-        real = getattr(explain, name)
+        real = getattr(module, name)
 
         def spy(*args, **kwargs):
             self.calls.append(kwargs.get("method", "gradcam"))
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(explain, name, spy)
+        monkeypatch.setattr(module, name, spy)
 
 
 def test_custom_layer_missing_from_the_next_model_falls_back_to_the_automatic_one(
@@ -225,12 +224,10 @@ def test_custom_layer_missing_from_the_next_model_falls_back_to_the_automatic_on
 
 
 def test_heatmap_failures_are_messages_never_tracebacks(monkeypatch, page_settings):
-    from imgrec import explain
-
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(explain, "gradcam", broken)
+    monkeypatch.setattr(cam, "gradcam", broken)
     with app_with_settings(monkeypatch, page_settings) as at:
         at.run()
         at.file_uploader(key="predict.files").set_value([("red.png", png(), "image/png")]).run()
@@ -240,7 +237,7 @@ def test_heatmap_failures_are_messages_never_tracebacks(monkeypatch, page_settin
 
 
 def test_no_heatmap_work_when_off_and_comparison_only_on_request(monkeypatch, page_settings):
-    spy = CountingSpy(monkeypatch, "gradcam")
+    spy = CountingSpy(monkeypatch, cam, "gradcam")
     with app_with_settings(monkeypatch, page_settings) as at:
         at.run()
         at.toggle(key="predict.cam_on").set_value(False).run()

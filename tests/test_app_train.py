@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from imgrec import registry, runs, train
+from imgrec.registry import catalog
+from imgrec.training import runs
+from imgrec.training import trainer
+from imgrec.training import config
 from tests.apptest import app_with_settings, elements
 from tests.conftest import make_settings
 from tests.test_data import make_image_folder
@@ -19,7 +22,7 @@ def finished(tmp_path_factory):
     root = tmp_path_factory.mktemp("train-page")
     settings = make_settings(root)
     folder = make_image_folder(root / "ds", per_class=12)
-    run = train.train(tiny_config(folder, name="page-model", epochs=2), settings)
+    run = trainer.train(tiny_config(folder, name="page-model", epochs=2), settings)
     assert run.state == runs.COMPLETED, run.log_tail()
     return settings, folder, run
 
@@ -48,9 +51,9 @@ def test_empty_page_offers_the_form_and_launches_a_run(monkeypatch, tmp_path):
         assert not at.exception, at.exception
     assert len(launched) == 1
     run = runs.get_run(launched[0], settings)
-    config = train.RunConfig.from_dict(run.config_dict())
-    assert (config.name, config.backbone, config.dataset) == ("from-page", "small_cnn", str(folder))
-    assert config.augment.flip and config.augment.cutout == 0.25 and config.weights is None
+    run_config = config.RunConfig.from_dict(run.config_dict())
+    assert (run_config.name, run_config.backbone, run_config.dataset) == ("from-page", "small_cnn", str(folder))
+    assert run_config.augment.flip and run_config.augment.cutout == 0.25 and run_config.weights is None
     assert run.raw_status()["state"] == runs.QUEUED
 
 
@@ -82,7 +85,7 @@ def test_finished_run_shows_curves_report_and_makes_the_model_active(monkeypatch
         assert at.button(key="train.activate.page-model@1")
         at.button(key="train.activate.page-model@1").click().run()
         assert not at.exception, at.exception
-        assert registry.active_model(settings) == ("page-model", "1")
+        assert catalog.active_model(settings) == ("page-model", "1")
         assert any("This is the active model" in s.value for s in at.success)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imgrec import registry
+from imgrec.registry import catalog
 from tests.browser import browser_page, screenshot, streamlit_server
 from tests.test_app_models import seed
 from tests.test_export import requires_export_runtimes
@@ -33,6 +33,6 @@ def test_parity_table_and_set_active(tmp_path):
         page.get_by_role("tab", name="Card").click()
         page.get_by_role("button", name="Make this the active model").click()
         page.get_by_text("tiny-cnn@2 is now the active model").wait_for()
-        assert registry.active_model(settings) == ("tiny-cnn", "2")
+        assert catalog.active_model(settings) == ("tiny-cnn", "2")
         page.get_by_text("Active model: tiny-cnn@2").wait_for()
         screenshot(page, "models-page-activated")

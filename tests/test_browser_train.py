@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from imgrec import runs
+from imgrec.training import runs
 from tests.browser import browser_page, screenshot, streamlit_server
 from tests.conftest import make_settings
 from tests.test_data import make_image_folder

@@ -11,7 +11,7 @@ import time
 import pytest
 from PIL import Image
 
-from imgrec.config import PROJECT_ROOT
+from imgrec.core.settings import PROJECT_ROOT
 from tests.browser import settings_env
 
 
@@ -99,8 +99,8 @@ def test_real_photos_through_the_default_model_registered_on_first_use(
 
 
 def test_predictions_are_logged_with_source_cli(tiny_settings, files, tmp_path, monkeypatch):
-    from imgrec import stats
-    from imgrec.store import open_store
+    from imgrec.predlog import stats
+    from imgrec.predlog.store import open_store
     from tests.conftest import make_settings
 
     settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir)
@@ -136,7 +136,7 @@ def test_stats_follow_the_uncertain_threshold_setting_and_show_recent_days(tiny_
 
 
 def test_prune_deletes_kept_uploads_older_than_the_days_given(tiny_settings, files, tmp_path):
-    from imgrec.store import open_store
+    from imgrec.predlog.store import open_store
     from tests.conftest import make_settings
 
     settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir, keep_uploads=True)

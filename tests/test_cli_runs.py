@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from imgrec import registry, runs
+from imgrec.registry import catalog
+from imgrec.training import runs
 from tests.conftest import make_settings
 from tests.test_cli import run_cli
 from tests.test_data import make_image_folder
@@ -41,7 +42,7 @@ def test_runs_list_show_cancel_resume_and_refusals(tmp_path):
     wait_until(lambda: run.state in runs.FINAL_STATES, 120, "the resumed worker to finish", run)
     [final] = json_lines(run_cli(["runs", "show", run.id, "--json"], settings))
     assert final["state"] == runs.COMPLETED, run.log_tail()
-    assert final["model_ref"] == "cli-run@1" and registry.versions("cli-run", settings) == ["1"]
+    assert final["model_ref"] == "cli-run@1" and catalog.versions("cli-run", settings) == ["1"]
     assert [r["epoch"] for r in run.metrics()] == [1, 2]
     text = run_cli(["runs", "list"], settings)
     assert text.returncode == 0 and text.stdout.split() == [run.id, "completed", "epoch", "2/2", "cli-run@1"]

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from imgrec.config import Settings, SettingsError
+from imgrec.core.settings import Settings
+from imgrec.core.errors import SettingsError
 
 
 def test_environment_overrides_defaults(tmp_path):
@@ -33,6 +34,6 @@ def test_bad_values_name_the_variable(name, value, expected):
 
 
 def test_importing_the_package_and_settings_loads_nothing_heavy():
-    code = "import sys, imgrec.config, imgrec.images, imgrec.cli; print(sorted(m for m in ('tensorflow', 'keras', 'streamlit', 'cv2') if m in sys.modules))"
+    code = "import sys, imgrec.core.settings, imgrec.core.images, imgrec.cli.main; print(sorted(m for m in ('tensorflow', 'keras', 'streamlit', 'cv2') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
     assert out.stdout.strip() == "[]", out.stderr

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgrec import data
-from imgrec.data import AugmentConfig, DatasetError
+from imgrec.datasets import loading
+from imgrec.datasets.loading import AugmentConfig, DatasetError
 from tests.conftest import make_settings
 
 COLOURS = {"red": 0, "green": 1, "blue": 2}
@@ -33,8 +33,8 @@ def make_image_folder(root: Path, per_class: int = 12, size: int = 24, classes=t
 
 def test_single_folder_is_split_stratified_and_deterministic(tmp_path):
     make_image_folder(tmp_path / "ds", per_class=20)
-    first = data.load_dataset(tmp_path / "ds", make_settings(tmp_path))
-    second = data.load_dataset(tmp_path / "ds", make_settings(tmp_path))
+    first = loading.load_dataset(tmp_path / "ds", make_settings(tmp_path))
+    second = loading.load_dataset(tmp_path / "ds", make_settings(tmp_path))
     assert first.class_names == ("blue", "green", "red")
     assert first.report.layout == "single-folder"
     assert {k: len(v) for k, v in first.splits.items()} == {"train": 42, "val": 9, "test": 9}
@@ -46,7 +46,7 @@ def test_single_folder_is_split_stratified_and_deterministic(tmp_path):
 def test_presplit_folder_keeps_its_splits_and_carves_val_from_train(tmp_path):
     make_image_folder(tmp_path / "ds" / "train", per_class=10)
     make_image_folder(tmp_path / "ds" / "test", per_class=3, seed=1)
-    dataset = data.load_dataset(tmp_path / "ds", make_settings(tmp_path), val_fraction=0.2)
+    dataset = loading.load_dataset(tmp_path / "ds", make_settings(tmp_path), val_fraction=0.2)
     assert dataset.report.layout == "presplit"
     assert dataset.report.counts == {"train": [8, 8, 8], "val": [2, 2, 2], "test": [3, 3, 3]}
     assert all("test" in str(p) for p in dataset.splits["test"].paths)
@@ -54,19 +54,19 @@ def test_presplit_folder_keeps_its_splits_and_carves_val_from_train(tmp_path):
 
 def test_stratified_split_keeps_a_training_image_for_tiny_classes():
     labels = np.array([0] * 10 + [1] * 2 + [2])
-    train, val, test = data.stratified_split(labels, 0.15, 0.15, seed=3)
+    train, val, test = loading.stratified_split(labels, 0.15, 0.15, seed=3)
     assert len(train) + len(val) + len(test) == 13
     assert set(labels[train]) == {0, 1, 2}
     assert not set(train) & set(val) | set(train) & set(test)
     with pytest.raises(DatasetError, match="fractions"):
-        data.stratified_split(labels, 0.6, 0.5, 0)
+        loading.stratified_split(labels, 0.6, 0.5, 0)
 
 
 def test_unreadable_and_non_image_files_are_skipped_and_listed(tmp_path):
     root = make_image_folder(tmp_path / "ds")
     (root / "red" / "notes.txt").write_text("not an image")
     (root / "green" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    report = data.validate_folder(root)
+    report = loading.validate_folder(root)
     assert report.ok
     assert "unreadable" in report.kinds()
     assert sorted(Path(s["path"]).name for s in report.skipped) == ["broken.jpg", "notes.txt"]
@@ -77,16 +77,16 @@ def test_empty_class_is_an_error_and_load_refuses(tmp_path):
     root = make_image_folder(tmp_path / "ds")
     (root / "empty").mkdir()
     (root / "empty" / "readme.md").write_text("nothing here")
-    report = data.validate_folder(root)
+    report = loading.validate_folder(root)
     assert not report.ok and "empty_class" in report.kinds()
     with pytest.raises(DatasetError, match="empty"):
-        data.load_dataset(root, make_settings(tmp_path))
+        loading.load_dataset(root, make_settings(tmp_path))
 
 
 def test_too_few_images_and_imbalance_are_warnings(tmp_path):
     root = make_image_folder(tmp_path / "ds", per_class=40, classes=("red", "green"))
     make_image_folder(root, per_class=4, classes=("blue",))
-    report = data.validate_folder(root)
+    report = loading.validate_folder(root)
     assert report.ok
     assert {"too_few", "imbalance"} <= report.kinds()
     too_few = next(i for i in report.issues if i.kind == "too_few")
@@ -100,11 +100,11 @@ def test_duplicates_across_splits_are_reported(tmp_path):
     make_image_folder(root / "test", per_class=2, seed=6)
     leaked = root / "train" / "red" / "000.png"
     (root / "test" / "red" / "copy.png").write_bytes(leaked.read_bytes())
-    report = data.validate_folder(root)
+    report = loading.validate_folder(root)
     duplicates = next(i for i in report.issues if i.kind == "duplicates")
     assert len(duplicates.items) == 1 and duplicates.items[0]["splits"] == ["train", "test"]
     # A per-class limit keeps each image's hash with it (it used to index the full splits: IndexError).
-    limited = data.load_dataset(root, make_settings(tmp_path), limit_per_class=3, min_per_class=1)
+    limited = loading.load_dataset(root, make_settings(tmp_path), limit_per_class=3, min_per_class=1)
     kept = {str(path) for split in limited.splits.values() for path in split.paths}
     found = next((i for i in limited.report.issues if i.kind == "duplicates"), None)
     assert found is None or set(found.items[0]["items"]) <= kept
@@ -114,9 +114,9 @@ def test_duplicates_across_splits_are_reported(tmp_path):
 def test_folder_without_class_folders_and_missing_folder(tmp_path):
     (tmp_path / "flat").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "flat" / "a.png")
-    assert "unusable" in data.validate_folder(tmp_path / "flat").kinds()
+    assert "unusable" in loading.validate_folder(tmp_path / "flat").kinds()
     with pytest.raises(DatasetError, match="does not exist"):
-        data.load_dataset(tmp_path / "missing", make_settings(tmp_path))
+        loading.load_dataset(tmp_path / "missing", make_settings(tmp_path))
 
 
 def _idx(array: np.ndarray, magic: int) -> bytes:
@@ -133,22 +133,22 @@ def test_fashion_mnist_is_unpacked_once_and_reused(tmp_path):
         (folder / f"{split}-images-idx3-ubyte.gz").write_bytes(_idx(rng.integers(0, 255, (n, 28, 28)), 2051))
         (folder / f"{split}-labels-idx1-ubyte.gz").write_bytes(_idx(np.arange(n) % 10, 2049))
     settings = make_settings(tmp_path, shared_data_dir=shared)
-    assert "fashion_mnist" in data.dataset_choices(settings)
-    dataset = data.load_dataset("fashion_mnist", settings, min_per_class=1)
+    assert "fashion_mnist" in loading.dataset_choices(settings)
+    dataset = loading.load_dataset("fashion_mnist", settings, min_per_class=1)
     assert dataset.class_names[0] == "T-shirt/top"
     assert len(dataset.splits["test"]) == 20 and dataset.splits["train"].images.shape[1:] == (28, 28, 3)
     unpacked = settings.data_dir / "datasets" / "fashion_mnist" / "arrays.npz"
     stamp = unpacked.stat().st_mtime_ns
     for f in folder.iterdir():  # the second load must not need the source files
         f.unlink()
-    data.load_dataset("fashion_mnist", settings, min_per_class=1)
+    loading.load_dataset("fashion_mnist", settings, min_per_class=1)
     assert unpacked.stat().st_mtime_ns == stamp
 
 
 def test_cifar10_archive_is_unpacked_to_arrays(tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
-    with tarfile.open(shared / data.CIFAR_ARCHIVE, "w:gz") as tar:
+    with tarfile.open(shared / loading.CIFAR_ARCHIVE, "w:gz") as tar:
         for split, n in (("train", 6), ("test", 2)):
             for cls in ("airplane", "cat"):
                 for i in range(n):
@@ -158,7 +158,7 @@ def test_cifar10_archive_is_unpacked_to_arrays(tmp_path):
                     info.size = len(buffer.getvalue())
                     tar.addfile(info, io.BytesIO(buffer.getvalue()))
     settings = make_settings(tmp_path, shared_data_dir=shared)
-    dataset = data.load_dataset("cifar10", settings, val_fraction=0.34, min_per_class=1)
+    dataset = loading.load_dataset("cifar10", settings, val_fraction=0.34, min_per_class=1)
     assert dataset.class_names == ("airplane", "cat")
     assert dataset.report.counts == {"train": [4, 4], "val": [2, 2], "test": [2, 2]}
     # Same pixels in several splits (the generated images repeat): reported, not fatal.
@@ -166,23 +166,23 @@ def test_cifar10_archive_is_unpacked_to_arrays(tmp_path):
 
 
 def test_pipeline_from_paths_and_arrays(tmp_path):
-    dataset = data.load_dataset(make_image_folder(tmp_path / "ds"), make_settings(tmp_path))
-    images, labels = next(iter(data.make_tf_dataset(dataset.splits["train"], (16, 20), 3, batch_size=4)))
+    dataset = loading.load_dataset(make_image_folder(tmp_path / "ds"), make_settings(tmp_path))
+    images, labels = next(iter(loading.make_tf_dataset(dataset.splits["train"], (16, 20), 3, batch_size=4)))
     assert images.shape == (4, 16, 20, 3) and images.dtype.name == "uint8"
     assert labels.shape == (4, 3)
-    arrays = data.Split(np.array([0, 1], np.int32), images=np.zeros((2, 28, 28, 3), np.uint8))
-    images, labels = next(iter(data.make_tf_dataset(arrays, (32, 32), 2, batch_size=2, one_hot=False, cache=False)))
+    arrays = loading.Split(np.array([0, 1], np.int32), images=np.zeros((2, 28, 28, 3), np.uint8))
+    images, labels = next(iter(loading.make_tf_dataset(arrays, (32, 32), 2, batch_size=2, one_hot=False, cache=False)))
     assert images.shape == (2, 32, 32, 3) and labels.numpy().tolist() == [0, 1]
 
 
 def test_augmentation_is_off_by_default_and_each_layer_changes_images():
-    assert data.augmentation_layers(AugmentConfig()) is None
+    assert loading.augmentation_layers(AugmentConfig()) is None
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (2, 24, 24, 3)).astype(np.uint8)
     strengths = dict(rotation=0.2, zoom=0.3, brightness=0.4, contrast=0.5, saturation=0.8, hue=0.3, cutout=0.5)
     for name, value in [("flip", True), *strengths.items()]:
         config = AugmentConfig(**{name: value})
-        out = data.preview_augmentations(images, config, copies=4, seed=1)
+        out = loading.preview_augmentations(images, config, copies=4, seed=1)
         assert out.shape == (2, 4, 24, 24, 3) and out.dtype == np.uint8
         assert np.any(out != images[:, None]), name
     with pytest.raises(DatasetError, match="Unknown augmentation"):

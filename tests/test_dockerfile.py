@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from imgrec.config import PROJECT_ROOT
+from imgrec.core.settings import PROJECT_ROOT
 from tests.browser import settings_env
 from tests.servers import free_port, start, stop, wait_until_ready
 

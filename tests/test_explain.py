@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgrec import explain
-from imgrec.errors import ImageError, ImgrecError, ModelError
-from imgrec.images import decode_image
-from imgrec.models import build_model
+from imgrec.explain import cam, faithfulness, layers, render
+from imgrec.core.errors import ImageError, ImgrecError, ModelError
+from imgrec.core.images import decode_image
+from imgrec.modeling.build import build_model
 
 from .conftest import TINY_CLASSES, build_tiny_model
 
@@ -36,10 +36,10 @@ def nested_model():
     return build_model("mobilenet_v2", 3, (64, 64), weights=None)
 
 
-@pytest.mark.parametrize("method", explain.METHODS)
+@pytest.mark.parametrize("method", cam.METHODS)
 def test_contract_on_a_non_square_image(tiny_predictor, rng, method):
     image = rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)  # resized to 32x32 and the map back
-    heatmap = explain.gradcam(tiny_predictor, image, method=method)
+    heatmap = cam.gradcam(tiny_predictor, image, method=method)
     assert_valid_map(heatmap, (45, 70))
     assert heatmap.method == method
     assert heatmap.layer == "relu3"
@@ -62,10 +62,10 @@ def test_matches_plain_keras_io_grad_cam_on_the_logit(rng):
         features, pooled = reference(image[None].astype("float32"), training=False)
         logit = (tf.matmul(pooled, head.kernel) + head.bias)[0, 2]
     grads = tape.gradient(logit, features)
-    cam = tf.nn.relu(tf.reduce_sum(features * tf.reduce_mean(grads, axis=(1, 2), keepdims=True), axis=-1))[0].numpy()
-    heatmap = explain.gradcam(model, image, target_class=2)
-    assert explain.explainer(model).uses_logits
-    np.testing.assert_allclose(heatmap.raw, cam / cam.max(), atol=1e-4)
+    expected = tf.nn.relu(tf.reduce_sum(features * tf.reduce_mean(grads, axis=(1, 2), keepdims=True), axis=-1))[0].numpy()
+    heatmap = cam.gradcam(model, image, target_class=2)
+    assert cam.explainer(model).uses_logits
+    np.testing.assert_allclose(heatmap.raw, expected / expected.max(), atol=1e-4)
 
 
 def test_the_model_is_left_exactly_as_it_was(tmp_path, rng):
@@ -76,9 +76,9 @@ def test_the_model_is_left_exactly_as_it_was(tmp_path, rng):
     flags = [(layer.name, layer.trainable) for layer in model.layers]
     before = model(images.astype("float32"), training=False).numpy()
 
-    for method in explain.METHODS:
-        heatmap = explain.gradcam(model, images[0], method=method, target_class=2)
-        explain.deletion_insertion(model, images[0], heatmap, steps=4, random_maps=1)
+    for method in cam.METHODS:
+        heatmap = cam.gradcam(model, images[0], method=method, target_class=2)
+        faithfulness.deletion_insertion(model, images[0], heatmap, steps=4, random_maps=1)
 
     for old, new in zip(weights, model.get_weights()):
         np.testing.assert_array_equal(old, new)
@@ -93,28 +93,28 @@ def test_the_model_is_left_exactly_as_it_was(tmp_path, rng):
 def test_a_fully_frozen_model_is_explained_too(rng):
     model = build_tiny_model(seed=4)
     model.trainable = False  # no watched variables: the tape must watch the input itself
-    heatmap = explain.gradcam(model, rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    heatmap = cam.gradcam(model, rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
     assert_valid_map(heatmap, (32, 32))
     assert heatmap.raw.max() == pytest.approx(1.0)  # not all zero: gradients did flow
 
 
 def test_other_target_class_gives_another_map(tiny_predictor, rng):
     image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    maps = [explain.gradcam(tiny_predictor, image, target_class=c) for c in range(3)]
+    maps = [cam.gradcam(tiny_predictor, image, target_class=c) for c in range(3)]
     assert [m.target_class for m in maps] == [0, 1, 2]
-    assert explain.gradcam(tiny_predictor, image, target_class="dog").target_class == 1
+    assert cam.gradcam(tiny_predictor, image, target_class="dog").target_class == 1
     assert not np.allclose(maps[0].values, maps[1].values, atol=1e-3)
     # Another target reuses the compiled function: same explainer object from the cache.
-    assert explain.explainer(tiny_predictor) is explain.explainer(tiny_predictor)
+    assert cam.explainer(tiny_predictor) is cam.explainer(tiny_predictor)
 
 
-@pytest.mark.parametrize("method", explain.METHODS)
+@pytest.mark.parametrize("method", cam.METHODS)
 def test_layer_inside_a_nested_backbone(nested_model, rng, method):
     image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    heatmap = explain.gradcam(nested_model, image, method=method)
+    heatmap = cam.gradcam(nested_model, image, method=method)
     assert heatmap.layer == "backbone/out_relu"
     assert_valid_map(heatmap, (64, 64))
-    other = explain.gradcam(nested_model, image, method=method, target_class=(heatmap.target_class + 1) % 3)
+    other = cam.gradcam(nested_model, image, method=method, target_class=(heatmap.target_class + 1) % 3)
     assert not np.allclose(heatmap.values, other.values, atol=1e-3)
     expected = nested_model(image[None].astype("float32"), training=False).numpy()[0]
     assert heatmap.probability == pytest.approx(float(expected[heatmap.target_class]), abs=1e-5)
@@ -128,28 +128,28 @@ def test_other_nested_backbones(backbone, last, rng):
     keras.utils.set_random_seed(2)
     model = build_model(backbone, 3, (64, 64), weights=None)
     image = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
-    heatmap = explain.gradcam(model, image)
+    heatmap = cam.gradcam(model, image)
     assert heatmap.layer == f"backbone/{last}"
     assert_valid_map(heatmap, (64, 48))
     assert heatmap.values.max() > 0
 
 
 def test_candidate_layers_flat_and_nested(nested_model):
-    flat = explain.candidate_layers(build_tiny_model())
+    flat = layers.candidate_layers(build_tiny_model())
     assert flat[0] == "conv1" and flat[-1] == "relu3"
     assert "preprocess" not in flat and "pool" not in flat and "predictions" not in flat
-    nested = explain.candidate_layers(nested_model)
+    nested = layers.candidate_layers(nested_model)
     assert nested[0] == "backbone/Conv1" and nested[-1] == "backbone/out_relu"
     assert all(name.startswith("backbone/") for name in nested)
-    assert explain.default_layer(nested_model) == "backbone/out_relu"
+    assert layers.default_layer(nested_model) == "backbone/out_relu"
 
 
 def test_layer_chosen_by_name(tiny_predictor, nested_model, rng):
     image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    assert explain.gradcam(tiny_predictor, image, layer="relu2").raw.shape == (16, 16)
+    assert cam.gradcam(tiny_predictor, image, layer="relu2").raw.shape == (16, 16)
     big = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    qualified = explain.gradcam(nested_model, big, layer="backbone/block_13_expand_relu")
-    bare = explain.gradcam(nested_model, big, layer="block_13_expand_relu")
+    qualified = cam.gradcam(nested_model, big, layer="backbone/block_13_expand_relu")
+    bare = cam.gradcam(nested_model, big, layer="block_13_expand_relu")
     assert qualified.layer == bare.layer == "backbone/block_13_expand_relu"
     assert qualified.raw.shape == (4, 4)  # stride 16 at 64x64, where out_relu is 2x2
     np.testing.assert_allclose(qualified.values, bare.values)
@@ -167,7 +167,7 @@ def test_layer_chosen_by_name(tiny_predictor, nested_model, rng):
 def test_unusable_layer_is_a_clear_error(tiny_predictor, layer, says):
     image = np.zeros((32, 32, 3), np.uint8)
     with pytest.raises(ModelError) as caught:
-        explain.gradcam(tiny_predictor, image, layer=layer)
+        cam.gradcam(tiny_predictor, image, layer=layer)
     message = str(caught.value)
     assert isinstance(caught.value, ImgrecError)
     assert says in message and f"'{layer}'" in message
@@ -176,48 +176,48 @@ def test_unusable_layer_is_a_clear_error(tiny_predictor, layer, says):
 
 def test_nested_error_lists_qualified_choices(nested_model):
     with pytest.raises(ModelError, match=r"backbone/out_relu \(the last 12 of \d+; see candidate_layers\(\)\)"):
-        explain.resolve_layer(nested_model, "out_relu_typo")
+        layers.resolve_layer(nested_model, "out_relu_typo")
 
 
 def test_other_bad_arguments(tiny_predictor):
     image = np.zeros((32, 32, 3), np.uint8)
     with pytest.raises(ModelError, match="Unknown explanation method 'cam'. Expected one of: gradcam, gradcam\\+\\+"):
-        explain.gradcam(tiny_predictor, image, method="cam")
+        cam.gradcam(tiny_predictor, image, method="cam")
     with pytest.raises(ModelError, match="target_class=3. Expected 0 to 2"):
-        explain.gradcam(tiny_predictor, image, target_class=3)
+        cam.gradcam(tiny_predictor, image, target_class=3)
     with pytest.raises(ModelError, match="Unknown target class 'horse'"):
-        explain.gradcam(tiny_predictor, image, target_class="horse")
+        cam.gradcam(tiny_predictor, image, target_class="horse")
     with pytest.raises(ImageError, match="dtype float32"):
-        explain.gradcam(tiny_predictor, image.astype(np.float32))
+        cam.gradcam(tiny_predictor, image.astype(np.float32))
     with pytest.raises(ImageError, match=r"shape \(32, 32\)"):
-        explain.gradcam(tiny_predictor, image[..., 0])
+        cam.gradcam(tiny_predictor, image[..., 0])
 
 
 def test_colorize_overlay_and_png(rng):
     image = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
     ramp = np.tile(np.linspace(0, 1, 30, dtype=np.float32), (20, 1))
-    for colormap in explain.COLORMAPS:
-        colors = explain.colorize(ramp, colormap)
+    for colormap in render.COLORMAPS:
+        colors = render.colorize(ramp, colormap)
         assert colors.shape == (20, 30, 3) and colors.dtype == np.uint8
-    jet = explain.colorize(ramp, "jet")
+    jet = render.colorize(ramp, "jet")
     assert jet[0, 0, 2] > 100 and jet[0, 0, 0] < 50  # cold end is blue
     assert jet[0, -1, 0] > 100 and jet[0, -1, 2] < 50  # hot end is red
-    np.testing.assert_array_equal(explain.overlay(image, ramp, alpha=0.0), image)
-    np.testing.assert_array_equal(explain.overlay(image, ramp, alpha=1.0), jet)
-    small = explain.overlay(image, ramp[::2, ::3])  # a map of another size is resized to the image
+    np.testing.assert_array_equal(render.overlay(image, ramp, alpha=0.0), image)
+    np.testing.assert_array_equal(render.overlay(image, ramp, alpha=1.0), jet)
+    small = render.overlay(image, ramp[::2, ::3])  # a map of another size is resized to the image
     assert small.shape == image.shape and small.dtype == np.uint8
     with pytest.raises(ImgrecError, match="Unknown colormap 'rainbow'"):
-        explain.overlay(image, ramp, colormap="rainbow")
-    decoded = np.asarray(Image.open(io.BytesIO(explain.to_png_bytes(image))))
+        render.overlay(image, ramp, colormap="rainbow")
+    decoded = np.asarray(Image.open(io.BytesIO(render.to_png_bytes(image))))
     np.testing.assert_array_equal(decoded, image)
-    grey = np.asarray(Image.open(io.BytesIO(explain.to_png_bytes(ramp))))
+    grey = np.asarray(Image.open(io.BytesIO(render.to_png_bytes(ramp))))
     assert grey.shape == (20, 30) and grey[0, 0] == 0 and grey[0, -1] == 255
 
 
 def test_deletion_insertion_shapes_and_ends(tiny_predictor, rng):
     image = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
-    heatmap = explain.gradcam(tiny_predictor, image)
-    result = explain.deletion_insertion(tiny_predictor, image, heatmap, steps=8, random_maps=2)
+    heatmap = cam.gradcam(tiny_predictor, image)
+    result = faithfulness.deletion_insertion(tiny_predictor, image, heatmap, steps=8, random_maps=2)
     assert result.target_class == heatmap.target_class
     assert result.fractions.shape == result.deletion.shape == result.insertion.shape == (9,)
     assert result.random_deletion.shape == result.random_insertion.shape == (9,)
@@ -228,7 +228,7 @@ def test_deletion_insertion_shapes_and_ends(tiny_predictor, rng):
     for auc in (result.deletion_auc, result.insertion_auc, result.random_deletion_auc, result.random_insertion_auc):
         assert 0.0 <= auc <= 1.0
     with pytest.raises(ImgrecError, match="Unknown baseline 'noise'"):
-        explain.deletion_insertion(tiny_predictor, image, heatmap, baseline="noise")
+        faithfulness.deletion_insertion(tiny_predictor, image, heatmap, baseline="noise")
 
 
 # ---- the real ImageNet model on a real photo ------------------------------------------------
@@ -240,10 +240,10 @@ def cat(photos_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", explain.METHODS)
+@pytest.mark.parametrize("method", cam.METHODS)
 def test_heatmap_is_on_the_cat(imagenet_predictor, cat, method):
-    heatmap = explain.gradcam(imagenet_predictor, cat, method=method)
-    assert explain.explainer(imagenet_predictor, method=method).uses_logits  # the head inside the backbone
+    heatmap = cam.gradcam(imagenet_predictor, cat, method=method)
+    assert cam.explainer(imagenet_predictor, method=method).uses_logits  # the head inside the backbone
     assert "cat" in heatmap.label and heatmap.probability > 0.5
     assert heatmap.layer == "backbone/out_relu"
     assert_valid_map(heatmap, cat.shape[:2])
@@ -257,8 +257,8 @@ def test_heatmap_is_on_the_cat(imagenet_predictor, cat, method):
 
 @pytest.mark.slow
 def test_gradcam_beats_random_maps_on_deletion_and_insertion(imagenet_predictor, cat):
-    heatmap = explain.gradcam(imagenet_predictor, cat)
-    result = explain.deletion_insertion(imagenet_predictor, cat, heatmap, random_maps=2)
+    heatmap = cam.gradcam(imagenet_predictor, cat)
+    result = faithfulness.deletion_insertion(imagenet_predictor, cat, heatmap, random_maps=2)
     assert result.fractions.shape == (17,)
     assert result.deletion[0] == pytest.approx(heatmap.probability, abs=1e-4)
     # Measured: deletion 0.08 vs ~0.3 random, insertion 0.66 vs ~0.3 random; wide margins.

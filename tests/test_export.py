@@ -10,9 +10,12 @@ import shutil
 import numpy as np
 import pytest
 
-from imgrec import backends, export, registry
-from imgrec.errors import ModelError
-from imgrec.predict import Predictor
+from imgrec.inference import runtimes
+from imgrec.export import exporter
+from imgrec.registry import exports
+from imgrec.registry import catalog
+from imgrec.core.errors import ModelError
+from imgrec.inference.predictor import Predictor
 from tests.conftest import build_tiny_model, make_settings, tiny_card
 
 # The converters and runtimes are pinned in requirements.txt; without them every export would be "failed".
@@ -28,23 +31,23 @@ def exported(tmp_path_factory):
     """tiny-cnn@1 exported to every format; also returns the in-memory model from before saving."""
     settings = make_settings(tmp_path_factory.mktemp("export"))
     model = build_tiny_model()
-    registry.save_model(model, tiny_card(), settings)
-    results = export.export_model("tiny-cnn", "1", None, settings)
+    catalog.save_model(model, tiny_card(), settings)
+    results = exporter.export_model("tiny-cnn", "1", None, settings)
     return settings, model, results
 
 
 def test_every_format_is_exported_and_reported(exported):
     settings, _, results = exported
-    assert [r.format for r in results] == list(export.FORMATS)
-    folder = registry.model_dir("tiny-cnn", "1", settings)
+    assert [r.format for r in results] == list(exports.FORMATS)
+    folder = catalog.model_dir("tiny-cnn", "1", settings)
     report = json.loads((folder / "exports" / "parity.json").read_text())
-    assert list(report["exports"]) == list(export.FORMATS)
+    assert list(report["exports"]) == list(exports.FORMATS)
     assert report["held_out"]["source"] == "generated" and "generated" in report["held_out"]["description"]
     assert report["keras"]["latency_ms"] > 0
     for result in results:
-        assert result.status in (export.STATUS_OK, export.STATUS_DIVERGING), (result.format, result.reason)
+        assert result.status in (exports.STATUS_OK, exports.STATUS_DIVERGING), (result.format, result.reason)
         assert (folder / result.path).exists() and result.size_bytes > 0
-        assert result.latency_ms > 0 and result.held_out_images == export.HELD_OUT_IMAGES
+        assert result.latency_ms > 0 and result.held_out_images == exporter.HELD_OUT_IMAGES
         assert 0 <= result.top1_agreement <= 1 and 0 <= result.top5_overlap <= 1
         assert result.files and all(len(digest) == 64 for digest in result.files.values())
     # Lossless formats agree exactly; float16 and int8 are smaller than float32.
@@ -62,18 +65,18 @@ def test_every_format_is_exported_and_reported(exported):
 def test_parity_figures_are_computed_honestly(exported):
     """Recompute every figure independently, from the files on disk, and compare with the report."""
     settings, model, results = exported
-    card = registry.load_card("tiny-cnn", "1", settings)
-    held_out, _ = export.evaluation_data(card, settings)
+    card = catalog.load_card("tiny-cnn", "1", settings)
+    held_out, _ = exporter.evaluation_data(card, settings)
     reference = model.predict(held_out.images, verbose=0)
-    folder = registry.model_dir("tiny-cnn", "1", settings)
+    folder = catalog.model_dir("tiny-cnn", "1", settings)
     for result in results:
-        probabilities = backends.open_backend(result.format, folder / result.path, card).predict_batch(held_out.images)
+        probabilities = runtimes.open_backend(result.format, folder / result.path, card).predict_batch(held_out.images)
         top1 = np.mean(reference.argmax(1) == probabilities.argmax(1))
         assert result.top1_agreement == pytest.approx(top1, abs=1e-4), result.format
         assert result.max_prob_diff == pytest.approx(np.abs(reference - probabilities).max(), abs=1e-5)
-        expected = export.STATUS_OK if top1 >= export.MIN_TOP1_AGREEMENT else export.STATUS_DIVERGING
+        expected = exports.STATUS_OK if top1 >= exporter.MIN_TOP1_AGREEMENT else exports.STATUS_DIVERGING
         assert result.status == expected, result.format
-        if result.status == export.STATUS_DIVERGING:
+        if result.status == exports.STATUS_DIVERGING:
             assert "top-1 agrees" in result.reason
 
 
@@ -82,7 +85,7 @@ def test_reloaded_exports_predict_as_the_model_did_before_saving(exported, rng):
     images = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     before = model.predict(images, verbose=0)
     for fmt in ("savedmodel", "tflite-fp32", "onnx"):
-        backend = backends.load_backend("tiny-cnn", "1", fmt, settings)
+        backend = runtimes.load_backend("tiny-cnn", "1", fmt, settings)
         np.testing.assert_allclose(backend.predict_batch(images), before, atol=1e-5, err_msg=fmt)
         # Batches above the chunk size and of size one go through the same path.
         big = np.concatenate([images] * 8)
@@ -104,17 +107,17 @@ def test_export_predictor_gives_the_same_top_k(exported, rng):
 
 def test_serving_backend_choice_is_per_version(exported):
     settings, _, _ = exported
-    assert backends.serving_backend("tiny-cnn", "1", settings) == "keras"
-    assert "tflite-fp32" in backends.serving_choices("tiny-cnn", "1", settings)
-    backends.set_serving_backend("tiny-cnn", "1", "tflite-fp32", settings)
+    assert exports.serving_backend("tiny-cnn", "1", settings) == "keras"
+    assert "tflite-fp32" in exports.serving_choices("tiny-cnn", "1", settings)
+    exports.set_serving_backend("tiny-cnn", "1", "tflite-fp32", settings)
     try:
-        assert backends.serving_backend("tiny-cnn", "1", settings) == "tflite-fp32"
+        assert exports.serving_backend("tiny-cnn", "1", settings) == "tflite-fp32"
         predictor = Predictor.load("tiny-cnn", "1", settings)
         assert predictor.backend_name == "tflite-fp32"
     finally:
-        backends.set_serving_backend("tiny-cnn", "1", "keras", settings)
-    with pytest.raises(export.ExportError, match="Unknown export format"):
-        backends.set_serving_backend("tiny-cnn", "1", "caffe2", settings)
+        exports.set_serving_backend("tiny-cnn", "1", "keras", settings)
+    with pytest.raises(exports.ExportError, match="Unknown export format"):
+        exports.set_serving_backend("tiny-cnn", "1", "caffe2", settings)
 
 
 def _tampered_copy(settings, tmp_path, fmt="tflite-fp32"):
@@ -123,7 +126,7 @@ def _tampered_copy(settings, tmp_path, fmt="tflite-fp32"):
 
     copy = make_settings(tmp_path)
     shutil.copytree(settings.models_dir, copy.models_dir)
-    path = export.export_path("tiny-cnn", "1", fmt, copy)
+    path = exports.export_path("tiny-cnn", "1", fmt, copy)
     tflite = flatbuffer_utils.read_model(str(path))
     rng = np.random.default_rng(3)
     for tensor in tflite.subgraphs[0].tensors:
@@ -139,32 +142,32 @@ def _tampered_copy(settings, tmp_path, fmt="tflite-fp32"):
 def test_a_tampered_export_is_reported_as_diverging_and_refused(exported, tmp_path):
     settings, _, _ = exported
     copy = _tampered_copy(settings, tmp_path)
-    result = export.check_export("tiny-cnn", "1", "tflite-fp32", copy)
-    assert result.status == export.STATUS_DIVERGING, result.reason
-    assert result.top1_agreement < export.MIN_TOP1_AGREEMENT and result.max_prob_diff > 0.05
+    result = exporter.check_export("tiny-cnn", "1", "tflite-fp32", copy)
+    assert result.status == exports.STATUS_DIVERGING, result.reason
+    assert result.top1_agreement < exporter.MIN_TOP1_AGREEMENT and result.max_prob_diff > 0.05
     assert "files changed since export" in result.reason
-    saved = export.read_parity("tiny-cnn", "1", copy)["exports"]["tflite-fp32"]
-    assert saved["status"] == export.STATUS_DIVERGING
-    with pytest.raises(export.ExportError):
-        backends.load_backend("tiny-cnn", "1", "tflite-fp32", copy)
-    with pytest.raises(export.ExportError, match="diverging"):
-        backends.set_serving_backend("tiny-cnn", "1", "tflite-fp32", copy)
+    saved = exports.read_parity("tiny-cnn", "1", copy)["exports"]["tflite-fp32"]
+    assert saved["status"] == exports.STATUS_DIVERGING
+    with pytest.raises(exports.ExportError):
+        runtimes.load_backend("tiny-cnn", "1", "tflite-fp32", copy)
+    with pytest.raises(exports.ExportError, match="diverging"):
+        exports.set_serving_backend("tiny-cnn", "1", "tflite-fp32", copy)
 
 
 def test_a_converter_failure_is_a_failed_result_not_a_crash(tmp_path, monkeypatch):
     settings = make_settings(tmp_path)
-    registry.save_model(build_tiny_model(), tiny_card(), settings)
+    catalog.save_model(build_tiny_model(), tiny_card(), settings)
 
     def broken(self):
         raise RuntimeError("ONNX conversion is not supported for op FooBar")
 
-    monkeypatch.setattr(export._Converter, "_onnx", broken)
-    [result] = export.export_model("tiny-cnn", "1", ["onnx"], settings)
-    assert result.status == export.STATUS_FAILED and "FooBar" in result.reason
-    assert export.read_parity("tiny-cnn", "1", settings)["exports"]["onnx"]["status"] == export.STATUS_FAILED
-    assert not (registry.model_dir("tiny-cnn", "1", settings) / "exports" / "onnx").exists()
-    with pytest.raises(export.ExportError, match="failed"):
-        backends.load_backend("tiny-cnn", "1", "onnx", settings)
+    monkeypatch.setattr(exporter._Converter, "_onnx", broken)
+    [result] = exporter.export_model("tiny-cnn", "1", ["onnx"], settings)
+    assert result.status == exports.STATUS_FAILED and "FooBar" in result.reason
+    assert exports.read_parity("tiny-cnn", "1", settings)["exports"]["onnx"]["status"] == exports.STATUS_FAILED
+    assert not (catalog.model_dir("tiny-cnn", "1", settings) / "exports" / "onnx").exists()
+    with pytest.raises(exports.ExportError, match="failed"):
+        runtimes.load_backend("tiny-cnn", "1", "onnx", settings)
 
 
 def test_held_out_and_calibration_come_from_the_training_dataset(tmp_path):
@@ -174,14 +177,14 @@ def test_held_out_and_calibration_come_from_the_training_dataset(tmp_path):
     root = tmp_path / "shapes"
     for index, name in enumerate(("cat", "dog", "bird")):
         (root / name).mkdir(parents=True)
-        for i, image in enumerate(export.generated_images((40, 40), 12, seed=10 * index + 1)):
+        for i, image in enumerate(exporter.generated_images((40, 40), 12, seed=10 * index + 1)):
             Image.fromarray(image).save(root / name / f"{i}.png")
     settings = make_settings(tmp_path)
     card = tiny_card().with_updates(dataset="shapes", class_names=("bird", "cat", "dog"))  # folder classes sort
-    card = registry.save_model(build_tiny_model(), card, settings)
-    folder = registry.model_dir(card.name, card.version, settings)
+    card = catalog.save_model(build_tiny_model(), card, settings)
+    folder = catalog.model_dir(card.name, card.version, settings)
     (folder / "report.json").write_text(json.dumps({"config": {"dataset": str(root)}}))
-    held_out, calibration = export.evaluation_data(card, settings)
+    held_out, calibration = exporter.evaluation_data(card, settings)
     assert held_out.source == calibration.source == "dataset", held_out.description
     assert "test split" in held_out.description and "validation split" in calibration.description
     assert held_out.images.shape[1:] == (32, 32, 3) and held_out.images.dtype == np.uint8
@@ -189,16 +192,16 @@ def test_held_out_and_calibration_come_from_the_training_dataset(tmp_path):
     assert not held & {image.tobytes() for image in calibration.images}
     # Without the report, the card's dataset name alone does not point to any data: generated images.
     (folder / "report.json").unlink()
-    assert export.evaluation_data(card, settings)[0].source == "generated"
+    assert exporter.evaluation_data(card, settings)[0].source == "generated"
 
 
 def test_format_names_and_missing_models(tmp_path):
-    assert export.parse_formats(None) == list(export.FORMATS)
-    assert export.parse_formats("onnx, tflite-int8") == ["tflite-int8", "onnx"]
-    with pytest.raises(export.ExportError, match="Expected any of"):
-        export.parse_formats(["tflite-int4"])
+    assert exports.parse_formats(None) == list(exports.FORMATS)
+    assert exports.parse_formats("onnx, tflite-int8") == ["tflite-int8", "onnx"]
+    with pytest.raises(exports.ExportError, match="Expected any of"):
+        exports.parse_formats(["tflite-int4"])
     with pytest.raises(ModelError, match="No model named"):
-        export.export_model("nope", None, ["onnx"], make_settings(tmp_path))
+        exporter.export_model("nope", None, ["onnx"], make_settings(tmp_path))
 
 
 def test_savedmodel_download_is_a_zip(exported):
@@ -206,7 +209,7 @@ def test_savedmodel_download_is_a_zip(exported):
     import zipfile
 
     settings, _, _ = exported
-    name, data = export.download_bytes("tiny-cnn", "1", "savedmodel", settings)
+    name, data = exports.download_bytes("tiny-cnn", "1", "savedmodel", settings)
     assert name.endswith(".zip")
     assert "savedmodel/saved_model.pb" in zipfile.ZipFile(io.BytesIO(data)).namelist()
 
@@ -214,20 +217,20 @@ def test_savedmodel_download_is_a_zip(exported):
 @pytest.fixture(scope="module")
 def imagenet_exports(imagenet_settings, photos_dir):
     """The ImageNet model exported once to every format; held out: just the real photos (no variants)."""
-    from imgrec.samples import list_samples
+    from imgrec.core.samples import list_samples
 
     settings = dataclasses.replace(imagenet_settings, samples_dir=photos_dir)
     samples = list_samples(settings)
     # All six formats take ~45 s here (the quantized TFLite ones ~25 s of it); just the photos keeps it there.
-    results = export.export_model(None, None, None, settings, held_out_images=len(samples))
-    assert [r.format for r in results] == list(export.FORMATS)
+    results = exporter.export_model(None, None, None, settings, held_out_images=len(samples))
+    assert [r.format for r in results] == list(exports.FORMATS)
     return settings, samples, {r.format: r for r in results}
 
 
 @pytest.mark.slow
 def test_every_backend_gives_the_same_top1_on_real_photos(imagenet_exports):
     """The ImageNet model: Keras, each lossless export and float16 agree on the top-1 of every real photo."""
-    from imgrec.images import decode_image
+    from imgrec.core.images import decode_image
 
     settings, samples, results = imagenet_exports
     formats = ["savedmodel", "tflite-fp32", "tflite-fp16", "onnx"]
@@ -239,7 +242,7 @@ def test_every_backend_gives_the_same_top1_on_real_photos(imagenet_exports):
     assert expected[list(samples).index("cat.jpg")] in {"tabby", "tiger cat", "Egyptian cat"}
     batch = keras_predictor.prepare(photos)
     for fmt in formats:
-        probabilities = backends.load_backend(settings.default_model, "1", fmt, settings).predict_batch(batch)
+        probabilities = runtimes.load_backend(settings.default_model, "1", fmt, settings).predict_batch(batch)
         assert [keras_predictor.card.class_names[i] for i in probabilities.argmax(1)] == expected, fmt
     for fmt in ("tflite-fp32", "tflite-fp16"):
         served = Predictor.load(settings=settings, backend=fmt)
@@ -260,40 +263,40 @@ def test_quantized_tflite_exports_report_their_parity_on_real_photos_honestly(im
     name = settings.default_model
     keras_predictor = Predictor.load(settings=settings)
     card = keras_predictor.card
-    held_out, _ = export.evaluation_data(card, settings, held_out=len(samples))
+    held_out, _ = exporter.evaluation_data(card, settings, held_out=len(samples))
     assert held_out.source == "sample-photos" and len(held_out.images) == len(samples)
     reference = keras_predictor.predict_batch(held_out.images)
-    confident = reference.max(1) >= export.CONFIDENT_SCORE
+    confident = reference.max(1) >= exporter.CONFIDENT_SCORE
     assert confident.sum() >= len(samples) // 2
-    folder = registry.model_dir(name, "1", settings)
-    recorded = export.read_parity(name, "1", settings)["exports"]
+    folder = catalog.model_dir(name, "1", settings)
+    recorded = exports.read_parity(name, "1", settings)["exports"]
     for fmt in ("tflite-dynamic", "tflite-int8"):
         result = results[fmt]
-        assert result.status in (export.STATUS_OK, export.STATUS_DIVERGING), (fmt, result.reason)
+        assert result.status in (exports.STATUS_OK, exports.STATUS_DIVERGING), (fmt, result.reason)
         assert {k: recorded[fmt][k] for k in ("status", "reason", "top1_agreement", "confident_top1_agreement")} == {
             "status": result.status, "reason": result.reason, "top1_agreement": result.top1_agreement,
             "confident_top1_agreement": result.confident_top1_agreement}
         assert fmt in result.summary() and result.status in result.summary()
         # Its runtime runs it (the backend class serving uses) and the figures are recomputed from its output.
-        probabilities = backends.open_backend(fmt, folder / result.path, card).predict_batch(held_out.images)
+        probabilities = runtimes.open_backend(fmt, folder / result.path, card).predict_batch(held_out.images)
         assert probabilities.shape == reference.shape and np.isfinite(probabilities).all()
         agrees = reference.argmax(1) == probabilities.argmax(1)
         assert result.top1_agreement == pytest.approx(agrees.mean(), abs=1e-4), fmt
         assert result.confident_images == confident.sum()
         assert result.confident_top1_agreement == pytest.approx(agrees[confident].mean(), abs=1e-4), fmt
         assert result.max_prob_diff == pytest.approx(np.abs(reference - probabilities).max(), abs=1e-5), fmt
-        status, reason = export.judge(export.parity_figures(reference, probabilities), card.num_classes)
+        status, reason = exporter.judge(exporter.parity_figures(reference, probabilities), card.num_classes)
         assert (result.status, result.reason) == (status, reason), fmt
         if result.ok:
-            served = backends.load_backend(name, "1", fmt, settings).predict_batch(held_out.images)
+            served = runtimes.load_backend(name, "1", fmt, settings).predict_batch(held_out.images)
             np.testing.assert_array_equal(served.argmax(1), probabilities.argmax(1), err_msg=fmt)
-            assert fmt in backends.serving_choices(name, "1", settings)
+            assert fmt in exports.serving_choices(name, "1", settings)
         else:
             assert "below" in result.reason
-            assert fmt not in backends.serving_choices(name, "1", settings)
-            for refused in (lambda: backends.load_backend(name, "1", fmt, settings),
+            assert fmt not in exports.serving_choices(name, "1", settings)
+            for refused in (lambda: runtimes.load_backend(name, "1", fmt, settings),
                             lambda: Predictor.load(settings=settings, backend=fmt),
-                            lambda: backends.set_serving_backend(name, "1", fmt, settings)):
-                with pytest.raises(export.ExportError, match="diverging"):
+                            lambda: exports.set_serving_backend(name, "1", fmt, settings)):
+                with pytest.raises(exports.ExportError, match="diverging"):
                     refused()
     assert results["tflite-dynamic"].confident_top1_agreement == 1.0

@@ -57,15 +57,15 @@ def image_bytes(seed: int, fmt: str = "PNG", size=(40, 30)) -> bytes:
 
 
 def fresh_settings(tiny_settings, root, **overrides):
-    from imgrec import registry
+    from imgrec.registry import catalog
 
     settings = make_settings(root, models_dir=tiny_settings.models_dir, **overrides)
-    registry.set_active_model("tiny-cnn", "1", settings)
+    catalog.set_active_model("tiny-cnn", "1", settings)
     return settings
 
 
 def table_counts(settings) -> dict:
-    from imgrec.store import Store
+    from imgrec.predlog.store import Store
 
     with Store(settings.database_url_resolved.replace("?mode=ro&uri=true", "").replace("file:", "")) as store:
         with store.engine.connect() as connection:
@@ -90,7 +90,7 @@ def api(tiny_settings):
     """An in-process API (the real app, lifespan and batcher included) for settings given later."""
     from fastapi.testclient import TestClient
 
-    from imgrec.api import create_app
+    from imgrec.api.app import create_app
 
     clients = []
 
@@ -110,7 +110,7 @@ def post_image(client, data: bytes, name: str = "x.png"):
 
 
 def test_read_only_database_under_the_api_answers_with_a_warning_and_writes_nothing(api, tiny_settings, tmp_path):
-    from imgrec.store import open_store
+    from imgrec.predlog.store import open_store
 
     writable = fresh_settings(tiny_settings, tmp_path)
     with open_store(writable) as store:  # create and migrate the file first
@@ -137,7 +137,7 @@ def test_read_only_database_under_the_api_answers_with_a_warning_and_writes_noth
 def test_full_database_under_the_api_answers_with_a_warning_and_leaves_nothing_half_written(
     api, tiny_settings, tmp_path, monkeypatch
 ):
-    import imgrec.store as store_module
+    import imgrec.predlog.store as store_module
 
     settings = fresh_settings(tiny_settings, tmp_path, keep_uploads=True)
     with store_module.open_store(settings) as store:
@@ -201,10 +201,10 @@ def bad_models(tiny_settings, tmp_path):
     # A matching checksum: the file is what its card says; only its content (a Lambda) is unsafe.
     card["files"] = {"model.keras": hashlib.sha256((lam / "model.keras").read_bytes()).hexdigest()}
     (lam / "card.json").write_text(json.dumps(card))
-    from imgrec import registry
+    from imgrec.registry import catalog
 
     settings = make_settings(tmp_path, models_dir=models_dir, admin_token=TOKEN)
-    registry.set_active_model("tiny-cnn", "1", settings)
+    catalog.set_active_model("tiny-cnn", "1", settings)
     return settings
 
 
@@ -235,7 +235,7 @@ def test_two_app_sessions_and_the_api_write_one_database_at_once(monkeypatch, ti
     from tests.test_api import Server
 
     settings = fresh_settings(tiny_settings, tmp_path)
-    from imgrec.store import open_store
+    from imgrec.predlog.store import open_store
 
     with open_store(settings) as store:
         assert store.count_predictions() == 0

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgrec.config import PROJECT_ROOT
+from imgrec.core.settings import PROJECT_ROOT
 from tests.browser import settings_env
 from tests.conftest import make_settings
 from tests.hostile_inputs import APP_REFUSED_NAMES, CASES, EXIF_UPRIGHT_SHAPE, FACES, SVG, UPLOAD_LIMIT, Case
@@ -49,12 +49,12 @@ def _files(root: Path) -> set[Path]:
 @pytest.fixture(scope="module")
 def world(tiny_settings, tmp_path_factory):
     """Case files on disk, the settings every face uses, and a snapshot of the tree before any face ran."""
-    from imgrec import registry
+    from imgrec.registry import catalog
 
     root = tmp_path_factory.mktemp("hostile")
     settings = make_settings(root, models_dir=tiny_settings.models_dir, max_upload_bytes=UPLOAD_LIMIT,
                              keep_uploads=True)
-    registry.set_active_model("tiny-cnn", "1", settings)
+    catalog.set_active_model("tiny-cnn", "1", settings)
     cases_dir = root / "cases"
     data = {case.name: case.make() for case in CASES}
     paths = {}
@@ -268,7 +268,7 @@ def test_files_land_only_under_uploads_with_hash_names(observed, world):
 def test_log_holds_one_row_per_accepted_prediction_per_face(observed, world):
     import sqlalchemy as sa
 
-    from imgrec.store import open_store, predictions_table
+    from imgrec.predlog.store import open_store, predictions_table
 
     with open_store(world["settings"]) as store, store.engine.connect() as connection:
         rows = dict(connection.execute(
@@ -284,8 +284,8 @@ def test_log_holds_one_row_per_accepted_prediction_per_face(observed, world):
 
 
 def test_exif_rotated_image_is_upright_for_prediction_and_gradcam(observed, world, tiny_predictor):
-    from imgrec import explain
-    from imgrec.images import decode_image
+    from imgrec.explain import cam, render
+    from imgrec.core.images import decode_image
 
     data = world["data"]["exif_rotated_jpeg"]
     decoded = decode_image(data)
@@ -300,8 +300,8 @@ def test_exif_rotated_image_is_upright_for_prediction_and_gradcam(observed, worl
             [p["score"] for p in got], [p.score for p in reference], atol=1e-4)
     app_obs = observed["app"]["exif_rotated_jpeg"]
     faces_ok["app"] = tuple(app_obs["shape"][:2]) == EXIF_UPRIGHT_SHAPE
-    heatmap = explain.gradcam(tiny_predictor, decoded.pixels)
-    blended = explain.overlay(decoded.pixels, heatmap.values)
+    heatmap = cam.gradcam(tiny_predictor, decoded.pixels)
+    blended = render.overlay(decoded.pixels, heatmap.values)
     gradcam_ok = heatmap.shape == EXIF_UPRIGHT_SHAPE and blended.shape[:2] == EXIF_UPRIGHT_SHAPE
     app_key = observed["app"]["_process"]["keys"]["rotated.jpg"]
     app_heatmap_ok = tuple(observed["app"]["_process"]["heatmaps"].get(app_key, ())) == EXIF_UPRIGHT_SHAPE

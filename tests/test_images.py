@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgrec.errors import ImageError
-from imgrec.images import ACCEPTED, decode_image, resize
+from imgrec.core.errors import ImageError
+from imgrec.core.images import ACCEPTED, decode_image, resize
 from tests.hostile_inputs import encode, gradient, png_bomb
 
 

@@ -1,11 +1,11 @@
 """Heavy converters and runtimes load on first use, never at import: each module in a fresh interpreter.
 
 What each module promises:
-- ``imgrec.export``: tf2onnx, onnxruntime, ai_edge_litert and TensorFlow are imported inside functions
+- ``imgrec.export.exporter``: tf2onnx, onnxruntime, ai_edge_litert and TensorFlow are imported inside functions
   only, "so the app and CLI can read reports cheaply";
-- ``imgrec.cli``: imports ``imgrec.export`` at module level, so the same promise covers it;
-- ``imgrec.api``: "Importing this module loads neither TensorFlow nor the database layer";
-- ``imgrec.backends``: opens each runtime inside its backend class; its docstring says nothing about
+- ``imgrec.cli.main``: imports ``imgrec.export.exporter`` at module level, so the same promise covers it;
+- ``imgrec.api.app``: "Importing this module loads neither TensorFlow nor the database layer";
+- ``imgrec.inference.runtimes``: opens each runtime inside its backend class; its docstring says nothing about
   TensorFlow at import, so only the three export runtimes are checked there.
 """
 
@@ -18,15 +18,15 @@ import sys
 
 import pytest
 
-from imgrec.config import PROJECT_ROOT
+from imgrec.core.settings import PROJECT_ROOT
 
 RUNTIMES = ("tf2onnx", "onnxruntime", "ai_edge_litert")
 
 PROMISES = {
-    "imgrec.export": RUNTIMES + ("tensorflow",),
-    "imgrec.backends": RUNTIMES,
-    "imgrec.cli": RUNTIMES + ("tensorflow",),
-    "imgrec.api": RUNTIMES + ("tensorflow",),
+    "imgrec.export.exporter": RUNTIMES + ("tensorflow",),
+    "imgrec.inference.runtimes": RUNTIMES,
+    "imgrec.cli.main": RUNTIMES + ("tensorflow",),
+    "imgrec.api.app": RUNTIMES + ("tensorflow",),
 }
 
 
@@ -49,7 +49,7 @@ def test_importing_loads_no_converter_or_runtime(module):
 def test_validating_a_run_config_loads_no_tensorflow():
     """Queuing a run (CLI --detach, the Train form) checks its config without building any model."""
     code = (
-        "import json, sys; from imgrec.train import RunConfig; "
+        "import json, sys; from imgrec.training.trainer import RunConfig; "
         "RunConfig(name='x', dataset='cifar10', backbone='resnet50').validate(); "
         "print(json.dumps(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)))"
     )

@@ -7,10 +7,10 @@ import io
 import pandas as pd
 import pytest
 
-from imgrec import stats
-from imgrec.errors import StoreError
-from imgrec.log_export import export_predictions, write_predictions
-from imgrec.store import Store
+from imgrec.predlog import stats
+from imgrec.core.errors import StoreError
+from imgrec.predlog.tabular import export_predictions, write_predictions
+from imgrec.predlog.store import Store
 from tests.store_fixtures import make_record
 
 

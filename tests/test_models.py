@@ -8,11 +8,12 @@ import keras
 import numpy as np
 import pytest
 
-from imgrec import registry
-from imgrec.backbones import BACKBONES
-from imgrec.card import CARD_FILE, MODEL_FILE, ModelCard, sha256_file
-from imgrec.errors import ModelError
-from imgrec.models import Preprocess, build_model
+from imgrec.registry import catalog
+from imgrec.modeling.backbones import BACKBONES
+from imgrec.registry.card import CARD_FILE, MODEL_FILE, ModelCard
+from imgrec.core.files import sha256_file
+from imgrec.core.errors import ModelError
+from imgrec.modeling.build import Preprocess, build_model
 from tests.conftest import TINY_SIZE, build_tiny_model, tiny_card
 
 
@@ -38,14 +39,14 @@ def test_card_errors_say_what_is_wrong(tmp_path):
 
 def test_saved_model_reloads_and_predicts_the_same(settings, rng):
     model = build_tiny_model()
-    card = registry.save_model(model, tiny_card(), settings)
-    assert card.version == "1" and card.files[MODEL_FILE] == sha256_file(registry.model_dir("tiny-cnn", "1", settings) / MODEL_FILE)
-    reloaded, loaded_card = registry.load_model("tiny-cnn", "1", settings)
+    card = catalog.save_model(model, tiny_card(), settings)
+    assert card.version == "1" and card.files[MODEL_FILE] == sha256_file(catalog.model_dir("tiny-cnn", "1", settings) / MODEL_FILE)
+    reloaded, loaded_card = catalog.load_model("tiny-cnn", "1", settings)
     assert loaded_card == card
     batch = rng.integers(0, 256, (4, *TINY_SIZE, 3)).astype("uint8")
     np.testing.assert_allclose(reloaded(batch), model(batch), atol=1e-6)
-    assert registry.save_model(model, tiny_card(), settings).version == "2"
-    assert registry.versions("tiny-cnn", settings) == ["1", "2"]
+    assert catalog.save_model(model, tiny_card(), settings).version == "2"
+    assert catalog.versions("tiny-cnn", settings) == ["1", "2"]
 
 
 def test_a_version_saved_meanwhile_by_another_process_is_refused_cleanly(settings, monkeypatch):
@@ -60,46 +61,46 @@ def test_a_version_saved_meanwhile_by_another_process_is_refused_cleanly(setting
             (folder / "1" / CARD_FILE).write_text("{}")
         return real_mkdtemp(**kwargs)
 
-    monkeypatch.setattr(registry.tempfile, "mkdtemp", mkdtemp_while_another_process_saves_version_1)
+    monkeypatch.setattr(catalog.tempfile, "mkdtemp", mkdtemp_while_another_process_saves_version_1)
     with pytest.raises(ModelError, match="Model tiny-cnn@1 already exists. Expected a new version."):
-        registry.save_model(build_tiny_model(), tiny_card(), settings)
+        catalog.save_model(build_tiny_model(), tiny_card(), settings)
     assert [p.name for p in folder.iterdir()] == ["1"]  # ours cleaned up, theirs untouched
     assert [p.name for p in (folder / "1").iterdir()] == [CARD_FILE]
 
 
 def test_saving_refuses_a_card_that_does_not_match(settings):
     with pytest.raises(ModelError, match="has 3 outputs, but its card lists 4 class names"):
-        registry.save_model(build_tiny_model(), tiny_card().with_updates(class_names=("a", "b", "c", "d")), settings)
+        catalog.save_model(build_tiny_model(), tiny_card().with_updates(class_names=("a", "b", "c", "d")), settings)
     with pytest.raises(ModelError, match=r"takes input \(32, 32, 3\), but its card says \(64, 64, 3\)"):
-        registry.save_model(build_tiny_model(), tiny_card().with_updates(input_size=(64, 64)), settings)
+        catalog.save_model(build_tiny_model(), tiny_card().with_updates(input_size=(64, 64)), settings)
     assert not (settings.models_dir / "tiny-cnn").exists()  # refused before anything is written
 
 
 def test_loading_refuses_a_card_edited_to_mismatch(settings):
-    registry.save_model(build_tiny_model(), tiny_card(), settings)
-    folder = registry.model_dir("tiny-cnn", "1", settings)
+    catalog.save_model(build_tiny_model(), tiny_card(), settings)
+    folder = catalog.model_dir("tiny-cnn", "1", settings)
     data = json.loads((folder / CARD_FILE).read_text())
     data["class_names"].append("fish")
     (folder / CARD_FILE).write_text(json.dumps(data))
     with pytest.raises(ModelError, match="has 3 outputs, but its card lists 4 class names"):
-        registry.load_model("tiny-cnn", "1", settings)
+        catalog.load_model("tiny-cnn", "1", settings)
 
 
 def test_truncated_model_file_is_refused_by_checksum(settings):
-    registry.save_model(build_tiny_model(), tiny_card(), settings)
-    path = registry.model_dir("tiny-cnn", "1", settings) / MODEL_FILE
+    catalog.save_model(build_tiny_model(), tiny_card(), settings)
+    path = catalog.model_dir("tiny-cnn", "1", settings) / MODEL_FILE
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(ModelError, match="corrupt or was replaced"):
-        registry.load_model("tiny-cnn", "1", settings)
+        catalog.load_model("tiny-cnn", "1", settings)
 
 
 def test_corrupt_model_with_matching_checksum_gives_a_clear_error(settings):
-    card = registry.save_model(build_tiny_model(), tiny_card(), settings)
-    folder = registry.model_dir("tiny-cnn", "1", settings)
+    card = catalog.save_model(build_tiny_model(), tiny_card(), settings)
+    folder = catalog.model_dir("tiny-cnn", "1", settings)
     (folder / MODEL_FILE).write_bytes(b"this is not a keras archive")
     card.with_updates(files={MODEL_FILE: sha256_file(folder / MODEL_FILE)}).save(folder)
     with pytest.raises(ModelError, match="Could not load model tiny-cnn@1"):
-        registry.load_model("tiny-cnn", "1", settings)
+        catalog.load_model("tiny-cnn", "1", settings)
 
 
 def test_lambda_layer_is_refused_by_safe_mode(settings):
@@ -107,32 +108,32 @@ def test_lambda_layer_is_refused_by_safe_mode(settings):
     x = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(3, activation="softmax")(x)
-    registry.save_model(keras.Model(inputs, outputs), tiny_card("lambda-model"), settings)
+    catalog.save_model(keras.Model(inputs, outputs), tiny_card("lambda-model"), settings)
     with pytest.raises(ModelError, match="(?i)lambda"):
-        registry.load_model("lambda-model", "1", settings)
+        catalog.load_model("lambda-model", "1", settings)
 
 
 def test_resolve_names_what_exists(settings):
-    registry.save_model(build_tiny_model(), tiny_card(), settings)
+    catalog.save_model(build_tiny_model(), tiny_card(), settings)
     with pytest.raises(ModelError, match="No model named 'nope'. Available models: tiny-cnn"):
-        registry.resolve("nope", None, settings)
+        catalog.resolve("nope", None, settings)
     with pytest.raises(ModelError, match="has no version '9'. Available versions: 1"):
-        registry.resolve("tiny-cnn", "9", settings)
+        catalog.resolve("tiny-cnn", "9", settings)
 
 
 def test_active_model_marker(settings):
     # No marker: the default model, which does not exist in this empty models dir.
-    assert registry.active_model(settings) == (settings.default_model, None)
-    registry.save_model(build_tiny_model(), tiny_card(), settings)
-    registry.save_model(build_tiny_model(), tiny_card(), settings)
-    assert registry.set_active_model("tiny-cnn", "1", settings) == ("tiny-cnn", "1")
-    assert registry.resolve(settings=settings) == ("tiny-cnn", "1")
+    assert catalog.active_model(settings) == (settings.default_model, None)
+    catalog.save_model(build_tiny_model(), tiny_card(), settings)
+    catalog.save_model(build_tiny_model(), tiny_card(), settings)
+    assert catalog.set_active_model("tiny-cnn", "1", settings) == ("tiny-cnn", "1")
+    assert catalog.resolve(settings=settings) == ("tiny-cnn", "1")
     with pytest.raises(ModelError, match="is the active model"):
-        registry.delete_version("tiny-cnn", "1", settings)
-    registry.delete_version("tiny-cnn", "2", settings)
-    assert registry.versions("tiny-cnn", settings) == ["1"]
+        catalog.delete_version("tiny-cnn", "1", settings)
+    catalog.delete_version("tiny-cnn", "2", settings)
+    assert catalog.versions("tiny-cnn", settings) == ["1"]
     settings.active_model_file.write_text("garbage")
-    assert registry.active_model(settings) == (settings.default_model, None)
+    assert catalog.active_model(settings) == (settings.default_model, None)
 
 
 @pytest.mark.parametrize("mode, pixel, expected", [
@@ -174,8 +175,8 @@ def test_every_backbone_builds_saves_and_reloads(backbone, settings, rng):
         name=f"t-{backbone}", version="", backbone=backbone, input_size=(32, 32),
         preprocessing=BACKBONES[backbone].preprocessing, class_names=("a", "b", "c", "d"), dataset="none",
     )
-    registry.save_model(model, card, settings)
-    reloaded, _ = registry.load_model(card.name, None, settings)
+    catalog.save_model(model, card, settings)
+    reloaded, _ = catalog.load_model(card.name, None, settings)
     batch = rng.integers(0, 256, (2, 32, 32, 3)).astype("uint8")
     np.testing.assert_allclose(reloaded(batch), model(batch), atol=1e-5)
     assert model.output_shape == (None, 4)

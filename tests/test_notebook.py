@@ -5,8 +5,9 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from imgrec import runs, train
-from imgrec.config import PROJECT_ROOT
+from imgrec.training import runs
+from imgrec.training import trainer
+from imgrec.core.settings import PROJECT_ROOT
 from tests.conftest import make_settings
 from tests.test_data import make_image_folder
 from tests.test_train import tiny_config
@@ -20,7 +21,7 @@ def test_explore_model_notebook_executes(tmp_path, monkeypatch):
 
     settings = make_settings(tmp_path)
     folder = make_image_folder(tmp_path / "ds", per_class=10)
-    run = train.train(tiny_config(folder, name="nb-model", epochs=1), settings)
+    run = trainer.train(tiny_config(folder, name="nb-model", epochs=1), settings)
     assert run.state == runs.COMPLETED, run.log_tail()
     monkeypatch.setenv("IMGREC_NOTEBOOK_MODEL_DIR", str(settings.models_dir / "nb-model" / "1"))
     monkeypatch.setenv("IMGREC_NOTEBOOK_LIMIT", "0")

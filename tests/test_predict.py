@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from imgrec.images import decode_image
-from imgrec.predict import MAX_BATCH
+from imgrec.core.images import decode_image
+from imgrec.inference.runtimes import MAX_BATCH
 
 CLEAR_PHOTOS = {
     "cat.jpg": {"Egyptian cat", "tabby", "tiger cat"},

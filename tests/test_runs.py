@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from imgrec import runs
-from imgrec.store import open_store
-from imgrec.train import RunConfig
+from imgrec.training import runs
+from imgrec.predlog.store import open_store
+from imgrec.training.config import RunConfig
 from tests.conftest import make_settings
 from tests.test_data import make_image_folder
 
@@ -37,7 +37,7 @@ def test_a_database_that_is_down_never_stops_a_run_and_is_not_retried_at_once(tm
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the database folder should be")
     settings = make_settings(tmp_path, database_url=f"sqlite:///{blocker}/imgrec.db")
-    with caplog.at_level(logging.WARNING, logger="imgrec.runs"):
+    with caplog.at_level(logging.WARNING, logger="imgrec.training.runs"):
         run = runs.create_run(tiny_run_config(make_image_folder(tmp_path / "ds", per_class=2)), settings)
         for epoch in range(1, 4):
             run.update_status(epoch=epoch)

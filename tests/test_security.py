@@ -13,7 +13,7 @@ import tomllib
 
 import pytest
 
-from imgrec.config import MB, PROJECT_ROOT, Settings
+from imgrec.core.settings import MB, PROJECT_ROOT, Settings
 from tests.reliability_report import Recorder
 
 REFERENCES = (
@@ -60,7 +60,7 @@ def test_streamlit_config_keeps_xsrf_on_and_error_details_hidden():
 
 
 def test_upload_limits_agree_across_faces():
-    from imgrec.api import BODY_OVERHEAD_BYTES, BodyLimitMiddleware, create_app
+    from imgrec.api.app import BODY_OVERHEAD_BYTES, BodyLimitMiddleware, create_app
 
     settings = Settings()
     config_mb = tomllib.loads(CONFIG.read_text())["server"]["maxUploadSize"]
@@ -157,8 +157,8 @@ def test_keras_models_load_with_safe_mode_on():
 
 # SQL text built with f-strings must hold only constants from our own code.
 ALLOWED_FORMATTED_SQL = {
-    "imgrec/store.py": {"PRAGMA busy_timeout"},
-    "imgrec/migrations/versions/0002_feedback_and_review_indexes.py": {"UPDATE predictions SET created_day"},
+    "imgrec/predlog/store.py": {"PRAGMA busy_timeout"},
+    "imgrec/predlog/migrations/versions/0002_feedback_and_review_indexes.py": {"UPDATE predictions SET created_day"},
 }
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from imgrec import stats
-from imgrec.errors import StoreError
-from imgrec.store import (
+from imgrec.predlog import stats
+from imgrec.core.errors import StoreError
+from imgrec.predlog.store import (
     PredictionRecord,
     Store,
     alembic_config,
@@ -281,7 +281,7 @@ def test_read_only_database_file_gives_a_clear_warning_and_keeps_the_prediction(
         with pytest.raises(StoreError, match="the database file is read-only"):
             read_only.log_prediction(make_record("after"))
 
-        caplog.set_level(logging.WARNING, logger="imgrec.store")
+        caplog.set_level(logging.WARNING, logger="imgrec.predlog.store")
         prediction_id, warning = read_only.log_prediction_safely(make_record("after"))
         assert prediction_id is None
         assert warning == f"Prediction not logged: the database file is read-only ({path})."

@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from imgrec import stats
-from imgrec.errors import StoreError
-from imgrec.store import Store
+from imgrec.predlog import stats
+from imgrec.core.errors import StoreError
+from imgrec.predlog.store import Store
 from tests.store_fixtures import BASE_TIME, make_record
 
 pytest_plugins = ["tests.store_fixtures"]  # postgres_cluster, postgres_url
@@ -106,7 +106,7 @@ def test_a_read_only_server_gives_a_clear_warning_and_keeps_the_prediction(postg
     Store(postgres_url).close()  # migrate while writable
     read_only_url = postgres_url + "&options=-c%20default_transaction_read_only%3Don"
     with Store(read_only_url) as store:
-        caplog.set_level(logging.WARNING, logger="imgrec.store")
+        caplog.set_level(logging.WARNING, logger="imgrec.predlog.store")
         prediction_id, warning = store.log_prediction_safely(make_record())
         assert prediction_id is None
         assert warning.startswith("Prediction not logged: the database server is read-only (postgresql+psycopg://")

@@ -11,8 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from imgrec import registry, runs, train
-from imgrec.train import ConfigError, RunConfig
+from imgrec.registry import catalog
+from imgrec.training import runs
+from imgrec.training import trainer
+from imgrec.training.config import ConfigError, RunConfig
 from tests.conftest import make_settings
 from tests.test_data import make_image_folder
 
@@ -50,47 +52,47 @@ def test_run_config_from_yaml_and_validation(tmp_path):
 
 
 def test_class_weights_from_counts():
-    weights = train.class_weights_from_counts([30, 10, 0, 20])
+    weights = trainer.class_weights_from_counts([30, 10, 0, 20])
     assert weights[1] == pytest.approx(2.0) and weights[0] == pytest.approx(2 / 3) and weights[2] == 0.0
 
 
 def test_fine_tune_keeps_batch_norm_frozen_and_cuts_at_a_block_boundary():
-    from imgrec.models import build_model
+    from imgrec.modeling.build import build_model
 
     model = build_model("mobilenet_v2", 3, (32, 32), weights=None)
     backbone = model.get_layer("backbone")
-    assert train.set_trainable(backbone, 0) == 0 and not backbone.trainable
-    count = train.set_trainable(backbone, 20)
+    assert trainer.set_trainable(backbone, 0) == 0 and not backbone.trainable
+    count = trainer.set_trainable(backbone, 20)
     assert 0 < count < 20
     assert not any(layer.trainable for layer in backbone.layers if "BN" in layer.name or "_bn" in layer.name)
-    assert train.cut_layer(backbone, 38) == "block_13_expand"
+    assert trainer.cut_layer(backbone, 38) == "block_13_expand"
 
 
 @pytest.mark.slow
 def test_end_to_end_transfer_run_registers_a_working_model(tmp_path, monkeypatch, capsys):
     """MobileNetV2 head + fine-tune phases on cached activations (flip views) -> card, report, curves."""
-    from imgrec import cli
-    from imgrec.config import get_settings
-    from imgrec.predict import Predictor
+    from imgrec.cli import main
+    from imgrec.core.settings import get_settings
+    from imgrec.inference.predictor import Predictor
 
     settings = make_settings(tmp_path)
     folder = make_image_folder(tmp_path / "ds", per_class=10, size=32)
     config = tiny_config(folder, name="tiny-mnv2", backbone="mobilenet_v2", image_size=32, epochs=2,
                          fine_tune_epochs=1, fine_tune_layers=38, augment={"flip": True}, label_smoothing=0.1,
                          class_weights=True)
-    run = train.train(config, settings)
+    run = trainer.train(config, settings)
     status = run.status()
     assert status["state"] == runs.COMPLETED, run.log_tail()
     assert [r["epoch"] for r in run.metrics()] == [1, 2, 3]
     assert [r["phase"] for r in run.metrics()] == ["head", "head", "fine_tune"]
     assert "Computing train features below 'block_13_expand' (identity+flip)" in run.log_path.read_text()
     assert not (run.dir / "features").exists()  # removed once the run completed
-    card = registry.load_card("tiny-mnv2", "1", settings)
+    card = catalog.load_card("tiny-mnv2", "1", settings)
     assert card.class_names == ("blue", "green", "red") and card.input_size == (32, 32)
     assert card.preprocessing == "mobilenet_v2"
     for key in ("accuracy", "top3_accuracy", "macro_f1", "ece", "temperature", "train_seconds", "wall_seconds", "val_accuracy"):
         assert key in card.metrics
-    folder_out = registry.model_dir("tiny-mnv2", "1", settings)
+    folder_out = catalog.model_dir("tiny-mnv2", "1", settings)
     for name in ("report.json", "history.jsonl", "curves.png"):
         assert (folder_out / name).stat().st_size > 0
     report = json.loads((folder_out / "report.json").read_text())
@@ -103,7 +105,7 @@ def test_end_to_end_transfer_run_registers_a_working_model(tmp_path, monkeypatch
         monkeypatch.setenv(name, str(value))
     get_settings.cache_clear()
     try:
-        assert cli.main(["evaluate", "tiny-mnv2@1", "--dataset", str(folder), "--split", "test"]) == 0
+        assert main.main(["evaluate", "tiny-mnv2@1", "--dataset", str(folder), "--split", "test"]) == 0
         printed = capsys.readouterr().out
         assert "confusion matrix (rows: true class" in printed and "reliability (ECE" in printed
     finally:
@@ -124,27 +126,29 @@ def test_missing_imagenet_weights_fall_back_to_random_with_a_visible_warning(tmp
     monkeypatch.setattr(keras.applications, "MobileNetV2", offline_mobilenet_v2)
     settings = make_settings(tmp_path)
     folder = make_image_folder(tmp_path / "ds", per_class=6, size=32)
-    run = train.train(tiny_config(folder, name="offline", backbone="mobilenet_v2", weights="imagenet",
+    run = trainer.train(tiny_config(folder, name="offline", backbone="mobilenet_v2", weights="imagenet",
                                   image_size=32, epochs=1), settings)
     status = run.status()
     assert status["state"] == runs.COMPLETED, run.log_tail()
     assert "No ImageNet weights for mobilenet_v2 (OSError: URL fetch failure" in status["warning"]
     assert "starts from random initialisation" in run.log_path.read_text()
-    assert "starts from random initialisation" in registry.load_card("offline", "1", settings).description
+    assert "starts from random initialisation" in catalog.load_card("offline", "1", settings).description
 
 
 @pytest.mark.slow
 def test_report_indices_point_at_the_same_images_when_the_split_is_rebuilt(tmp_path):
     """The gallery and `evaluate` rebuild a run's split from its saved config; a per-class limit included."""
-    from imgrec.card import TRAINING_REPORT
-    from imgrec.data import load_dataset
-    from imgrec.evaluate import EvaluationReport, dataset_split_args, training_config
-    from imgrec.predict import Predictor
+    from imgrec.registry.card import TRAINING_REPORT
+    from imgrec.datasets.loading import load_dataset
+    from imgrec.training.evaluation import EvaluationReport
+    from imgrec.datasets.loading import dataset_split_args
+    from imgrec.registry.catalog import training_config
+    from imgrec.inference.predictor import Predictor
 
     settings = make_settings(tmp_path)
     folder = make_image_folder(tmp_path / "ds", per_class=40)  # 6 test images per class, 3 kept
-    train.train(tiny_config(folder, name="limited", epochs=1, learning_rate=1e-6, limit_per_class=3), settings)
-    report = EvaluationReport.load(registry.model_dir("limited", "1", settings) / TRAINING_REPORT)
+    trainer.train(tiny_config(folder, name="limited", epochs=1, learning_rate=1e-6, limit_per_class=3), settings)
+    report = EvaluationReport.load(catalog.model_dir("limited", "1", settings) / TRAINING_REPORT)
     config = training_config("limited", "1", settings)
     assert config["limit_per_class"] == 3
     split = load_dataset(config["dataset"], settings, min_per_class=1, **dataset_split_args(config)).splits[report.split]
@@ -183,20 +187,20 @@ def test_the_optimizer_state_survives_a_resume_and_refuses_a_mismatch(tmp_path):
     x, y = rng.normal(size=(32, 4)), np.eye(3)[rng.integers(0, 3, 32)]
     trained = _compiled_tiny_classifier(seed=0)
     trained.fit(x, y, batch_size=8, epochs=2, verbose=0)  # 8 Adam steps
-    path = tmp_path / train.OPTIMIZER_CHECKPOINT
-    train.save_optimizer(trained, path, "head", epoch=2)
+    path = tmp_path / trainer.OPTIMIZER_CHECKPOINT
+    trainer.save_optimizer(trained, path, "head", epoch=2)
 
     resumed = _compiled_tiny_classifier(seed=1)
-    assert train.restore_optimizer(resumed, path, "head", epoch=2) == 8
+    assert trainer.restore_optimizer(resumed, path, "head", epoch=2) == 8
     for saved, restored in zip(trained.optimizer.variables, resumed.optimizer.variables):
         np.testing.assert_array_equal(np.asarray(saved), np.asarray(restored))
     assert np.abs(np.asarray(resumed.optimizer.variables[-1])).sum() > 0  # real moments, not zeros
 
     # Another phase, another epoch or another architecture: nothing is loaded.
-    assert train.restore_optimizer(_compiled_tiny_classifier(seed=1), path, "fine_tune", epoch=2) is None
-    assert train.restore_optimizer(_compiled_tiny_classifier(seed=1), path, "head", epoch=3) is None
+    assert trainer.restore_optimizer(_compiled_tiny_classifier(seed=1), path, "fine_tune", epoch=2) is None
+    assert trainer.restore_optimizer(_compiled_tiny_classifier(seed=1), path, "head", epoch=3) is None
     other = _compiled_tiny_classifier(seed=1, units=5)
-    assert train.restore_optimizer(other, path, "head", epoch=2) is None
+    assert trainer.restore_optimizer(other, path, "head", epoch=2) is None
     assert int(other.optimizer.iterations) == 0
 
 
@@ -212,22 +216,22 @@ def test_cancel_stops_at_a_safe_point_and_a_resume_finishes_the_run(tmp_path):
 
     watcher = threading.Thread(target=cancel_after_first_epoch)
     watcher.start()
-    status = train.execute_run(run, settings)
+    status = trainer.execute_run(run, settings)
     watcher.join()
     assert status["state"] == runs.CANCELLED
     done = run.training_state()["epoch"]
     assert 1 <= done < 5
     assert (run.checkpoints_dir / "last.weights.h5").exists()
     assert [r["epoch"] for r in run.metrics()] == list(range(1, done + 1))
-    assert registry.versions("tiny", settings) == []
+    assert catalog.versions("tiny", settings) == []
     with pytest.raises(runs.RunError, match="already cancelled"):
         runs.cancel(run.id, settings)
 
     # A cancel is not a kill: the resumed worker (a real process) continues after the last finished epoch.
     resume_and_finish(run, settings, after_epoch=done, total_epochs=5)
     assert not run.cancel_requested()
-    assert run.status()["resumes"] == 1 and registry.versions("tiny", settings) == ["1"]
-    assert registry.load_card("tiny", "1", settings).metrics["epochs_trained"] == 5
+    assert run.status()["resumes"] == 1 and catalog.versions("tiny", settings) == ["1"]
+    assert catalog.load_card("tiny", "1", settings).metrics["epochs_trained"] == 5
 
 
 @pytest.mark.slow
@@ -245,14 +249,14 @@ def test_early_stopping_ends_the_run_when_val_accuracy_stops_improving(tmp_path)
     for name, wrong in zip(names, names[1:] + names[:1]):  # red images filed as green, and so on
         (source / name).rename(root / "val" / wrong)
     epochs = 8
-    run = train.train(tiny_config(root, name="early", epochs=epochs, early_stopping_patience=1), settings)
+    run = trainer.train(tiny_config(root, name="early", epochs=epochs, early_stopping_patience=1), settings)
     assert run.state == runs.COMPLETED, run.log_tail()
     trained = len(run.metrics())
     assert trained < epochs
     state = run.training_state()
     assert state["epoch"] == trained and state["best_epoch"] == trained - 1  # stopped one epoch after the best
     assert f"Early stopping after epoch {trained}: no better val_accuracy for 1 epochs." in run.log_path.read_text()
-    card = registry.load_card("early", "1", settings)
+    card = catalog.load_card("early", "1", settings)
     assert card.metrics["epochs_trained"] == trained and card.metrics["best_epoch"] == trained - 1
 
 
@@ -267,7 +271,7 @@ def test_sigkill_then_resume_continues_from_the_saved_epoch(tmp_path):
     saved = run.training_state()["epoch"]
     assert 2 <= saved < 6
     resume_and_finish(run, settings, after_epoch=saved, total_epochs=6)
-    assert run.status()["resumes"] == 1 and registry.versions("tiny", settings) == ["1"]
+    assert run.status()["resumes"] == 1 and catalog.versions("tiny", settings) == ["1"]
 
 
 @pytest.mark.slow
@@ -285,8 +289,8 @@ def test_runs_queue_one_at_a_time_and_a_queued_run_cancels(tmp_path):
     assert [r.state for r in (first, second, third)] == [runs.COMPLETED, runs.COMPLETED, runs.CANCELLED]
     assert second.status()["started"] >= first.status()["finished"]
     assert "started" not in third.status() and not third.metrics()
-    assert registry.model_names(settings) == ["first", "second"]
-    model, card = registry.load_model("second", settings=settings)  # focal loss: still loads in safe mode
+    assert catalog.model_names(settings) == ["first", "second"]
+    model, card = catalog.load_model("second", settings=settings)  # focal loss: still loads in safe mode
     assert card.num_classes == 3
     assert (list((second.dir / "tensorboard").rglob("events.out.tfevents*"))
             or "tensorboard package is not installed" in second.log_path.read_text())

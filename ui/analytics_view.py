@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from imgrec import stats
+from imgrec.predlog import stats
 from ui.charts import PRIMARY, SECONDARY
 
 

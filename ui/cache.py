@@ -10,9 +10,9 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner import script_runner
 
-from imgrec import registry
-from imgrec.config import get_settings
-from imgrec.predict import Predictor
+from imgrec.registry import catalog
+from imgrec.core.settings import get_settings
+from imgrec.inference.predictor import Predictor
 
 
 def _clean_up_after_a_run() -> None:
@@ -38,7 +38,7 @@ def predictor(name: str, version: str) -> Predictor:
 
 @st.cache_resource(show_spinner=False)
 def store():
-    from imgrec.store import open_store_for_serving
+    from imgrec.predlog.store import open_store_for_serving
 
     return open_store_for_serving(get_settings())  # once per app process
 
@@ -47,8 +47,8 @@ def store():
 def model_refs() -> list[str]:
     """Every registered model as ``name@version``, the active one first."""
     settings = get_settings()
-    active = registry.active_ref(settings)  # first: it may register the stock default model
-    refs = [card.ref for card in registry.list_cards(settings)]
+    active = catalog.active_ref(settings)  # first: it may register the stock default model
+    refs = [card.ref for card in catalog.list_cards(settings)]
     return sorted(refs, key=lambda ref: ref != active)
 
 
@@ -66,7 +66,7 @@ def thumbnail(stored_path: str) -> str | None:
 
     from PIL import Image
 
-    from imgrec.errors import StoreError
+    from imgrec.core.errors import StoreError
 
     try:
         with Image.open(store().upload_file(stored_path)) as image:
@@ -91,8 +91,8 @@ class FilterOptions:
 
 @st.cache_data(ttl=QUERY_TTL, show_spinner=False)
 def filter_options() -> FilterOptions:
-    from imgrec import stats
-    from imgrec.store import SOURCES
+    from imgrec.predlog import stats
+    from imgrec.predlog.store import SOURCES
 
     models = stats.by_model(store())
     if models.empty:
@@ -111,16 +111,16 @@ def filter_options() -> FilterOptions:
 
 @st.cache_data(ttl=QUERY_TTL, show_spinner=False)
 def summary(filters, threshold: float):
-    from imgrec import stats
+    from imgrec.predlog import stats
 
     return stats.summary(store(), filters, uncertain_threshold=threshold)
 
 
 def _query(name: str):
-    """A cached wrapper of ``imgrec.stats.<name>(store, filters, *args)``."""
+    """A cached wrapper of ``imgrec.predlog.stats.<name>(store, filters, *args)``."""
 
     def run(filters, *args):
-        from imgrec import stats
+        from imgrec.predlog import stats
 
         return getattr(stats, name)(store(), filters, *args)
 
@@ -139,13 +139,13 @@ review_queue = _query("review_queue")
 
 @st.cache_data(ttl=QUERY_TTL, show_spinner="Preparing the export…", max_entries=4)
 def export(filters, fmt: str) -> bytes:
-    from imgrec.log_export import APP_ROW_LIMIT, export_predictions
+    from imgrec.predlog.tabular import APP_ROW_LIMIT, export_predictions
 
     return export_predictions(store(), filters, fmt, max_rows=APP_ROW_LIMIT)
 
 
 @st.cache_data(ttl=QUERY_TTL, show_spinner=False)
 def drift(window_a, window_b, filters):
-    from imgrec import stats
+    from imgrec.predlog import stats
 
     return stats.drift(store(), window_a, window_b, filters)

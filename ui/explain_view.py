@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 import streamlit as st
 
-from imgrec import explain
+from imgrec.explain import cam, faithfulness, layers, render
 from ui import cache
 from ui.charts import curves
 from ui.widgets import forget_other_inputs, show_error
@@ -41,10 +41,10 @@ def sidebar_controls() -> CamControls:
     st.session_state.setdefault(FAITHFULNESS, {})
     st.subheader("Grad-CAM")
     enabled = st.toggle("Show heatmaps", value=True, key="predict.cam_on")
-    method = st.radio("Method", list(explain.METHODS), horizontal=True, key="predict.cam_method",
+    method = st.radio("Method", list(cam.METHODS), horizontal=True, key="predict.cam_method",
                       format_func=METHOD_TITLES.get)
     opacity = st.slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="predict.cam_opacity")
-    colormap = st.selectbox("Colormap", list(explain.COLORMAPS), key="predict.cam_colormap")
+    colormap = st.selectbox("Colormap", list(render.COLORMAPS), key="predict.cam_colormap")
     return CamControls(enabled, method, None, opacity, colormap)
 
 
@@ -54,15 +54,15 @@ def layer_picker(predictor, model_ref: str, controls: CamControls) -> CamControl
     A layer chosen for another model that this one lacks falls back to the automatic layer.
     """
     try:
-        layers = explain.candidate_layers(predictor.model)
+        choices = layers.candidate_layers(predictor.model)
     except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
         show_error(exc)
-        layers = []
+        choices = []
     saved = st.session_state.get(LAYER, AUTO_LAYER)
-    missing = saved not in (AUTO_LAYER, *layers)
+    missing = saved not in (AUTO_LAYER, *choices)
     if missing:
         st.session_state[LAYER] = AUTO_LAYER  # allowed: the widget is not drawn yet in this run
-    layer = st.selectbox("Layer", [AUTO_LAYER, *layers], key=LAYER, disabled=not controls.enabled,
+    layer = st.selectbox("Layer", [AUTO_LAYER, *choices], key=LAYER, disabled=not controls.enabled,
                          help="The layer whose feature maps are explained, for every image.")
     if missing:
         st.caption(f"{model_ref} has no layer {saved}: using the automatic layer.")
@@ -78,7 +78,7 @@ def _heatmap(predictor, model_ref: str, image_key: str, pixels, method: str, lay
     cache_key = (image_key, model_ref, method, layer, target)
     heatmaps = st.session_state[HEATMAPS]
     if cache_key not in heatmaps:
-        heatmaps[cache_key] = explain.gradcam(predictor, pixels, layer=layer, target_class=target, method=method)
+        heatmaps[cache_key] = cam.gradcam(predictor, pixels, layer=layer, target_class=target, method=method)
     return heatmaps[cache_key]
 
 
@@ -97,49 +97,49 @@ def overlay_panel(predictor, model_ref, image_key, item, predictions, controls: 
     labels = [p.label for p in predictions]
     target_label = pick_col.selectbox("Explain class", labels, key=f"predict.cam_target.{image_key}")
     try:
-        cam = _heatmap(predictor, model_ref, image_key, item.image.pixels, controls.method, controls.layer,
+        heatmap = _heatmap(predictor, model_ref, image_key, item.image.pixels, controls.method, controls.layer,
                        _class_index(predictor, target_label))
-        blended = explain.overlay(item.image.pixels, cam.values, alpha=controls.opacity, colormap=controls.colormap)
-        colors = explain.colorize(cam.values, controls.colormap)
-        png = explain.to_png_bytes(blended)
+        blended = render.overlay(item.image.pixels, heatmap.values, alpha=controls.opacity, colormap=controls.colormap)
+        colors = render.colorize(heatmap.values, controls.colormap)
+        png = render.to_png_bytes(blended)
     except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
         with overlay_col:
             show_error(exc)
         return None
-    overlay_col.image(blended, caption=f"{METHOD_TITLES[controls.method]} for “{target_label}” · layer {cam.layer}",
+    overlay_col.image(blended, caption=f"{METHOD_TITLES[controls.method]} for “{target_label}” · layer {heatmap.layer}",
                       width="stretch")
     heatmap_col.image(colors, caption="Heatmap alone", width="stretch")
     download_col.download_button(
         "Download overlay (PNG)", png, file_name="gradcam-overlay.png", mime="image/png",
         key=f"predict.cam_download.{image_key}", icon=":material/download:",
     )
-    return cam
+    return heatmap
 
 
-def details(predictor, model_ref, image_key, item, cam, controls: CamControls, refs) -> None:
+def details(predictor, model_ref, image_key, item, heatmap, controls: CamControls, refs) -> None:
     """Faithfulness and comparisons of the heatmap shown: both computed only when asked for."""
     with st.expander("Explanation details: faithfulness, compare"):
         faith_tab, compare_tab = st.tabs(["Faithfulness", "Compare"])
         with faith_tab:
-            _faithfulness(predictor, model_ref, image_key, item, cam, cam.target_class)
+            _faithfulness(predictor, model_ref, image_key, item, heatmap, heatmap.target_class)
         with compare_tab:
-            _compare(predictor, model_ref, image_key, item, controls, refs, cam.target_class)
+            _compare(predictor, model_ref, image_key, item, controls, refs, heatmap.target_class)
 
 
-def _faithfulness(predictor, model_ref, image_key, item, cam, target) -> None:
+def _faithfulness(predictor, model_ref, image_key, item, heatmap, target) -> None:
     st.caption(
         "Deletion: remove the most important pixels first — a faithful map makes the score fall fast (low AUC). "
         "Insertion: restore them onto a blurred copy — the score should rise fast (high AUC). "
         "A random map is the reference."
     )
-    cache_key = (image_key, model_ref, cam.method, cam.layer, target)
+    cache_key = (image_key, model_ref, heatmap.method, heatmap.layer, target)
     results = st.session_state[FAITHFULNESS]
     if cache_key not in results:
         if not st.button("Compute faithfulness", key=f"predict.faith_button.{image_key}", icon=":material/science:"):
             return
         with st.spinner("Scoring the map…"):
             try:
-                results[cache_key] = explain.deletion_insertion(predictor, item.image.pixels, cam, target)
+                results[cache_key] = faithfulness.deletion_insertion(predictor, item.image.pixels, heatmap, target)
             except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
                 show_error(exc)
                 return
@@ -172,14 +172,14 @@ def _compare(predictor, model_ref, image_key, item, controls, refs, target) -> N
     if choice == "CAM methods":
         try:
             with st.spinner("Computing both maps…"):
-                cams = [_heatmap(predictor, model_ref, image_key, item.image.pixels, method, controls.layer, target)
-                        for method in explain.METHODS]
-                blends = [explain.overlay(item.image.pixels, cam.values, controls.opacity, controls.colormap)
-                          for cam in cams]
+                heatmap_pair = [_heatmap(predictor, model_ref, image_key, item.image.pixels, method, controls.layer, target)
+                        for method in cam.METHODS]
+                blends = [render.overlay(item.image.pixels, heatmap.values, controls.opacity, controls.colormap)
+                          for heatmap in heatmap_pair]
         except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
             show_error(exc)
             return
-        for column, method, blended in zip(st.columns(2), explain.METHODS, blends):
+        for column, method, blended in zip(st.columns(2), cam.METHODS, blends):
             column.image(blended, caption=METHOD_TITLES[method], width="stretch")
         return
     other_refs = [ref for ref in refs if ref != model_ref]
@@ -198,9 +198,9 @@ def _compare(predictor, model_ref, image_key, item, controls, refs, target) -> N
             ):
                 top = model.top_k(probabilities, 3)
                 # Each model's own automatic layer: a layer chosen for this model may not exist in the other.
-                cam = _heatmap(model, ref, image_key, item.image.pixels, controls.method, None,
+                heatmap = _heatmap(model, ref, image_key, item.image.pixels, controls.method, None,
                                _class_index(model, top[0].label))
-                panels.append((ref, top, explain.overlay(item.image.pixels, cam.values, controls.opacity,
+                panels.append((ref, top, render.overlay(item.image.pixels, heatmap.values, controls.opacity,
                                                          controls.colormap)))
     except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
         show_error(exc)

@@ -1,7 +1,7 @@
 """Display pieces of the Models page: the overview, a card, the parity table, comparisons, downloads.
 
-Presentation only: every number comes from ``imgrec.registry``, ``imgrec.export`` and
-``imgrec.backends``. Files are read when a download is clicked (deferred ``data``), never on a rerun.
+Presentation only: every number comes from ``imgrec.registry.catalog``, ``imgrec.export.exporter`` and
+``imgrec.inference.runtimes``. Files are read when a download is clicked (deferred ``data``), never on a rerun.
 """
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from imgrec import backends, export, registry
-from imgrec.card import CARD_FILE, MODEL_FILE, ModelCard
-from imgrec.config import Settings
-from imgrec.errors import ImgrecError
+from imgrec.export import exporter
+from imgrec.registry import exports
+from imgrec.registry import catalog
+from imgrec.registry.card import CARD_FILE, MODEL_FILE, ModelCard
+from imgrec.core.settings import Settings
+from imgrec.core.errors import ImgrecError
 
 # Plain text symbols: a browser without an emoji font still draws them.
-STATUS_ICONS = {export.STATUS_OK: "✓ ok", export.STATUS_DIVERGING: "⚠ diverging", export.STATUS_FAILED: "✗ failed"}
+STATUS_ICONS = {exports.STATUS_OK: "✓ ok", exports.STATUS_DIVERGING: "⚠ diverging", exports.STATUS_FAILED: "✗ failed"}
 NOT_EXPORTED = "— not exported"
 
 
@@ -109,9 +111,9 @@ def format_metric(key: str, value) -> str:
 # -- Exports and parity --------------------------------------------------------------------------------
 
 
-def _results(card: ModelCard, settings: Settings) -> list[export.ExportResult]:
+def _results(card: ModelCard, settings: Settings) -> list[exports.ExportResult]:
     try:
-        return export.export_results(card.name, card.version, settings)
+        return exports.export_results(card.name, card.version, settings)
     except ImgrecError:
         return []
 
@@ -119,15 +121,15 @@ def _results(card: ModelCard, settings: Settings) -> list[export.ExportResult]:
 def parity_frame(report: dict) -> pd.DataFrame:
     """One row per format, exported or not, with the parity figures and ratios to the Keras model."""
     keras = report.get("keras", {})
-    exports = report.get("exports", {})
+    entries = report.get("exports", {})
     rows = []
-    for fmt in export.FORMATS:
-        label = export.FORMAT_INFO[fmt][0]
-        entry = exports.get(fmt)
+    for fmt in exports.FORMATS:
+        label = exports.FORMAT_INFO[fmt][0]
+        entry = entries.get(fmt)
         if entry is None:
             rows.append({"Format": label, "Status": NOT_EXPORTED})
             continue
-        result = export.ExportResult.from_dict(entry)
+        result = exports.ExportResult.from_dict(entry)
         size_mb = result.size_bytes / 1e6 if result.size_bytes else None
         rows.append({
             "Format": label,
@@ -172,7 +174,7 @@ def parity_table(report: dict) -> None:
         parity_display(parity_frame(report)), hide_index=True, width="stretch", key="models.parity",
         column_config={
             "Top-1 (Keras sure)": st.column_config.TextColumn(
-                help=f"Top-1 agreement on the held-out images Keras scores ≥ {export.CONFIDENT_SCORE:.0%}"),
+                help=f"Top-1 agreement on the held-out images Keras scores ≥ {exporter.CONFIDENT_SCORE:.0%}"),
             "Max |Δp|": st.column_config.TextColumn(help="Largest absolute probability difference"),
             "× smaller": st.column_config.TextColumn(help="Keras .keras file size / export size"),
             "Latency (ms)": st.column_config.TextColumn(
@@ -201,15 +203,15 @@ def parity_notes(report: dict) -> None:
                      f"or top-5 overlap below {thresholds.get('min_top5_overlap', 0):.0%}. "
                      f"Last run {report.get('updated', '').replace('T', ' ')}.")
     st.caption("  \n".join(lines))
-    bad = [e for e in report.get("exports", {}).values() if e.get("status") != export.STATUS_OK]
+    bad = [e for e in report.get("exports", {}).values() if e.get("status") != exports.STATUS_OK]
     for entry in bad:
-        label = export.FORMAT_INFO.get(entry["format"], (entry["format"],))[0]
+        label = exports.FORMAT_INFO.get(entry["format"], (entry["format"],))[0]
         message = f"**{label}** is {entry['status']}: {entry.get('reason') or 'no reason recorded'}"
-        (st.error if entry["status"] == export.STATUS_FAILED else st.warning)(message, icon=":material/warning:")
+        (st.error if entry["status"] == exports.STATUS_FAILED else st.warning)(message, icon=":material/warning:")
 
 
 def serving_choice_label(fmt: str) -> str:
-    return "Keras (the .keras model)" if fmt == backends.KERAS else export.FORMAT_INFO.get(fmt, (fmt,))[0]
+    return "Keras (the .keras model)" if fmt == exports.KERAS else exports.FORMAT_INFO.get(fmt, (fmt,))[0]
 
 
 # -- Comparison -----------------------------------------------------------------------------------
@@ -243,10 +245,10 @@ def _number(value) -> bool:
 
 
 def downloads(card: ModelCard, settings: Settings) -> None:
-    folder = registry.model_dir(card.name, card.version, settings)
+    folder = catalog.model_dir(card.name, card.version, settings)
     files = [(f"Model ({MODEL_FILE})", folder / MODEL_FILE, f"{card.name}-{card.version}.keras"),
              (f"Model card ({CARD_FILE})", folder / CARD_FILE, f"{card.name}-{card.version}-card.json"),
-             ("Parity report (parity.json)", folder / export.EXPORTS_DIR / export.PARITY_FILE,
+             ("Parity report (parity.json)", folder / exports.EXPORTS_DIR / exports.PARITY_FILE,
               f"{card.name}-{card.version}-parity.json")]
     cells = st.columns(3)
     for index, (label, path, file_name) in enumerate(files):
@@ -283,4 +285,4 @@ def _download(label: str, path: Path, file_name: str, key: str) -> None:
 
 
 def _lazy_export(name: str, version: str, fmt: str, settings: Settings):
-    return lambda: export.download_bytes(name, version, fmt, settings)[1]
+    return lambda: exports.download_bytes(name, version, fmt, settings)[1]

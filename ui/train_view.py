@@ -1,7 +1,7 @@
 """Train page helpers: the run form, live run panel, run history, evaluation report and charts.
 
-Everything here only calls :mod:`imgrec.runs`, :mod:`imgrec.train`, :mod:`imgrec.data` and
-:mod:`imgrec.evaluate`; the training itself always runs in its own process.
+Everything here only calls :mod:`imgrec.training.runs`, :mod:`imgrec.training.trainer`, :mod:`imgrec.datasets.loading` and
+:mod:`imgrec.training.evaluation`; the training itself always runs in its own process.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from imgrec import registry, runs
-from imgrec.config import get_settings
-from imgrec.card import TRAINING_REPORT
-from imgrec.data import AugmentConfig
-from imgrec.evaluate import dataset_split_args
-from imgrec.backbones import BACKBONES
-from imgrec.train import LOSSES, SCHEDULES, RunConfig
+from imgrec.registry import catalog
+from imgrec.training import runs
+from imgrec.core.settings import get_settings
+from imgrec.registry.card import TRAINING_REPORT
+from imgrec.datasets.loading import AugmentConfig
+from imgrec.datasets.loading import dataset_split_args
+from imgrec.modeling.backbones import BACKBONES
+from imgrec.training.config import LOSSES, SCHEDULES, RunConfig
 from ui.charts import PRIMARY, SECONDARY
 from ui.widgets import apply_change
 
@@ -43,16 +44,16 @@ AUG_STRENGTHS = {  # field -> (label, max, default strength, help)
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=2)
 def load_dataset(source: str, split_args: dict):
-    from imgrec import data
+    from imgrec.datasets import loading
 
-    return data.load_dataset(source, get_settings(), min_per_class=1, **split_args)
+    return loading.load_dataset(source, get_settings(), min_per_class=1, **split_args)
 
 
 @st.cache_data(ttl=10, show_spinner="Checking the dataset…")
 def validate(source: str):
-    from imgrec import data
+    from imgrec.datasets import loading
 
-    return data.validate_folder(source).to_dict()
+    return loading.validate_folder(source).to_dict()
 
 
 # -- The form -------------------------------------------------------------------------------------
@@ -60,15 +61,15 @@ def validate(source: str):
 
 def run_form() -> RunConfig | None:
     """The run settings; returns a RunConfig when Launch is pressed (errors are shown, not raised)."""
-    from imgrec import data
+    from imgrec.datasets import loading
 
     settings = get_settings()
-    choices = data.dataset_choices(settings) + [FOLDER_CHOICE]
+    choices = loading.dataset_choices(settings) + [FOLDER_CHOICE]
     left, middle, right = st.columns(3, gap="medium")
     with left:
         st.markdown("**Data**")
         choice = st.selectbox("Dataset", choices, key="train.dataset",
-                              format_func=lambda c: data.BUILTIN.get(c, c))
+                              format_func=lambda c: loading.BUILTIN.get(c, c))
         dataset = choice
         if choice == FOLDER_CHOICE:
             dataset = st.text_input("Folder of class folders", key="train.folder",
@@ -143,7 +144,7 @@ def augmentation_controls() -> AugmentConfig:
 
 
 def augmentation_preview(dataset: str, augment: AugmentConfig, size: int, images: int = 3, copies: int = 5) -> None:
-    from imgrec import data
+    from imgrec.datasets import loading
 
     if not dataset:
         st.caption("Choose a dataset to preview augmentations.")
@@ -156,7 +157,7 @@ def augmentation_preview(dataset: str, augment: AugmentConfig, size: int, images
     train = loaded.splits["train"]
     picks = np.random.default_rng(0).choice(len(train), size=min(images, len(train)), replace=False)
     originals = np.stack([train.load_image(int(i), (size, size)) for i in picks])
-    grid = data.preview_augmentations(originals, augment, copies=copies, seed=int(st.session_state.get("train.aug.seed", 0)))
+    grid = loading.preview_augmentations(originals, augment, copies=copies, seed=int(st.session_state.get("train.aug.seed", 0)))
     if st.button("Shuffle", key="train.aug.shuffle", icon=":material/shuffle:"):
         st.session_state["train.aug.seed"] = int(st.session_state.get("train.aug.seed", 0)) + 1
         st.rerun()
@@ -323,20 +324,21 @@ def _history_frame(all_runs: list) -> None:
 
 def has_evaluation(model_ref: str) -> bool:
     name, version = model_ref.split("@", 1)
-    return (registry.model_dir(name, version, get_settings()) / TRAINING_REPORT).is_file()
+    return (catalog.model_dir(name, version, get_settings()) / TRAINING_REPORT).is_file()
 
 
 def evaluation_panel(model_ref: str, page: str, show_images: bool = True) -> None:
     """The test-set report of a trained model: metrics, per-class table, confusion heatmap with the
     misclassified images of the chosen cell, reliability diagram. ``page`` prefixes the widget keys;
     without ``show_images`` a toggle asks before the dataset is loaded for the gallery."""
-    from imgrec.evaluate import EvaluationReport, training_config
+    from imgrec.training.evaluation import EvaluationReport
+    from imgrec.registry.catalog import training_config
 
     settings = get_settings()
     name, version = model_ref.split("@", 1)
-    folder = registry.model_dir(name, version, settings)
+    folder = catalog.model_dir(name, version, settings)
     try:
-        card = registry.load_card(name, version, settings)
+        card = catalog.load_card(name, version, settings)
         report = EvaluationReport.load(folder / TRAINING_REPORT)
     except Exception as exc:  # noqa: BLE001
         st.warning(f"No evaluation report for {model_ref}: {exc}")
@@ -375,10 +377,10 @@ def activate_button(model_ref: str) -> None:
     """The "make active" button for a freshly trained model, or a note that it already is."""
     settings = get_settings()
     name, version = model_ref.split("@", 1)
-    if registry.active_model(settings) == (name, version):
+    if catalog.active_model(settings) == (name, version):
         st.success("This is the active model.", icon=":material/verified:")
     elif st.button("Make this the active model", key=f"train.activate.{model_ref}", icon=":material/verified:"):
-        apply_change(lambda: registry.set_active_model(name, version, settings), f"{model_ref} is now the active model.")
+        apply_change(lambda: catalog.set_active_model(name, version, settings), f"{model_ref} is now the active model.")
 
 
 def confusion_heatmap(report) -> alt.Chart:

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from imgrec.errors import ImgrecError
+from imgrec.core.errors import ImgrecError
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The command-line face: ``python -m imgrec`` and the ``imgrec`` console script."""

@@ -1,0 +1,1 @@
+"""Datasets: built-in and folder datasets, validation, splits, tf.data pipelines and augmentation."""

@@ -1,0 +1,1 @@
+"""Explanations: CAM methods, layer search, rendering and faithfulness."""

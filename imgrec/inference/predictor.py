@@ -1,0 +1,121 @@
+"""The predictor: one compiled inference function per model, batched, thread-safe, warmed on load."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from imgrec.registry.card import ModelCard
+from imgrec.core.settings import Settings
+from imgrec.core.images import DecodedImage, resize
+from imgrec.core.errors import ImgrecError
+from imgrec.inference import runtimes
+from imgrec.registry import catalog, exports
+from imgrec.inference.runtimes import MAX_BATCH
+
+log = logging.getLogger(__name__)
+
+
+class Prediction(NamedTuple):
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    predictions: list[Prediction]
+    probabilities: np.ndarray  # all classes, in the card's class order
+    latency_ms: float  # this image's share of the batch's inference time
+
+
+class Predictor:
+    """Wraps a Keras model and its card. Call ``predict`` from any number of threads.
+
+    ``backend`` (an ``imgrec.inference.runtimes`` export backend) serves the predictions instead of the Keras
+    graph; the Keras model stays loaded because Grad-CAM needs it whatever serves predictions.
+    """
+
+    def __init__(self, model, card: ModelCard, backend=None):
+        import tensorflow as tf
+
+        self.model = model
+        self.card = card
+        self.backend = backend
+        height, width = card.input_size
+        # One trace for every batch size: raw uint8 in, probabilities out; no Python per image.
+        self._infer = tf.function(
+            lambda batch: model(batch, training=False),
+            input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8)],
+        )
+        self.warm_up()
+
+    @classmethod
+    def load(cls, name: str | None = None, version: str | None = None, settings: Settings | None = None,
+             backend: str | None = None) -> Predictor:
+        """``backend``: ``keras`` or an export format; default: the one chosen for this version (Models page)."""
+        name, version = catalog.resolve(name, version, settings)
+        chosen = backend or exports.serving_backend(name, version, settings)
+        model, card = catalog.load_model(name, version, settings)
+        if chosen != exports.KERAS:
+            try:
+                return cls(model, card, backend=runtimes.load_backend(name, version, chosen, settings))
+            except ImgrecError as exc:
+                if backend:  # asked for by name: say why not
+                    raise
+                # The stored choice went bad (export deleted, tampered, now diverging): serve with Keras.
+                log.warning("Serving %s@%s with Keras: its %s export cannot be used (%s)", name, version, chosen, exc)
+        return cls(model, card)
+
+    @property
+    def backend_name(self) -> str:
+        return "keras" if self.backend is None else self.backend.format
+
+    def warm_up(self) -> float:
+        """Run one batch so the first user does not pay for tracing; returns seconds taken."""
+        started = time.perf_counter()
+        self.predict_batch(np.zeros((1, *self.card.input_size, 3), np.uint8))
+        return time.perf_counter() - started
+
+    def prepare(self, images: Sequence[np.ndarray | DecodedImage]) -> np.ndarray:
+        """Resize each image to the card's input size and stack them into one uint8 batch."""
+        pixels = [image.pixels if isinstance(image, DecodedImage) else image for image in images]
+        return np.stack([resize(np.asarray(p, dtype=np.uint8), self.card.input_size) for p in pixels])
+
+    def predict_proba(self, images: Sequence[np.ndarray | DecodedImage]) -> np.ndarray:
+        if len(images) == 0:
+            return np.zeros((0, self.card.num_classes), np.float32)
+        batch = self.prepare(images)
+        return self.predict_batch(batch)
+
+    def predict_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities for an already prepared (N, H, W, 3) uint8 batch, in chunks of ``MAX_BATCH``."""
+        if self.backend is not None:
+            return self.backend.predict_batch(np.asarray(batch, np.uint8))
+        chunks = [self._infer(batch[i : i + MAX_BATCH]).numpy() for i in range(0, len(batch), MAX_BATCH)]
+        return np.concatenate(chunks).astype(np.float32)
+
+    def predict(self, images: Sequence[np.ndarray | DecodedImage], top_k: int = 5) -> list[list[Prediction]]:
+        """Ranked top-k ``(label, score)`` lists, one per image."""
+        return [result.predictions for result in self.predict_detailed(images, top_k)]
+
+    def predict_detailed(self, images: Sequence[np.ndarray | DecodedImage], top_k: int = 5) -> list[PredictionResult]:
+        """Ranked results with ``latency_ms``: the inference time per image (resizing not included), as
+        the API's micro-batches report it too, so every face logs the same quantity."""
+        if len(images) == 0:
+            return []
+        batch = self.prepare(images)
+        started = time.perf_counter()
+        probabilities = self.predict_batch(batch)
+        return self.results(probabilities, top_k, (time.perf_counter() - started) * 1000 / len(batch))
+
+    def results(self, probabilities: np.ndarray, top_k: int, latency_ms: float) -> list[PredictionResult]:
+        return [PredictionResult(self.top_k(row, top_k), row, latency_ms) for row in probabilities]
+
+    def top_k(self, probabilities: np.ndarray, k: int) -> list[Prediction]:
+        k = max(1, min(int(k), self.card.num_classes))
+        order = np.argsort(-probabilities, kind="stable")[:k]
+        return [Prediction(self.card.class_names[i], float(probabilities[i])) for i in order]

@@ -1,0 +1,1 @@
+"""Backbones and model building; preprocessing lives inside every model."""

@@ -1,0 +1,1 @@
+"""The prediction log: schema, store, statistics, tabular export and migrations."""

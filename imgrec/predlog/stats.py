@@ -1,0 +1,711 @@
+"""Analytics over the prediction log: the one query layer behind the Analytics page, ``/stats`` and ``imgrec stats``.
+
+Every aggregate runs in SQL and returns a handful of rows, whatever the size of the log; every
+filter value reaches the database as a bound parameter. Frames are small ``pandas`` DataFrames
+(``frame_to_records`` makes them JSON-ready); ``Summary`` and ``DriftReport`` have ``to_dict()``.
+
+Percentiles interpolate linearly between closest ranks, like PostgreSQL's ``percentile_cont``
+(used there) and ``numpy.percentile``; SQLite counts first, then reads the one or two rows at the
+right ``OFFSET`` of an index-ordered scan. Days are UTC calendar days, as ``'YYYY-MM-DD'`` text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+from imgrec.core.errors import StoreError
+from imgrec.predlog.store import Store, as_utc_naive, feedback_table, predictions_table, uploads_table
+
+P, U, F = predictions_table.c, uploads_table.c, feedback_table.c
+
+DEFAULT_UNCERTAIN_THRESHOLD = 0.5
+# Population stability index: shares below this count as this, so an empty bin does not make PSI infinite.
+PSI_EPSILON = 1e-4
+PSI_MODERATE, PSI_MAJOR = 0.1, 0.25  # the usual reading: < 0.1 stable, < 0.25 moderate, else major
+KS_BINS = 1000  # KS on score histograms of this resolution: D is exact to 0.001 of a score
+VERDICTS = ("stable", "moderate shift", "major shift")
+NOT_ENOUGH_DATA = "not enough data"
+
+
+class _floor_to_int(FunctionElement):
+    """floor(x) as an integer, for x >= 0 (score bins)."""
+
+    type = sa.Integer()
+    inherit_cache = True
+
+
+@compiles(_floor_to_int, "sqlite")
+def _floor_to_int_sqlite(element, compiler, **kw):
+    return f"CAST({compiler.process(element.clauses, **kw)} AS INTEGER)"  # truncation == floor when >= 0
+
+
+@compiles(_floor_to_int, "postgresql")
+def _floor_to_int_postgresql(element, compiler, **kw):
+    return f"CAST(FLOOR({compiler.process(element.clauses, **kw)}) AS INTEGER)"
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What to look at. Empty sequences and ``None`` mean "no restriction"; everything is ANDed.
+
+    ``date_from`` is inclusive. ``date_to`` given as a date includes that whole (UTC) day; given as
+    a datetime it is an exclusive bound. Timezone-aware datetimes are converted to UTC.
+
+    ``models`` keeps predictions of any of the given ``(name, version)`` pairs (``"name@version"``
+    text works too): picking a@1 and b@2 does not let a@2 or b@1 in. ``model_names`` and
+    ``model_versions`` each restrict one column on its own.
+    """
+
+    date_from: date | datetime | None = None
+    date_to: date | datetime | None = None
+    model_names: Sequence[str] = ()
+    model_versions: Sequence[str] = ()
+    labels: Sequence[str] = ()
+    sources: Sequence[str] = ()
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    models: Sequence[tuple[str, str]] = ()  # last, so positional calls written before it still work
+
+    def __post_init__(self) -> None:
+        for name in ("model_names", "model_versions", "labels", "sources"):
+            value = getattr(self, name) or ()
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+        models = self.models or ()
+        object.__setattr__(self, "models", tuple(_model_pair(model) for model in
+                                                 ((models,) if isinstance(models, str) else models)))
+
+    def conditions(self) -> list[sa.ColumnElement[bool]]:
+        """SQL conditions on ``predictions``; values travel as bound parameters, never as SQL text."""
+        return _time_range(self.date_from, self.date_to) + self.conditions_except_time()
+
+    def conditions_except_time(self) -> list[sa.ColumnElement[bool]]:
+        conditions = []
+        for column, values in (
+            (P.model_name, self.model_names),
+            (P.model_version, self.model_versions),
+            (P.top1_label, self.labels),
+            (P.source, self.sources),
+        ):
+            if values:
+                conditions.append(column.in_(values))
+        if self.models:
+            # An OR of ANDs, not a row-value IN: SQLite then searches ix_predictions_model once per pair
+            # (with IN (VALUES ...) it picked another index and checked the pairs row by row).
+            conditions.append(
+                sa.or_(*(sa.and_(P.model_name == name, P.model_version == version) for name, version in self.models))
+            )
+        if self.min_confidence is not None:
+            conditions.append(P.top1_score >= float(self.min_confidence))
+        if self.max_confidence is not None:
+            conditions.append(P.top1_score <= float(self.max_confidence))
+        return conditions
+
+
+def _model_pair(model: str | Sequence[str]) -> tuple[str, str]:
+    """``("name", "version")`` from a pair or from ``"name@version"`` text."""
+    if isinstance(model, str):
+        if "@" not in model:
+            raise StoreError(f"Model filter {model!r} is not 'name@version' or a (name, version) pair.")
+        model = model.split("@", 1)
+    pair = tuple(model)
+    if len(pair) != 2 or not all(isinstance(part, str) for part in pair):
+        raise StoreError(f"Model filter {model!r} is not 'name@version' or a (name, version) pair.")
+    return pair
+
+
+NO_FILTERS = Filters()
+
+
+@dataclass(frozen=True)
+class Summary:
+    predictions: int
+    distinct_images: int
+    mean_confidence: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    uncertain_share: float | None  # share of predictions whose top-1 score is below the threshold
+    uncertain_threshold: float
+    flagged: int  # predictions someone marked wrong
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """Window B compared with baseline window A. ``drifted`` means at least a moderate shift."""
+
+    window_a: tuple[str, str]
+    window_b: tuple[str, str]
+    predictions_a: int
+    predictions_b: int
+    mean_confidence_a: float | None
+    mean_confidence_b: float | None
+    confidence_psi: float | None
+    ks_statistic: float | None
+    ks_pvalue: float | None
+    label_psi: float | None
+    confidence_verdict: str
+    label_verdict: str
+    verdict: str
+    drifted: bool
+    label_shifts: list[dict[str, Any]]  # labels whose share moved most: label, share_a, share_b
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def report(
+    store: Store,
+    filters: Filters = NO_FILTERS,
+    label_limit: int = 10,
+    uncertain_threshold: float = DEFAULT_UNCERTAIN_THRESHOLD,
+) -> dict[str, Any]:
+    """Totals, by model, by label, by day and latency percentiles: ``GET /stats`` and ``imgrec stats``."""
+    return {
+        "summary": summary(store, filters, uncertain_threshold).to_dict(),
+        "latency_ms": latency_percentiles(store, filters),
+        "by_model": frame_to_records(by_model(store, filters)),
+        "top_labels": frame_to_records(by_label(store, filters, limit=label_limit)),
+        "by_day": frame_to_records(by_day(store, filters)),
+    }
+
+
+def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON-ready rows: ISO timestamps, ``None`` for missing values, plain Python numbers (full precision)."""
+    return [
+        {key: _json_value(value) for key, value in record.items()} for record in frame.to_dict(orient="records")
+    ]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (list, dict)):
+        return value
+    if pd.isna(value):
+        return None
+    if isinstance(value, (pd.Timestamp, datetime, date)):
+        return value.isoformat()
+    return value
+
+
+# -- KPIs and breakdowns -----------------------------------------------------------------------
+
+
+def summary(
+    store: Store, filters: Filters = NO_FILTERS, uncertain_threshold: float = DEFAULT_UNCERTAIN_THRESHOLD
+) -> Summary:
+    """The KPIs: volume, distinct images, mean top-1 confidence, p50/p95 latency, uncertain share, flags."""
+    conditions = filters.conditions()
+    with _reading(store, "the summary") as connection:
+        count, mean_confidence, uncertain_share = connection.execute(
+            sa.select(sa.func.count(), sa.func.avg(P.top1_score), _share(P.top1_score < uncertain_threshold)).where(
+                *conditions
+            )
+        ).one()
+        # Separately: alone, SQLite counts distinct images from the upload_id index instead of sorting.
+        distinct_images = connection.scalar(sa.select(sa.func.count(sa.distinct(P.upload_id))).where(*conditions))
+        flagged = connection.scalar(
+            sa.select(sa.func.count(sa.distinct(F.prediction_id)))
+            .join_from(feedback_table, predictions_table, F.prediction_id == P.id)
+            .where(F.wrong.is_(True), *conditions)
+        )
+        p50, p95 = _percentiles(store, connection, P.latency_ms, conditions, (0.5, 0.95), count=count)
+    return Summary(
+        predictions=count,
+        distinct_images=distinct_images,
+        mean_confidence=_float(mean_confidence),
+        latency_p50_ms=p50,
+        latency_p95_ms=p95,
+        uncertain_share=_float(uncertain_share),
+        uncertain_threshold=uncertain_threshold,
+        flagged=flagged,
+    )
+
+
+def latency_percentiles(
+    store: Store, filters: Filters = NO_FILTERS, quantiles: Sequence[float] = (0.5, 0.9, 0.95, 0.99)
+) -> dict[str, float | None]:
+    """``{"p50": ms, "p90": ms, ...}`` over the filtered predictions (``None`` when there are none)."""
+    for quantile in quantiles:
+        if not 0.0 <= quantile <= 1.0:
+            raise StoreError(f"Quantile {quantile!r} is outside [0, 1].")
+    with _reading(store, "latency percentiles") as connection:
+        values = _percentiles(store, connection, P.latency_ms, filters.conditions(), quantiles)
+    return {f"p{quantile * 100:g}": value for quantile, value in zip(quantiles, values)}
+
+
+def by_model(
+    store: Store, filters: Filters = NO_FILTERS, uncertain_threshold: float = DEFAULT_UNCERTAIN_THRESHOLD
+) -> pd.DataFrame:
+    """One row per model version: volume, confidence, latency and time span (all read from one index)."""
+    query = (
+        sa.select(
+            P.model_name,
+            P.model_version,
+            sa.func.count().label("predictions"),
+            sa.func.avg(P.top1_score).label("mean_confidence"),
+            sa.func.avg(P.latency_ms).label("mean_latency_ms"),
+            _share(P.top1_score < uncertain_threshold).label("uncertain_share"),
+            sa.func.min(P.created_at).label("first_seen"),
+            sa.func.max(P.created_at).label("last_seen"),
+        )
+        .where(*filters.conditions())
+        .group_by(P.model_name, P.model_version)
+        .order_by(P.model_name, P.model_version)
+    )
+    return _frame(store, "predictions by model", query)
+
+
+def by_label(store: Store, filters: Filters = NO_FILTERS, limit: int = 20) -> pd.DataFrame:
+    """The ``limit`` most frequent top-1 labels, with their share of all filtered predictions."""
+    conditions = filters.conditions()
+    count = sa.func.count()
+    query = (
+        sa.select(
+            P.top1_label.label("label"),
+            count.label("predictions"),
+            sa.func.avg(P.top1_score).label("mean_confidence"),
+        )
+        .where(*conditions)
+        .group_by(P.top1_label)
+        .order_by(count.desc(), P.top1_label)
+        .limit(_positive(limit, "limit"))
+    )
+    with _reading(store, "predictions by label") as connection:
+        total = connection.scalar(_count(conditions))
+        frame = pd.DataFrame(connection.execute(query).all(), columns=["label", "predictions", "mean_confidence"])
+    frame.insert(2, "share", frame["predictions"] / total if total else 0.0)
+    return frame
+
+
+def by_day(store: Store, filters: Filters = NO_FILTERS) -> pd.DataFrame:
+    """Predictions per UTC day and model version (long format: pivot on the page)."""
+    query = (
+        sa.select(P.created_day.label("day"), P.model_name, P.model_version, sa.func.count().label("predictions"))
+        .where(*filters.conditions())
+        .group_by(P.created_day, P.model_name, P.model_version)
+        .order_by(P.created_day, P.model_name, P.model_version)
+    )
+    return _with_iso_days(_frame(store, "predictions by day", query))
+
+
+def confidence_histogram(store: Store, filters: Filters = NO_FILTERS, bins: int = 10) -> pd.DataFrame:
+    """Top-1 scores in ``bins`` equal bins over [0, 1] (the last one includes 1.0), empty bins included."""
+    bins = _positive(bins, "bins")
+    scored = sa.select(_score_bin(P.top1_score, bins).label("bin")).where(*filters.conditions()).subquery()
+    query = sa.select(scored.c.bin, sa.func.count()).group_by(scored.c.bin)
+    with _reading(store, "the confidence histogram") as connection:
+        counts = dict(connection.execute(query).all())
+    return pd.DataFrame(
+        {
+            "bin": range(bins),
+            "lower": [index / bins for index in range(bins)],
+            "upper": [(index + 1) / bins for index in range(bins)],
+            "predictions": [counts.get(index, 0) for index in range(bins)],
+        }
+    )
+
+
+def latency_over_time(store: Store, filters: Filters = NO_FILTERS) -> pd.DataFrame:
+    """Per UTC day: predictions, mean, median and 95th-percentile latency."""
+    conditions = filters.conditions()
+    daily = (
+        sa.select(
+            P.created_day.label("day"),
+            sa.func.count().label("predictions"),
+            sa.func.avg(P.latency_ms).label("mean_latency_ms"),
+        )
+        .where(*conditions)
+        .group_by(P.created_day)
+        .order_by(P.created_day)
+    )
+    if store.backend == "postgresql":
+        daily = daily.add_columns(
+            sa.func.percentile_cont(0.5).within_group(P.latency_ms).label("p50_latency_ms"),
+            sa.func.percentile_cont(0.95).within_group(P.latency_ms).label("p95_latency_ms"),
+        )
+        return _with_iso_days(_frame(store, "latency over time", daily))
+    # SQLite: per day, read the rows around each quantile's rank off the (created_day, ..., latency_ms)
+    # index (a window function ranking every row takes seconds at a million rows). The time bounds
+    # matter only on the first and last day; leaving them out elsewhere lets SQLite walk that index
+    # instead of sorting the whole filtered range once per day.
+    start = as_utc_naive(filters.date_from) if filters.date_from is not None else None
+    end = _exclusive_end(filters.date_to) if filters.date_to is not None else None
+    other_conditions = filters.conditions_except_time()
+    with _reading(store, "latency over time") as connection:
+        rows = []
+        for day, count, mean in connection.execute(daily).all():
+            day_start = datetime(day.year, day.month, day.day)
+            whole_day = (start is None or start <= day_start) and (end is None or day_start + timedelta(days=1) <= end)
+            day_conditions = [*other_conditions, P.created_day == day]
+            if not whole_day:
+                day_conditions += _time_range(filters.date_from, filters.date_to)
+            p50, p95 = _percentiles(store, connection, P.latency_ms, day_conditions, (0.5, 0.95), count=count)
+            rows.append((day, count, mean, p50, p95))
+    columns = ["day", "predictions", "mean_latency_ms", "p50_latency_ms", "p95_latency_ms"]
+    return _with_iso_days(pd.DataFrame(rows, columns=columns))
+
+
+# -- rows --------------------------------------------------------------------------------------
+
+
+def review_queue(
+    store: Store, filters: Filters = NO_FILTERS, max_confidence: float = DEFAULT_UNCERTAIN_THRESHOLD, limit: int = 50
+) -> pd.DataFrame:
+    """Predictions worth a look: flagged wrong first, then the least confident, below ``max_confidence``.
+
+    Each row carries the top-k (a list of ``{"label", "score"}``), the image's hash and kept file
+    (``stored_path``, relative to the uploads dir, or None) and the latest feedback, if any.
+    """
+    limit = _positive(limit, "limit")
+    conditions = filters.conditions()
+    # The result is among (flagged rows) + (the ``limit`` least confident rows), each found by an index,
+    # so the final sort sees at most 2 * limit rows instead of every matching prediction.
+    least_confident = (
+        sa.select(P.id)
+        .where(P.top1_score < max_confidence, *conditions)
+        .order_by(P.top1_score, P.id)
+        .limit(limit)
+        .subquery()
+    )
+    flagged = (
+        sa.select(P.id, P.top1_score)
+        .join_from(feedback_table, predictions_table, F.prediction_id == P.id)
+        .where(F.wrong.is_(True), *conditions)
+        .group_by(P.id, P.top1_score)
+        .order_by(P.top1_score, P.id)
+        .limit(limit)
+        .subquery()
+    )
+    candidates = sa.union(sa.select(least_confident.c.id), sa.select(flagged.c.id)).subquery()
+    flags = feedback_table.alias("flags")  # not the outer query's (latest) feedback row
+    is_flagged = sa.exists().where(flags.c.prediction_id == P.id, flags.c.wrong.is_(True))
+    query = (
+        _with_upload_and_latest_feedback(
+            P.id.label("prediction_id"),
+            P.created_at,
+            P.model_name,
+            P.model_version,
+            P.top1_label,
+            P.top1_score,
+            P.top_k,
+            P.source,
+            U.sha256,
+            U.stored_path,
+            is_flagged.label("flagged"),
+        )
+        .where(P.id.in_(sa.select(candidates.c.id)))
+        .order_by(is_flagged.desc(), P.top1_score, P.id)
+        .limit(limit)
+    )
+    frame = _frame(store, "the review queue", query)
+    frame["flagged"] = frame["flagged"].astype(bool)
+    return frame
+
+
+def _with_upload_and_latest_feedback(*columns: sa.ColumnElement) -> sa.Select:
+    latest_feedback_id = (
+        sa.select(sa.func.max(F.id)).where(F.prediction_id == P.id).correlate(predictions_table).scalar_subquery()
+    )
+    return (
+        sa.select(*columns, F.corrected_label, F.note, F.created_at.label("feedback_at"))
+        .join_from(predictions_table, uploads_table, P.upload_id == U.id)
+        .outerjoin(feedback_table, F.id == latest_feedback_id)
+    )
+
+
+# The export's columns, in file order: the select below is their one definition.
+_EXPORT_QUERY = _with_upload_and_latest_feedback(
+    P.id.label("prediction_id"),
+    P.created_at,
+    P.source,
+    P.session_id,
+    P.user_agent,
+    P.model_name,
+    P.model_version,
+    P.top1_label,
+    P.top1_score,
+    P.latency_ms,
+    P.top_k,
+    P.metadata,
+    U.sha256,
+    U.byte_size,
+    U.width,
+    U.height,
+    U.format,
+    U.stored_path,
+)
+EXPORT_COLUMNS = tuple(_EXPORT_QUERY.selected_columns.keys())
+
+
+def export_rows(store: Store, filters: Filters = NO_FILTERS, limit: int = 10_000, after_id: int = 0) -> pd.DataFrame:
+    """One page of filtered predictions in id order, starting after ``after_id``; JSON columns as text.
+
+    Page with ``after_id = page["prediction_id"].iloc[-1]`` (or use ``iter_export``): each page is an
+    index range scan, so the last page costs what the first does.
+    """
+    query = _EXPORT_QUERY.where(P.id > after_id, *filters.conditions()).order_by(P.id).limit(_positive(limit, "limit"))
+    frame = _frame(store, "the export", query)
+    for column in ("top_k", "metadata"):
+        frame[column] = [None if value is None else json.dumps(value) for value in frame[column]]
+    return frame
+
+
+def iter_export(store: Store, filters: Filters = NO_FILTERS, page_size: int = 10_000) -> Iterator[pd.DataFrame]:
+    """Every filtered prediction, page by page (write each page to CSV/Parquet as it comes)."""
+    after_id = 0
+    while True:
+        page = export_rows(store, filters, limit=page_size, after_id=after_id)
+        if page.empty:
+            return
+        yield page
+        after_id = int(page["prediction_id"].iloc[-1])
+
+
+# -- drift -------------------------------------------------------------------------------------
+
+Window = tuple[date | datetime, date | datetime]
+
+
+def drift(
+    store: Store,
+    window_a: Window,
+    window_b: Window,
+    filters: Filters = NO_FILTERS,
+    bins: int = 10,
+    label_limit: int = 50,
+    min_predictions: int = 30,
+) -> DriftReport:
+    """Compare window B with baseline window A: top-1 confidence (PSI over ``bins`` + two-sample KS)
+    and top-1 labels (PSI over the ``label_limit`` most frequent labels plus one "other" bucket).
+
+    Windows are ``(start, end)`` read like ``Filters.date_from/date_to``. A verdict is "not enough
+    data" while either window has fewer than ``min_predictions`` predictions.
+    """
+    bins = _positive(bins, "bins")
+    conditions = filters.conditions()
+    in_a = sa.and_(*_time_range(*window_a))
+    in_b = sa.and_(*_time_range(*window_b))
+    either = sa.or_(in_a, in_b)
+    with _reading(store, "drift") as connection:
+        count_a, count_b, mean_a, mean_b = connection.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(_indicator(in_a)), 0),
+                sa.func.coalesce(sa.func.sum(_indicator(in_b)), 0),
+                sa.func.avg(sa.case((in_a, P.top1_score))),
+                sa.func.avg(sa.case((in_b, P.top1_score))),
+            ).where(either, *conditions)
+        ).one()
+        scored = sa.select(
+            _score_bin(P.top1_score, bins).label("bin"),
+            _score_bin(P.top1_score, KS_BINS).label("fine_bin"),
+            _indicator(in_a).label("in_a"),
+            _indicator(in_b).label("in_b"),
+        ).where(either, *conditions).subquery()
+        score_rows = connection.execute(
+            sa.select(scored.c.bin, scored.c.fine_bin, sa.func.sum(scored.c.in_a), sa.func.sum(scored.c.in_b))
+            .group_by(scored.c.bin, scored.c.fine_bin)
+        ).all()
+        labelled = sa.select(
+            P.top1_label.label("label"), _indicator(in_a).label("in_a"), _indicator(in_b).label("in_b")
+        ).where(either, *conditions).subquery()
+        label_a, label_b = sa.func.sum(labelled.c.in_a), sa.func.sum(labelled.c.in_b)
+        label_rows = connection.execute(
+            sa.select(labelled.c.label, label_a, label_b)
+            .group_by(labelled.c.label)
+            .order_by((label_a + label_b).desc(), labelled.c.label)
+            .limit(_positive(label_limit, "label_limit"))
+        ).all()
+
+    coarse_a, coarse_b = [0] * bins, [0] * bins
+    fine_a, fine_b = [0] * KS_BINS, [0] * KS_BINS
+    for coarse, fine, a, b in score_rows:
+        coarse_a[coarse] += a
+        coarse_b[coarse] += b
+        fine_a[fine] += a
+        fine_b[fine] += b
+    labels = [row[0] for row in label_rows]
+    labels_a = [row[1] for row in label_rows] + [count_a - sum(row[1] for row in label_rows)]
+    labels_b = [row[2] for row in label_rows] + [count_b - sum(row[2] for row in label_rows)]
+
+    enough = count_a >= min_predictions and count_b >= min_predictions
+    confidence_psi = _psi(coarse_a, coarse_b) if count_a and count_b else None
+    label_psi = _psi(labels_a, labels_b) if count_a and count_b else None
+    ks_statistic, ks_pvalue = _ks_from_histograms(fine_a, fine_b) if count_a and count_b else (None, None)
+    confidence_verdict = _psi_verdict(confidence_psi) if enough else NOT_ENOUGH_DATA
+    label_verdict = _psi_verdict(label_psi) if enough else NOT_ENOUGH_DATA
+    verdict = max(confidence_verdict, label_verdict, key=VERDICTS.index) if enough else NOT_ENOUGH_DATA
+    shifts = sorted(
+        (
+            {"label": label, "share_a": a / count_a, "share_b": b / count_b}
+            for label, a, b in zip(labels, labels_a, labels_b)
+        )
+        if count_a and count_b
+        else (),
+        key=lambda shift: -abs(shift["share_b"] - shift["share_a"]),
+    )
+    return DriftReport(
+        window_a=_window_text(window_a),
+        window_b=_window_text(window_b),
+        predictions_a=count_a,
+        predictions_b=count_b,
+        mean_confidence_a=_float(mean_a),
+        mean_confidence_b=_float(mean_b),
+        confidence_psi=confidence_psi,
+        ks_statistic=ks_statistic,
+        ks_pvalue=ks_pvalue,
+        label_psi=label_psi,
+        confidence_verdict=confidence_verdict,
+        label_verdict=label_verdict,
+        verdict=verdict,
+        drifted=verdict in VERDICTS[1:],
+        label_shifts=shifts[:10],
+    )
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _reading(store: Store, what: str) -> Iterator[sa.Connection]:
+    try:
+        with store.engine.connect() as connection:
+            yield connection
+    except SQLAlchemyError as exc:
+        raise StoreError(f"Cannot compute {what}: {store.explain(exc)}.") from exc
+
+
+def _frame(store: Store, what: str, query: sa.Select) -> pd.DataFrame:
+    with _reading(store, what) as connection:
+        result = connection.execute(query)
+        return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+def _with_iso_days(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["day"] = [day.isoformat() for day in frame["day"]]
+    return frame
+
+
+def _time_range(start: date | datetime | None, end: date | datetime | None) -> list[sa.ColumnElement[bool]]:
+    conditions = []
+    if start is not None:
+        conditions.append(P.created_at >= as_utc_naive(start))
+    if end is not None:
+        conditions.append(P.created_at < _exclusive_end(end))
+    return conditions
+
+
+def _exclusive_end(end: date | datetime) -> datetime:
+    return as_utc_naive(end) if isinstance(end, datetime) else as_utc_naive(end) + timedelta(days=1)
+
+
+def _window_text(window: Window) -> tuple[str, str]:
+    return as_utc_naive(window[0]).isoformat(), _exclusive_end(window[1]).isoformat()
+
+
+def _count(conditions: list[sa.ColumnElement[bool]]) -> sa.Select:
+    return sa.select(sa.func.count()).select_from(predictions_table).where(*conditions)
+
+
+def _indicator(condition: sa.ColumnElement[bool]) -> sa.Case:
+    return sa.case((condition, 1), else_=0)
+
+
+def _share(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[float]:
+    """Fraction of rows meeting ``condition`` (float literals keep PostgreSQL from returning numeric)."""
+    return sa.func.avg(sa.case((condition, 1.0), else_=0.0))
+
+
+def _score_bin(score: sa.ColumnElement[float], bins: int) -> sa.Case:
+    """Bin index of a score in [0, 1]: floor(score * bins), with 1.0 in the last bin."""
+    return sa.case((score >= 1.0, bins - 1), else_=_floor_to_int(score * bins))
+
+
+def _percentiles(
+    store: Store,
+    connection: sa.Connection,
+    column: sa.ColumnElement[float],
+    conditions: list[sa.ColumnElement[bool]],
+    quantiles: Sequence[float],
+    count: int | None = None,
+) -> list[float | None]:
+    if store.backend == "postgresql":
+        row = connection.execute(
+            sa.select(*(sa.func.percentile_cont(q).within_group(column) for q in quantiles)).where(*conditions)
+        ).one()
+        return [_float(value) for value in row]
+    if count is None:
+        count = connection.scalar(_count(conditions))
+    values = []
+    for quantile in quantiles:
+        if count == 0:
+            values.append(None)
+            continue
+        position = quantile * (count - 1)
+        lower = math.floor(position)
+        fraction = position - lower
+        wanted = 2 if fraction else 1
+        # OFFSET steps through the skipped rows, so reach high quantiles from the top end.
+        if lower >= count / 2:
+            query = sa.select(column).where(*conditions).order_by(column.desc())
+            neighbours = connection.scalars(query.limit(wanted).offset(count - lower - wanted)).all()[::-1]
+        else:
+            neighbours = connection.scalars(
+                sa.select(column).where(*conditions).order_by(column).limit(wanted).offset(lower)
+            ).all()
+        values.append(neighbours[0] + (neighbours[1] - neighbours[0]) * fraction if fraction else neighbours[0])
+    return [_float(value) for value in values]
+
+
+def _psi(expected: Sequence[int], actual: Sequence[int]) -> float:
+    total_expected, total_actual = sum(expected), sum(actual)
+    psi = 0.0
+    for expected_count, actual_count in zip(expected, actual):
+        expected_share = max(expected_count / total_expected, PSI_EPSILON)
+        actual_share = max(actual_count / total_actual, PSI_EPSILON)
+        psi += (actual_share - expected_share) * math.log(actual_share / expected_share)
+    return psi
+
+
+def _psi_verdict(psi: float | None) -> str:
+    if psi is None:
+        return NOT_ENOUGH_DATA
+    return VERDICTS[0] if psi < PSI_MODERATE else VERDICTS[1] if psi < PSI_MAJOR else VERDICTS[2]
+
+
+def _ks_from_histograms(counts_a: Sequence[int], counts_b: Sequence[int]) -> tuple[float, float]:
+    """Two-sample KS statistic from fine histograms, p-value from Smirnov's distribution (as scipy's
+    ``ks_2samp(method="asymp")``)."""
+    from scipy.stats import kstwo
+
+    total_a, total_b = sum(counts_a), sum(counts_b)
+    cumulative_a = cumulative_b = 0
+    statistic = 0.0
+    for count_a, count_b in zip(counts_a, counts_b):
+        cumulative_a += count_a
+        cumulative_b += count_b
+        statistic = max(statistic, abs(cumulative_a / total_a - cumulative_b / total_b))
+    effective_size = round(total_a * total_b / (total_a + total_b))
+    return statistic, float(kstwo.sf(statistic, max(effective_size, 1)))
+
+
+def _positive(value: int, name: str) -> int:
+    if int(value) < 1:
+        raise StoreError(f"{name} must be at least 1 (got {value!r}).")
+    return int(value)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -1,0 +1,685 @@
+"""The prediction log: uploads, predictions and feedback in SQLite (default) or PostgreSQL.
+
+Opening a ``Store`` migrates the database to the newest schema (Alembic, under
+``imgrec/migrations``). Writes are short transactions; on SQLite they start with
+``BEGIN IMMEDIATE`` so concurrent writers queue on the busy timeout instead of
+failing with "database is locked". Read-side aggregation lives in ``imgrec.predlog.stats``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from imgrec.core.files import write_atomically
+from imgrec.core.settings import Settings, get_settings
+from imgrec.core.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("app", "api", "cli")
+SQLITE_BUSY_TIMEOUT_S = 30
+MIGRATIONS_LOCATION = "imgrec.predlog:migrations"
+# Any constant works: concurrent openers of one PostgreSQL database take turns migrating.
+MIGRATION_LOCK_KEY = 0x696D67726563
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+# Display format (``DecodedImage.format``) -> file ending of a kept upload.
+EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
+KEPT_UPLOAD_PATTERN = re.compile(r"([0-9a-f]{64})\.[a-z]+")
+TEMP_UPLOAD_SUFFIX = ".part"
+MAX_LENGTHS = {"model_name": 128, "model_version": 64, "session_id": 64, "format": 16}
+
+metadata = sa.MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+    }
+)
+JSON_TYPE = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+
+uploads_table = sa.Table(
+    "uploads",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("byte_size", sa.Integer, nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("format", sa.String(16), nullable=False),
+    # Relative to the uploads dir, so the data dir can move; NULL when not kept (or pruned).
+    sa.Column("stored_path", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+predictions_table = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("upload_id", sa.Integer, sa.ForeignKey("uploads.id"), nullable=False),
+    sa.Column("model_name", sa.String(128), nullable=False),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("top_k", JSON_TYPE, nullable=False),
+    sa.Column("top1_label", sa.Text, nullable=False),
+    sa.Column("top1_score", sa.Float, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),  # UTC, naive
+    # created_at's UTC day, stored so per-day aggregates walk an index instead of sorting every row.
+    sa.Column("created_day", sa.Date, nullable=False),
+    sa.Column("source", sa.String(8), nullable=False),
+    sa.Column("session_id", sa.String(64), nullable=True),
+    sa.Column("user_agent", sa.Text, nullable=True),
+    sa.Column("metadata", JSON_TYPE, nullable=True),
+    sa.CheckConstraint("source IN ('app', 'api', 'cli')", name="source"),
+    # The trailing columns make these indexes covering for the analytics in imgrec.predlog.stats, so the
+    # common aggregates read only the index (no lookup per row): see bench/analytics.py.
+    sa.Index("ix_predictions_created_at", "created_at"),
+    sa.Index("ix_predictions_model", "model_name", "model_version", "created_at", "top1_score", "latency_ms"),
+    sa.Index("ix_predictions_top1_label", "top1_label", "top1_score"),
+    sa.Index("ix_predictions_source", "source"),
+    sa.Index("ix_predictions_upload_id", "upload_id"),
+    sa.Index("ix_predictions_day", "created_day", "model_name", "model_version", "latency_ms"),
+    sa.Index("ix_predictions_top1_score", "top1_score"),
+    sa.Index("ix_predictions_latency_ms", "latency_ms"),
+)
+
+feedback_table = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("prediction_id", sa.Integer, sa.ForeignKey("predictions.id"), nullable=False),
+    sa.Column("corrected_label", sa.Text, nullable=True),
+    sa.Column("wrong", sa.Boolean, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Index("ix_feedback_prediction_id", "prediction_id"),
+)
+
+# A mirror of each training run's status.json (the file stays the truth; see imgrec.training.runs), so runs
+# can be queried beside the predictions their models made.
+training_runs_table = sa.Table(
+    "training_runs",
+    metadata,
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("dataset", sa.Text, nullable=True),
+    sa.Column("backbone", sa.Text, nullable=True),
+    sa.Column("epoch", sa.Integer, nullable=True),
+    sa.Column("total_epochs", sa.Integer, nullable=True),
+    sa.Column("model_ref", sa.Text, nullable=True),
+    sa.Column("message", sa.Text, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime, nullable=True),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+RUN_STATUS_COLUMNS = ("name", "state", "dataset", "backbone", "epoch", "total_epochs", "model_ref", "message", "error")
+
+
+@dataclass
+class PredictionRecord:
+    """One prediction as the faces see it; ``log_prediction`` splits it into upload + prediction rows."""
+
+    sha256: str
+    byte_size: int
+    width: int
+    height: int
+    format: str
+    model_name: str
+    model_version: str
+    top_k: Sequence[tuple[str, float]]
+    latency_ms: float
+    source: str
+    session_id: str | None
+    user_agent: str | None = None
+    metadata: dict[str, Any] | None = None
+    image_bytes: bytes | None = field(default=None, repr=False)
+    # Defaults to now; set it only to import or seed history.
+    created_at: datetime | None = None
+
+
+def utc_now() -> datetime:
+    """Now in UTC, naive: every timestamp in the log is naive UTC, on both backends."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _naive_utc_or_none(text: str | None) -> datetime | None:
+    try:
+        return as_utc_naive(datetime.fromisoformat(text)) if text else None
+    except (TypeError, ValueError):
+        return None
+
+
+def as_utc_naive(moment: datetime | date) -> datetime:
+    """A filter bound as naive UTC; a bare date means its midnight."""
+    if not isinstance(moment, datetime):
+        return datetime(moment.year, moment.month, moment.day)
+    if moment.tzinfo is not None:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def alembic_config():
+    """The Alembic configuration of the log, built in code: no alembic.ini needed.
+
+    A new one per use: ``attributes`` carries the caller's connection, so stores opened at the same
+    time in several threads must not share it.
+    """
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS_LOCATION)
+    return config
+
+
+@functools.lru_cache(maxsize=1)
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+class Store:
+    """The prediction log behind one database URL. Safe to share between threads."""
+
+    def __init__(self, url: str | URL, *, uploads_dir: Path | None = None, keep_uploads: bool = False):
+        self.url = make_url(url)
+        self.backend = self.url.get_backend_name()
+        if self.backend not in ("sqlite", "postgresql"):
+            raise StoreError(
+                f"Unsupported database URL '{self.url.render_as_string(hide_password=True)}'. "
+                "Expected sqlite:///path/to/file.db or postgresql+psycopg://user@host/database."
+            )
+        if keep_uploads and uploads_dir is None:
+            raise StoreError("keep_uploads needs an uploads directory.")
+        self.uploads_dir = uploads_dir
+        self.keep_uploads = keep_uploads
+        self.location = self._describe_location()
+        try:
+            self.engine = self._create_engine()
+        except ModuleNotFoundError as exc:  # e.g. postgresql+psycopg2://; we ship psycopg 3
+            raise StoreError(
+                f"Cannot open the prediction log: the database driver '{exc.name}' is not installed. "
+                "Expected sqlite:///path/to/file.db or postgresql+psycopg://user@host/database."
+            ) from exc
+        # Connections from this engine start write transactions (BEGIN IMMEDIATE on SQLite).
+        self._write_engine = self.engine.execution_options(imgrec_write=True)
+        try:
+            self._upgrade_to_head()
+        except (SQLAlchemyError, OSError) as exc:
+            self.engine.dispose()
+            raise StoreError(f"Cannot open the prediction log: {self.explain(exc)}.") from exc
+        except StoreError:
+            self.engine.dispose()
+            raise
+
+    # -- setup -------------------------------------------------------------------------
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file of a SQLite store (None for PostgreSQL or in-memory)."""
+        if self.backend != "sqlite" or self.url.database in (None, "", ":memory:"):
+            return None
+        database = self.url.database
+        if database.startswith("file:"):  # SQLite URI filename, e.g. file:/x/imgrec.db?mode=ro
+            database = database.removeprefix("file:").split("?", 1)[0]
+        return Path(database)
+
+    def _describe_location(self) -> str:
+        if self.backend == "sqlite":
+            return str(self.sqlite_path or ":memory:")
+        return self.url.render_as_string(hide_password=True)
+
+    def _create_engine(self) -> sa.Engine:
+        if self.backend == "postgresql":
+            # A server that never answers must not stall start-up, a page or /stats.
+            return sa.create_engine(self.url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+        path = self.sqlite_path
+        read_only = self.url.query.get("mode") == "ro" or self.url.query.get("immutable") == "1"
+        if path is not None and not read_only:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"Cannot open the prediction log: cannot create the folder {path.parent} ({exc.strerror})."
+                ) from exc
+        engine = sa.create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+        sa.event.listen(engine, "connect", _configure_sqlite_connection)
+        sa.event.listen(engine, "begin", _begin_sqlite_transaction)
+        return engine
+
+    def _upgrade_to_head(self) -> None:
+        from alembic import command
+        from alembic.runtime.migration import MigrationContext
+        from alembic.util import CommandError
+
+        with self.engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_heads()
+        if current == (head_revision(),):
+            return  # the common case: a read, no write lock (also works on a read-only file)
+        config = alembic_config()
+        try:
+            with self._sqlite_migration_lock(), self._write_engine.begin() as connection:
+                if self.backend == "postgresql":
+                    connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except CommandError as exc:
+            raise StoreError(
+                f"Cannot open the prediction log at {self.location}: its schema revision "
+                f"{', '.join(current)} is unknown to this imgrec (newest known: {head_revision()}); "
+                "was it written by a newer version?"
+            ) from exc
+        finally:
+            config.attributes.pop("connection", None)
+        log.info("Prediction log at %s migrated from %s to %s", self.location, current, head_revision())
+
+    @contextlib.contextmanager
+    def _sqlite_migration_lock(self):
+        """One process migrates a SQLite file at a time; concurrent upgrades can deadlock on SQLite's locks."""
+        path = self.sqlite_path if self.backend == "sqlite" else None
+        if path is None:
+            yield
+            return
+        import fcntl
+
+        # flock on the folder, not the database: closing any descriptor of the database file would drop
+        # SQLite's own POSIX locks held by this process, and a lock file would litter data/.
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(folder)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- writes ------------------------------------------------------------------------
+
+    def log_prediction(self, record: PredictionRecord) -> int:
+        """Write one prediction (and its upload, once per image); returns the prediction id."""
+        _validate(record)
+        created_at = as_utc_naive(record.created_at) if record.created_at else utc_now()
+        stored_path = self._kept_path(record) if self.keep_uploads and record.image_bytes else None
+        new_file = None
+        try:
+            # The rows first, the file last inside the transaction: a database that refuses the rows
+            # (read-only, full) leaves no file behind, and a failed file write rolls the rows back.
+            with self._write_engine.begin() as connection:
+                upload_id = self._upload_id(connection, record, stored_path, created_at)
+                prediction_id = self._insert_prediction(connection, record, upload_id, created_at)
+                if stored_path is not None:
+                    new_file = self._keep_upload(record, stored_path)
+            return prediction_id
+        except (SQLAlchemyError, OSError) as exc:
+            if new_file is not None:  # written, then the commit failed: no row points at it
+                new_file.unlink(missing_ok=True)
+            raise StoreError(f"Prediction not logged: {self.explain(exc)}.") from exc
+
+    def log_prediction_safely(self, record: PredictionRecord) -> tuple[int | None, str | None]:
+        """``(prediction_id, None)``, or ``(None, warning)`` when logging failed: never raises.
+
+        The user's prediction matters more than its log entry, so a full disk, a read-only file or an
+        unreachable server becomes a warning to show next to the result (and a log line with details).
+        """
+        try:
+            return self.log_prediction(record), None
+        except StoreError as exc:
+            log.warning("%s", exc, exc_info=exc.__cause__)
+            return None, str(exc)
+        except Exception as exc:  # the safety net: an unexpected bug must not cost the user the result
+            log.exception("Unexpected failure while logging a prediction")
+            return None, f"Prediction not logged: unexpected error ({type(exc).__name__}: {exc})."
+
+    def add_feedback(
+        self, prediction_id: int, corrected_label: str | None = None, wrong: bool = True, note: str = ""
+    ) -> int:
+        """Record a person's verdict on a prediction; returns the feedback id."""
+        try:
+            with self._write_engine.begin() as connection:
+                exists = connection.scalar(
+                    sa.select(predictions_table.c.id).where(predictions_table.c.id == prediction_id)
+                )
+                if exists is None:
+                    raise StoreError(f"Feedback not saved: there is no prediction with id {prediction_id}.")
+                result = connection.execute(
+                    feedback_table.insert().values(
+                        prediction_id=prediction_id,
+                        corrected_label=corrected_label or None,
+                        wrong=bool(wrong),
+                        note=note or "",
+                        created_at=utc_now(),
+                    )
+                )
+                return result.inserted_primary_key[0]
+        except SQLAlchemyError as exc:
+            raise StoreError(f"Feedback not saved: {self.explain(exc)}.") from exc
+
+    def prune_uploads(self, older_than_days: float) -> int:
+        """Delete kept images not uploaded for ``older_than_days`` and forget their paths; returns how many.
+
+        Age is the file's modification time, which a repeat upload of the same image refreshes.
+        """
+        if self.uploads_dir is None:
+            raise StoreError("Cannot prune uploads: this store has no uploads directory.")
+        if not self.uploads_dir.is_dir():
+            return 0
+        cutoff = time.time() - older_than_days * 86400
+        deleted_hashes = []
+        for path in self.uploads_dir.glob("??/*"):
+            kept = KEPT_UPLOAD_PATTERN.fullmatch(path.name)
+            # Leftovers of an interrupted write are deleted too, but never files we did not write.
+            if not (kept or path.name.endswith(TEMP_UPLOAD_SUFFIX)) or not path.is_file():
+                continue
+            try:
+                if path.stat().st_mtime >= cutoff:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            if kept:
+                deleted_hashes.append(kept.group(1))
+        try:
+            with self._write_engine.begin() as connection:
+                for start in range(0, len(deleted_hashes), 500):  # stays under every backend's bind limit
+                    connection.execute(
+                        uploads_table.update()
+                        .where(uploads_table.c.sha256.in_(deleted_hashes[start : start + 500]))
+                        .values(stored_path=None)
+                    )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"Deleted {len(deleted_hashes)} old uploads but {self.explain(exc)}.") from exc
+        log.info("Pruned %d kept uploads older than %s days", len(deleted_hashes), older_than_days)
+        return len(deleted_hashes)
+
+    def upload_file(self, stored_path: str) -> Path:
+        """The file of a kept upload, from the ``stored_path`` column."""
+        if self.uploads_dir is None:
+            raise StoreError("This store has no uploads directory.")
+        return self.uploads_dir / stored_path
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get_prediction(self, prediction_id: int) -> dict[str, Any] | None:
+        """One prediction with its upload and every feedback row, as plain JSON-friendly values."""
+        p, u, f = predictions_table, uploads_table, feedback_table
+        try:
+            with self.engine.connect() as connection:
+                row = connection.execute(
+                    sa.select(
+                        *p.c,
+                        u.c.sha256,
+                        u.c.byte_size,
+                        u.c.width,
+                        u.c.height,
+                        u.c.format,
+                        u.c.stored_path,
+                    )
+                    .join_from(p, u, p.c.upload_id == u.c.id)
+                    .where(p.c.id == prediction_id)
+                ).one_or_none()
+                if row is None:
+                    return None
+                feedback_rows = connection.execute(
+                    sa.select(f.c.id, f.c.corrected_label, f.c.wrong, f.c.note, f.c.created_at)
+                    .where(f.c.prediction_id == prediction_id)
+                    .order_by(f.c.id)
+                ).all()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"Cannot read prediction {prediction_id}: {self.explain(exc)}.") from exc
+        result = dict(row._mapping)
+        result["created_at"] = result["created_at"].isoformat()
+        result["feedback"] = [
+            dict(feedback._mapping, created_at=feedback.created_at.isoformat()) for feedback in feedback_rows
+        ]
+        return result
+
+    def record_run_status(self, status: dict[str, Any]) -> None:
+        """Insert or update a training run's row from its status (as ``imgrec.training.runs`` writes it)."""
+        row = {column: status.get(column) for column in RUN_STATUS_COLUMNS}
+        row["name"] = row["name"] or status["run_id"]
+        row["created_at"] = _naive_utc_or_none(status.get("created"))
+        row["updated_at"] = _naive_utc_or_none(status.get("updated")) or utc_now()
+        insert = (sqlite.insert if self.backend == "sqlite" else postgresql.insert)(training_runs_table)
+        statement = insert.values(run_id=status["run_id"], **row).on_conflict_do_update(
+            index_elements=["run_id"], set_=row
+        )
+        try:
+            with self._write_engine.begin() as connection:
+                connection.execute(statement)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"Run status of {status['run_id']} not recorded: {self.explain(exc)}.") from exc
+
+    def run_statuses(self) -> list[dict[str, Any]]:
+        """Every mirrored training run, newest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(training_runs_table).order_by(training_runs_table.c.run_id.desc()))
+            return [dict(row._mapping) for row in rows]
+
+    def count_predictions(self) -> int:
+        with self.engine.connect() as connection:
+            return connection.scalar(sa.select(sa.func.count()).select_from(predictions_table))
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _kept_path(self, record: PredictionRecord) -> str:
+        """``<sha[:2]>/<sha><ext>``, relative to the uploads dir, for an image to keep.
+
+        The name comes only from the content hash (checked against the bytes) and the decoded format,
+        never from anything a user typed, so no upload can choose where it lands.
+        """
+        if hashlib.sha256(record.image_bytes).hexdigest() != record.sha256:
+            raise StoreError("Prediction not logged: image_bytes do not match the record's sha256.")
+        return f"{record.sha256[:2]}/{record.sha256}{EXTENSIONS.get(record.format.upper(), '.bin')}"
+
+    def _keep_upload(self, record: PredictionRecord, relative: str) -> Path | None:
+        """Write the image at ``relative`` under the uploads dir (atomically); the path if newly written."""
+        target = self.uploads_dir / relative
+        try:
+            os.utime(target)  # already kept: restart its retention clock
+            return None
+        except FileNotFoundError:
+            pass
+        # Owner-only: users' images; an interrupted write leaves a temp file that pruning removes.
+        write_atomically(target, record.image_bytes, mode=0o600, temp_suffix=TEMP_UPLOAD_SUFFIX)
+        return target
+
+    def _upload_id(
+        self, connection: Connection, record: PredictionRecord, stored_path: str | None, created_at: datetime
+    ) -> int:
+        """Insert-or-get by hash. ON CONFLICT DO NOTHING makes concurrent first uploads of one image safe."""
+        upload_id = connection.scalar(
+            _statements(self.backend).insert_upload,
+            {
+                "sha256": record.sha256,
+                "byte_size": record.byte_size,
+                "width": record.width,
+                "height": record.height,
+                "format": record.format,
+                "stored_path": stored_path,
+                "created_at": created_at,
+            },
+        )
+        if upload_id is not None:
+            return upload_id
+        upload_id = connection.scalar(_statements(self.backend).upload_id, {"sha256": record.sha256})
+        if stored_path is not None:
+            connection.execute(
+                _statements(self.backend).set_stored_path, {"upload_id": upload_id, "stored_path": stored_path}
+            )
+        return upload_id
+
+    def _insert_prediction(
+        self, connection: Connection, record: PredictionRecord, upload_id: int, created_at: datetime
+    ) -> int:
+        ranked = sorted(((str(label), float(score)) for label, score in record.top_k), key=lambda pair: -pair[1])
+        result = connection.execute(
+            _statements(self.backend).insert_prediction,
+            {
+                "upload_id": upload_id,
+                "model_name": record.model_name,
+                "model_version": record.model_version,
+                "top_k": [{"label": label, "score": score} for label, score in ranked],
+                "top1_label": ranked[0][0],
+                "top1_score": ranked[0][1],
+                "latency_ms": float(record.latency_ms),
+                "created_at": created_at,
+                "created_day": created_at.date(),
+                "source": record.source,
+                "session_id": record.session_id,
+                "user_agent": record.user_agent,
+                "metadata": record.metadata,
+            },
+        )
+        return result.inserted_primary_key[0]
+
+    def explain(self, exc: BaseException) -> str:
+        """What went wrong, in words a person can act on (the driver's text follows for details)."""
+        original = getattr(exc, "orig", None) or exc
+        text = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+        lowered = text.lower()
+        where = self.location
+        if isinstance(exc, OSError) and not isinstance(exc, SQLAlchemyError):
+            return f"could not write the image under {self.uploads_dir} ({exc.strerror or exc})"
+        if "readonly database" in lowered or "read-only transaction" in lowered:
+            kind = "file" if self.backend == "sqlite" else "server"
+            return f"the database {kind} is read-only ({where})"
+        if "database is locked" in lowered:
+            return f"the database stayed locked by another writer for over {SQLITE_BUSY_TIMEOUT_S} s ({where})"
+        if "unable to open database file" in lowered:
+            return f"the database file cannot be opened ({where}); check the folder exists and is writable"
+        if "database or disk is full" in lowered or "no space left" in lowered:
+            return f"the disk holding the database is full ({where})"
+        if isinstance(exc, sa.exc.OperationalError) and self.backend == "postgresql":
+            return f"cannot reach the database server at {where} ({text})"
+        return f"{type(original).__name__} at {where}: {text}"
+
+
+@dataclass(frozen=True)
+class _WriteStatements:
+    insert_upload: sa.Insert
+    upload_id: sa.Select
+    set_stored_path: sa.Update
+    insert_prediction: sa.Insert
+
+
+@functools.cache
+def _statements(backend: str) -> _WriteStatements:
+    """The hot-path statements, built once: values arrive as parameters, so SQLAlchemy's cache hits."""
+    insert = sqlite.insert if backend == "sqlite" else postgresql.insert
+    uploads = uploads_table.c
+    return _WriteStatements(
+        insert_upload=insert(uploads_table).on_conflict_do_nothing(index_elements=["sha256"]).returning(uploads.id),
+        upload_id=sa.select(uploads.id).where(uploads.sha256 == sa.bindparam("sha256")),
+        set_stored_path=uploads_table.update()
+        .where(uploads.id == sa.bindparam("upload_id"), uploads.stored_path.is_(None))
+        .values(stored_path=sa.bindparam("stored_path")),
+        insert_prediction=predictions_table.insert(),
+    )
+
+
+def open_store(settings: Settings | None = None) -> Store:
+    """The store for these settings (default: the process settings): SQLite under data/ unless configured."""
+    settings = settings or get_settings()
+    return Store(
+        settings.database_url_resolved, uploads_dir=settings.uploads_dir, keep_uploads=settings.keep_uploads
+    )
+
+
+def open_store_for_serving(settings: Settings | None = None) -> Store:
+    """The store for a long-running face (app, API): opened, then kept uploads past retention pruned."""
+    settings = settings or get_settings()
+    store = open_store(settings)
+    prune_expired_uploads(store, settings)
+    return store
+
+
+def prune_expired_uploads(store: Store, settings: Settings) -> int:
+    """Apply ``upload_retention_days`` to kept uploads (0 keeps them for ever). For a face that opens the
+    log at start: a failure is logged, never raised, since predictions matter more than housekeeping."""
+    if not settings.keep_uploads or settings.upload_retention_days <= 0:
+        return 0
+    try:
+        return store.prune_uploads(settings.upload_retention_days)
+    except (StoreError, OSError) as exc:
+        log.warning("Old uploads were not pruned: %s", exc)
+        return 0
+
+
+def _validate(record: PredictionRecord) -> None:
+    problem = _record_problem(record)
+    if problem:
+        raise StoreError(f"Prediction not logged: {problem}.")
+
+
+def _record_problem(record: PredictionRecord) -> str | None:
+    if not isinstance(record.sha256, str) or not SHA256_PATTERN.fullmatch(record.sha256):
+        return "sha256 must be 64 lowercase hex digits"
+    if record.source not in SOURCES:
+        return f"source {record.source!r} is not one of {', '.join(SOURCES)}"
+    if not record.top_k:
+        return "top_k is empty"
+    for label, score in record.top_k:
+        if not isinstance(score, (int, float)) or not math.isfinite(score) or not 0.0 <= score <= 1.0:
+            return f"score {score!r} for label {label!r} is not a probability in [0, 1]"
+    if not math.isfinite(record.latency_ms) or record.latency_ms < 0:
+        return f"latency_ms {record.latency_ms!r} is not a non-negative number"
+    for name, limit in MAX_LENGTHS.items():
+        value = getattr(record, name)
+        if value is not None and len(value) > limit:
+            return f"{name} is {len(value)} characters long; at most {limit} fit"
+    if record.metadata is not None:
+        try:
+            json.dumps(record.metadata)
+        except (TypeError, ValueError) as exc:
+            return f"metadata is not JSON-serialisable ({exc})"
+    return None
+
+
+def _configure_sqlite_connection(dbapi_connection, _connection_record) -> None:
+    # SQLAlchemy, not the sqlite3 module, decides where transactions begin (see _begin_sqlite_transaction).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        (journal_mode,) = cursor.execute("PRAGMA journal_mode").fetchone()
+        if journal_mode.lower() != "wal":
+            # WAL: readers never block the writer; it persists in the file, so this runs once per database.
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; safe with WAL
+    finally:
+        cursor.close()
+
+
+def _begin_sqlite_transaction(connection: Connection) -> None:
+    # A deferred write transaction that first reads can fail at once with "database is locked" when it
+    # upgrades to a writer; IMMEDIATE takes the write lock up front, so writers wait on busy_timeout.
+    immediate = connection.get_execution_options().get("imgrec_write", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

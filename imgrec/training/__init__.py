@@ -1,0 +1,1 @@
+"""Training runs: run config, trainer, run bookkeeping and evaluation on a dataset."""
