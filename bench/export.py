@@ -27,6 +27,7 @@ from imgrec.export import exporter
 from imgrec.registry import exports
 from imgrec.registry import catalog
 from imgrec.core.settings import Settings
+from imgrec.tasks.classification import CONFIDENT_SCORE
 from imgrec.inference.predictor import Predictor
 
 SINGLE_ROUNDS, BATCH_ROUNDS = 30, 6
@@ -97,7 +98,7 @@ def run(settings: Settings, formats: list[str] | None = None) -> None:
             continue
         single, batch = timings[fmt]
         parity = ("" if result is None else
-                  f"{result.top1_agreement:>9.1%} {result.top5_overlap:>9.1%} {result.max_prob_diff:>8.3f}  {result.status}")
+                  f"{result.figures['top1_agreement']:>9.1%} {result.figures['top5_overlap']:>9.1%} {result.figures['max_prob_diff']:>8.3f}  {result.status}")
         if result is None:
             parity = f"{'(reference)':>9}"
         print(f"{label:<30} {single:>10.2f} {keras_single / single:>7.2f}x {batch:>11.1f} {32000 / batch:>7.1f} "
@@ -108,9 +109,9 @@ def run(settings: Settings, formats: list[str] | None = None) -> None:
         print()
         print(f"int8 aims: >=2x faster than Keras -> {keras_single / single:.2f}x; "
               f">=4x smaller -> {keras_size / int8.size_bytes:.2f}x; "
-              f">=97% top-1 agreement -> {int8.top1_agreement:.1%} "
-              f"({int8.confident_top1_agreement if int8.confident_top1_agreement is not None else float('nan'):.1%} "
-              f"on the {int8.confident_images} held-out images Keras scores >= {exporter.CONFIDENT_SCORE:.0%})")
+              f">=97% top-1 agreement -> {int8.figures['top1_agreement']:.1%} "
+              f"({int8.figures['confident_top1_agreement'] if int8.figures['confident_top1_agreement'] is not None else float('nan'):.1%} "
+              f"on the {int8.figures['confident_images']} held-out images Keras scores >= {CONFIDENT_SCORE:.0%})")
     for result in results:
         if not result.ok:
             print(f"{result.label}: {result.status} - {result.reason}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from common import default_predictor, interleaved_median_ms, machine
 
+from imgrec.tasks.base import DecodeOptions
+
 SINGLE_ROUNDS, BATCH_ROUNDS = 30, 8
 WARMUP = 3  # untimed rounds first
 
@@ -24,7 +26,7 @@ def main() -> None:
 
     single = interleaved_median_ms(
         {
-            "predictor": lambda: predictor.predict([image], top_k=5),
+            "predictor": lambda: predictor.predict([image], DecodeOptions(top_k=5)),
             "model.predict": lambda: model.predict(image[None].astype("float32"), verbose=0),
         },
         rounds=SINGLE_ROUNDS,

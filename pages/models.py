@@ -8,6 +8,7 @@ from imgrec.export import exporter
 from imgrec.registry import exports
 from imgrec.registry import catalog
 from imgrec.core.settings import get_settings
+from imgrec.tasks.registry import task_for
 from ui import models_view as view
 from ui import train_view
 from ui.widgets import apply_change, ensure_routed, flash, show_error, show_flash
@@ -77,7 +78,7 @@ with exports_tab:
         show_error(exc)
         report = {}
     if report.get("exports"):
-        view.parity_table(report)
+        view.parity_table(report, task_for(card))
         view.parity_notes(report)
     else:
         st.info(f"{card.ref} has no exports yet. Pick formats and run them: each is checked against the Keras "

@@ -9,14 +9,16 @@ import streamlit as st
 from imgrec.core.settings import get_settings
 from imgrec.core.images import ACCEPTED_EXTENSIONS
 from imgrec.core.samples import list_samples
-from imgrec.inference.service import Upload, classify, log_classified
+from imgrec.inference.service import Upload, serve_uploads
+from imgrec.tasks.base import DecodeOptions
 from ui import cache, explain_view
 from ui.charts import top_k_bars
 from ui.widgets import ensure_routed, forget_other_inputs, session_id, show_error
 
 ensure_routed()
 settings = get_settings()
-RESULTS = "predict.results"  # (input key, model ref) -> Classified; survives reruns, so nothing recomputes
+RESULTS = "predict.results"  # (input key, model ref) -> Outcome; survives reruns, so nothing recomputes
+MAX_TOP_K = 10
 st.session_state.setdefault(RESULTS, {})
 
 st.title("Predict")
@@ -31,7 +33,7 @@ except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never 
 with st.sidebar:
     st.subheader("Model")
     model_ref = st.selectbox("Model", refs, key="predict.model", help="The active model is listed first.")
-    top_k = st.slider("Top-k", 1, 10, settings.default_top_k, key="predict.top_k")
+    top_k = st.slider("Top-k", 1, MAX_TOP_K, settings.default_top_k, key="predict.top_k")
     threshold = st.slider(
         "Uncertain below", 0.0, 1.0, settings.uncertain_threshold, 0.05, key="predict.threshold",
         help="A top score under this is reported as uncertain.",
@@ -85,16 +87,12 @@ if not inputs:
 results = st.session_state[RESULTS]
 new = [(key, Upload(name, read())) for key, name, read in inputs if (key, model_ref) not in results]
 if new:
-    with st.spinner(f"Classifying {len(new)} image(s)…"):
-        try:
-            store = cache.store()
-        except Exception as exc:  # noqa: BLE001 - the prediction matters more than its log
-            store = None
-            st.warning(f"Predictions are not being logged: {exc}", icon=":material/database:")
-        for (key, _), item in zip(new, classify(predictor, [u for _, u in new], 10, settings)):
-            if store is not None:
-                log_classified(store, item, source="app", session_id=session_id(), settings=settings)
-            results[(key, model_ref)] = item
+    with st.spinner(f"Predicting {len(new)} image(s)…"):
+        # Decoded with the slider's largest top-k, so moving the slider only re-ranks, never re-predicts.
+        outcomes = serve_uploads(predictor, [upload for _, upload in new], DecodeOptions(top_k=MAX_TOP_K), settings,
+                                 cache.prediction_log(), source="app", session_id=session_id())
+    for (key, _), outcome in zip(new, outcomes, strict=True):
+        results[(key, model_ref)] = outcome
 
 for key, name, _ in inputs:
     item = results[(key, model_ref)]
@@ -105,7 +103,7 @@ for key, name, _ in inputs:
         continue
     if item.log_warning:
         st.warning(item.log_warning, icon=":material/database:")
-    predictions = predictor.top_k(item.result.probabilities, top_k)
+    predictions = item.result.predictions[:top_k]
     best = predictions[0]
     images_col, chart_col = st.columns([3, 1.3], gap="medium")
     with images_col:
@@ -121,7 +119,7 @@ for key, name, _ in inputs:
         else:
             st.success(f"**{best.label}** — {best.score:.1%}", icon=":material/check_circle:")
         st.altair_chart(top_k_bars(predictions, threshold), width="stretch")
-        st.caption(f"{item.model_name}@{item.model_version} · {item.result.latency_ms:.0f} ms")
+        st.caption(f"{item.card.ref} · {item.result.latency_ms:.0f} ms")
     if heatmap is not None:
         explain_view.details(predictor, model_ref, key, item, heatmap, cam_controls, refs)
     explain_view.feedback(key, item, predictor.card.class_names)

@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 from imgrec.core.settings import PROJECT_ROOT, Settings
+from imgrec.tasks.classification import ClassificationTask
+
+CLASSIFICATION = ClassificationTask()
 
 TINY_CLASSES = ("cat", "dog", "bird")
 TINY_SIZE = (32, 32)
@@ -44,7 +47,7 @@ def build_tiny_model(seed: int = 0):
     from imgrec.modeling.build import build_model
 
     keras.utils.set_random_seed(seed)
-    return build_model("small_cnn", len(TINY_CLASSES), TINY_SIZE, weights=None)
+    return build_model("small_cnn", len(TINY_CLASSES), TINY_SIZE, weights=None, head=CLASSIFICATION.head)
 
 
 def tiny_card(name: str = "tiny-cnn", version: str = ""):

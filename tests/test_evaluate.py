@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgrec.training import evaluation
-from imgrec.training.evaluation import EvaluationError
+from imgrec.tasks import classification_metrics
+from imgrec.tasks.classification_metrics import EvaluationError
 
 
 def one_hot_probs(predicted, num_classes, confidence=0.9):
@@ -18,7 +18,7 @@ def one_hot_probs(predicted, num_classes, confidence=0.9):
 def test_report_metrics_match_hand_computed_values():
     y_true = np.array([0, 0, 0, 1, 1, 2])
     y_pred = np.array([0, 0, 1, 1, 1, 0])
-    report = evaluation.build_report(y_true, one_hot_probs(y_pred, 3), ["a", "b", "c"])
+    report = classification_metrics.build_report(y_true, one_hot_probs(y_pred, 3), ["a", "b", "c"])
     assert report.accuracy == pytest.approx(4 / 6)
     assert report.confusion == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
     per_class = {row["class"]: row for row in report.per_class}
@@ -32,14 +32,14 @@ def test_report_metrics_match_hand_computed_values():
 
 def test_top_k_accuracy():
     probs = np.array([[0.5, 0.3, 0.2, 0.0], [0.1, 0.2, 0.3, 0.4]])
-    assert evaluation.top_k_accuracy([2, 0], probs, 1) == 0
-    assert evaluation.top_k_accuracy([2, 0], probs, 3) == 0.5
+    assert classification_metrics.top_k_accuracy([2, 0], probs, 1) == 0
+    assert classification_metrics.top_k_accuracy([2, 0], probs, 3) == 0.5
 
 
 def test_ece_is_zero_when_confidence_equals_accuracy():
     y_true = np.array([0] * 8 + [1] * 2)
     probs = np.tile([0.8, 0.2], (10, 1))  # always "0" at 80 %: right 8 times out of 10
-    result = evaluation.calibration(y_true, probs)
+    result = classification_metrics.calibration(y_true, probs)
     assert result["ece"] == pytest.approx(0.0, abs=1e-9)
     assert sum(b["count"] for b in result["bins"]) == 10
 
@@ -50,19 +50,19 @@ def test_temperature_softens_an_overconfident_model():
     correct = rng.random(400) < 0.7
     predicted = np.where(correct, y_true, (y_true + 1) % 4)
     probs = one_hot_probs(predicted, 4, confidence=0.995)
-    temperature = evaluation.fit_temperature(y_true, probs)
+    temperature = classification_metrics.fit_temperature(y_true, probs)
     assert temperature > 1.5
-    scaled = evaluation.apply_temperature(probs, temperature)
-    assert evaluation.negative_log_likelihood(y_true, scaled) < evaluation.negative_log_likelihood(y_true, probs)
-    report = evaluation.build_report(y_true, probs, list("abcd"), temperature=temperature)
+    scaled = classification_metrics.apply_temperature(probs, temperature)
+    assert classification_metrics.negative_log_likelihood(y_true, scaled) < classification_metrics.negative_log_likelihood(y_true, probs)
+    report = classification_metrics.build_report(y_true, probs, list("abcd"), temperature=temperature)
     assert report.summary()["ece_calibrated"] < report.summary()["ece"]
     np.testing.assert_allclose(scaled.sum(axis=1), 1.0)
 
 
 def test_report_round_trips_and_refuses_wrong_shapes(tmp_path):
-    report = evaluation.build_report([0, 1], one_hot_probs(np.array([0, 1]), 2), ["x", "y"])
+    report = classification_metrics.build_report([0, 1], one_hot_probs(np.array([0, 1]), 2), ["x", "y"])
     report.save(tmp_path / "r.json", extra={"run_id": "r1"})
-    again = evaluation.EvaluationReport.load(tmp_path / "r.json")
+    again = classification_metrics.EvaluationReport.load(tmp_path / "r.json")
     assert again.summary() == report.summary()
     with pytest.raises(EvaluationError, match="Expected"):
-        evaluation.build_report([0, 1], np.ones((2, 3)) / 3, ["x", "y"])
+        classification_metrics.build_report([0, 1], np.ones((2, 3)) / 3, ["x", "y"])

@@ -13,6 +13,9 @@ from imgrec.explain import cam, faithfulness, layers, render
 from imgrec.core.errors import ImageError, ImgrecError, ModelError
 from imgrec.core.images import decode_image
 from imgrec.modeling.build import build_model
+from imgrec.tasks.classification import ClassificationTask
+
+CLASSIFICATION = ClassificationTask()
 
 from .conftest import TINY_CLASSES, build_tiny_model
 
@@ -33,7 +36,7 @@ def assert_valid_map(heatmap, shape):
 @pytest.fixture(scope="module")
 def nested_model():
     keras.utils.set_random_seed(1)
-    return build_model("mobilenet_v2", 3, (64, 64), weights=None)
+    return build_model("mobilenet_v2", 3, (64, 64), weights=None, head=CLASSIFICATION.head)
 
 
 @pytest.mark.parametrize("method", cam.METHODS)
@@ -44,7 +47,7 @@ def test_contract_on_a_non_square_image(tiny_predictor, rng, method):
     assert heatmap.method == method
     assert heatmap.layer == "relu3"
     assert heatmap.raw.shape == (8, 8)
-    probabilities = tiny_predictor.predict_proba([image])[0]
+    probabilities = tiny_predictor.predict_outputs([image])[0]
     assert heatmap.target_class == int(np.argmax(probabilities))
     assert heatmap.label == TINY_CLASSES[heatmap.target_class]
     assert heatmap.probability == pytest.approx(float(probabilities[heatmap.target_class]), abs=1e-5)
@@ -126,7 +129,7 @@ def test_layer_inside_a_nested_backbone(nested_model, rng, method):
 )
 def test_other_nested_backbones(backbone, last, rng):
     keras.utils.set_random_seed(2)
-    model = build_model(backbone, 3, (64, 64), weights=None)
+    model = build_model(backbone, 3, (64, 64), weights=None, head=CLASSIFICATION.head)
     image = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
     heatmap = cam.gradcam(model, image)
     assert heatmap.layer == f"backbone/{last}"

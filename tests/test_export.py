@@ -16,7 +16,11 @@ from imgrec.registry import exports
 from imgrec.registry import catalog
 from imgrec.core.errors import ModelError
 from imgrec.inference.predictor import Predictor
+from imgrec.tasks import classification
+from imgrec.tasks.base import DecodeOptions
 from tests.conftest import build_tiny_model, make_settings, tiny_card
+
+CLASSIFICATION = classification.ClassificationTask()
 
 # The converters and runtimes are pinned in requirements.txt; without them every export would be "failed".
 MISSING_RUNTIMES = [m for m in ("tf2onnx", "onnxruntime", "ai_edge_litert") if importlib.util.find_spec(m) is None]
@@ -48,15 +52,15 @@ def test_every_format_is_exported_and_reported(exported):
         assert result.status in (exports.STATUS_OK, exports.STATUS_DIVERGING), (result.format, result.reason)
         assert (folder / result.path).exists() and result.size_bytes > 0
         assert result.latency_ms > 0 and result.held_out_images == exporter.HELD_OUT_IMAGES
-        assert 0 <= result.top1_agreement <= 1 and 0 <= result.top5_overlap <= 1
+        assert 0 <= result.figures["top1_agreement"] <= 1 and 0 <= result.figures["top5_overlap"] <= 1
         assert result.files and all(len(digest) == 64 for digest in result.files.values())
     # Lossless formats agree exactly; float16 and int8 are smaller than float32.
     by_format = {r.format: r for r in results}
     for fmt in ("savedmodel", "tflite-fp32", "onnx"):
-        assert by_format[fmt].ok and by_format[fmt].top1_agreement == 1.0 and by_format[fmt].max_prob_diff < 1e-4
+        assert by_format[fmt].ok and by_format[fmt].figures["top1_agreement"] == 1.0 and by_format[fmt].figures["max_prob_diff"] < 1e-4
     assert by_format["tflite-fp16"].size_bytes < 0.6 * by_format["tflite-fp32"].size_bytes
     assert by_format["tflite-int8"].size_bytes < 0.35 * by_format["tflite-fp32"].size_bytes
-    assert by_format["tflite-int8"].max_prob_diff < 0.05
+    assert by_format["tflite-int8"].figures["max_prob_diff"] < 0.05
     assert all(r.summary().startswith(r.format) and r.status in r.summary() for r in results)
     # No temp folders left behind.
     assert not [p.name for p in (folder / "exports").iterdir() if p.name.startswith(".") and p.name != ".lock"]
@@ -72,9 +76,9 @@ def test_parity_figures_are_computed_honestly(exported):
     for result in results:
         probabilities = runtimes.open_backend(result.format, folder / result.path, card).predict_batch(held_out.images)
         top1 = np.mean(reference.argmax(1) == probabilities.argmax(1))
-        assert result.top1_agreement == pytest.approx(top1, abs=1e-4), result.format
-        assert result.max_prob_diff == pytest.approx(np.abs(reference - probabilities).max(), abs=1e-5)
-        expected = exports.STATUS_OK if top1 >= exporter.MIN_TOP1_AGREEMENT else exports.STATUS_DIVERGING
+        assert result.figures["top1_agreement"] == pytest.approx(top1, abs=1e-4), result.format
+        assert result.figures["max_prob_diff"] == pytest.approx(np.abs(reference - probabilities).max(), abs=1e-5)
+        expected = exports.STATUS_OK if top1 >= classification.MIN_TOP1_AGREEMENT else exports.STATUS_DIVERGING
         assert result.status == expected, result.format
         if result.status == exports.STATUS_DIVERGING:
             assert "top-1 agrees" in result.reason
@@ -99,8 +103,8 @@ def test_export_predictor_gives_the_same_top_k(exported, rng):
     served = Predictor.load("tiny-cnn", "1", settings, backend="onnx")
     assert isinstance(served, Predictor) and served.backend_name == "onnx"
     images = [rng.integers(0, 256, (40, 50, 3), dtype=np.uint8) for _ in range(3)]
-    expected = keras_predictor.predict(images, top_k=3)
-    got = served.predict(images, top_k=3)
+    expected = [result.predictions for result in keras_predictor.predict(images, DecodeOptions(top_k=3))]
+    got = [result.predictions for result in served.predict(images, DecodeOptions(top_k=3))]
     assert [[p.label for p in row] for row in got] == [[p.label for p in row] for row in expected]
     assert np.allclose([[p.score for p in row] for row in got], [[p.score for p in row] for row in expected], atol=1e-5)
 
@@ -144,7 +148,7 @@ def test_a_tampered_export_is_reported_as_diverging_and_refused(exported, tmp_pa
     copy = _tampered_copy(settings, tmp_path)
     result = exporter.check_export("tiny-cnn", "1", "tflite-fp32", copy)
     assert result.status == exports.STATUS_DIVERGING, result.reason
-    assert result.top1_agreement < exporter.MIN_TOP1_AGREEMENT and result.max_prob_diff > 0.05
+    assert result.figures["top1_agreement"] < classification.MIN_TOP1_AGREEMENT and result.figures["max_prob_diff"] > 0.05
     assert "files changed since export" in result.reason
     saved = exports.read_parity("tiny-cnn", "1", copy)["exports"]["tflite-fp32"]
     assert saved["status"] == exports.STATUS_DIVERGING
@@ -238,7 +242,7 @@ def test_every_backend_gives_the_same_top1_on_real_photos(imagenet_exports):
     assert {r.held_out_images for r in results.values()} == {len(samples)}
     keras_predictor = Predictor.load(settings=settings)
     photos = [decode_image(path) for path in samples.values()]
-    expected = [row[0].label for row in keras_predictor.predict(photos, top_k=1)]
+    expected = [result.top.label for result in keras_predictor.predict(photos, DecodeOptions(top_k=1))]
     assert expected[list(samples).index("cat.jpg")] in {"tabby", "tiger cat", "Egyptian cat"}
     batch = keras_predictor.prepare(photos)
     for fmt in formats:
@@ -247,7 +251,7 @@ def test_every_backend_gives_the_same_top1_on_real_photos(imagenet_exports):
     for fmt in ("tflite-fp32", "tflite-fp16"):
         served = Predictor.load(settings=settings, backend=fmt)
         assert served.backend_name == fmt
-        assert [row[0].label for row in served.predict(photos, top_k=1)] == expected, fmt
+        assert [result.top.label for result in served.predict(photos, DecodeOptions(top_k=1))] == expected, fmt
 
 
 @pytest.mark.slow
@@ -266,27 +270,27 @@ def test_quantized_tflite_exports_report_their_parity_on_real_photos_honestly(im
     held_out, _ = exporter.evaluation_data(card, settings, held_out=len(samples))
     assert held_out.source == "sample-photos" and len(held_out.images) == len(samples)
     reference = keras_predictor.predict_batch(held_out.images)
-    confident = reference.max(1) >= exporter.CONFIDENT_SCORE
+    confident = reference.max(1) >= classification.CONFIDENT_SCORE
     assert confident.sum() >= len(samples) // 2
     folder = catalog.model_dir(name, "1", settings)
     recorded = exports.read_parity(name, "1", settings)["exports"]
     for fmt in ("tflite-dynamic", "tflite-int8"):
         result = results[fmt]
         assert result.status in (exports.STATUS_OK, exports.STATUS_DIVERGING), (fmt, result.reason)
-        assert {k: recorded[fmt][k] for k in ("status", "reason", "top1_agreement", "confident_top1_agreement")} == {
-            "status": result.status, "reason": result.reason, "top1_agreement": result.top1_agreement,
-            "confident_top1_agreement": result.confident_top1_agreement}
+        assert (recorded[fmt]["status"], recorded[fmt]["reason"], recorded[fmt]["figures"]) == (
+            result.status, result.reason, result.figures)
         assert fmt in result.summary() and result.status in result.summary()
         # Its runtime runs it (the backend class serving uses) and the figures are recomputed from its output.
         probabilities = runtimes.open_backend(fmt, folder / result.path, card).predict_batch(held_out.images)
         assert probabilities.shape == reference.shape and np.isfinite(probabilities).all()
         agrees = reference.argmax(1) == probabilities.argmax(1)
-        assert result.top1_agreement == pytest.approx(agrees.mean(), abs=1e-4), fmt
-        assert result.confident_images == confident.sum()
-        assert result.confident_top1_agreement == pytest.approx(agrees[confident].mean(), abs=1e-4), fmt
-        assert result.max_prob_diff == pytest.approx(np.abs(reference - probabilities).max(), abs=1e-5), fmt
-        status, reason = exporter.judge(exporter.parity_figures(reference, probabilities), card.num_classes)
-        assert (result.status, result.reason) == (status, reason), fmt
+        assert result.figures["top1_agreement"] == pytest.approx(agrees.mean(), abs=1e-4), fmt
+        assert result.figures["confident_images"] == confident.sum()
+        assert result.figures["confident_top1_agreement"] == pytest.approx(agrees[confident].mean(), abs=1e-4), fmt
+        assert result.figures["max_prob_diff"] == pytest.approx(np.abs(reference - probabilities).max(), abs=1e-5), fmt
+        judgement = CLASSIFICATION.parity(reference, probabilities, card)
+        status = exports.STATUS_OK if judgement.ok else exports.STATUS_DIVERGING
+        assert (result.status, result.reason, result.figures) == (status, judgement.reason, judgement.figures), fmt
         if result.ok:
             served = runtimes.load_backend(name, "1", fmt, settings).predict_batch(held_out.images)
             np.testing.assert_array_equal(served.argmax(1), probabilities.argmax(1), err_msg=fmt)
@@ -299,4 +303,4 @@ def test_quantized_tflite_exports_report_their_parity_on_real_photos_honestly(im
                             lambda: exports.set_serving_backend(name, "1", fmt, settings)):
                 with pytest.raises(exports.ExportError, match="diverging"):
                     refused()
-    assert results["tflite-dynamic"].confident_top1_agreement == 1.0
+    assert results["tflite-dynamic"].figures["confident_top1_agreement"] == 1.0

@@ -285,13 +285,14 @@ def test_log_holds_one_row_per_accepted_prediction_per_face(observed, world):
 
 def test_exif_rotated_image_is_upright_for_prediction_and_gradcam(observed, world, tiny_predictor):
     from imgrec.explain import cam, render
+    from imgrec.tasks.base import DecodeOptions
     from imgrec.core.images import decode_image
 
     data = world["data"]["exif_rotated_jpeg"]
     decoded = decode_image(data)
     assert decoded.pixels.shape[:2] == EXIF_UPRIGHT_SHAPE
     # Prediction on the decoded (upright) pixels is the prediction every face returned.
-    reference = tiny_predictor.predict([decoded.pixels], 3)[0]
+    reference = tiny_predictor.predict([decoded.pixels], DecodeOptions(top_k=3))[0].predictions
     faces_ok = {}
     for face in ("cli", "api"):
         obs = observed[face]["exif_rotated_jpeg"]

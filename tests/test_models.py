@@ -14,7 +14,10 @@ from imgrec.registry.card import CARD_FILE, MODEL_FILE, ModelCard
 from imgrec.core.files import sha256_file
 from imgrec.core.errors import ModelError
 from imgrec.modeling.build import Preprocess, build_model
+from imgrec.tasks.classification import ClassificationTask
 from tests.conftest import TINY_SIZE, build_tiny_model, tiny_card
+
+CLASSIFICATION = ClassificationTask()
 
 
 def test_card_json_round_trip(tmp_path):
@@ -159,18 +162,18 @@ def test_preprocess_matches_keras_applications():
 
 def test_unknown_backbone_and_preprocessing_are_refused():
     with pytest.raises(ModelError, match="Unknown backbone 'vgg'. Expected one of: mobilenet_v2"):
-        build_model("vgg", 3)
+        build_model("vgg", 3, head=CLASSIFICATION.head)
     with pytest.raises(ModelError, match="Unknown preprocessing"):
         Preprocess("zscore")
     for backbone in ("small_cnn", "mobilenet_v2"):  # whether or not the backbone has pretrained weights
         with pytest.raises(ModelError, match="weights='imagenet21k'. Expected 'imagenet' or None."):
-            build_model(backbone, 3, weights="imagenet21k")
+            build_model(backbone, 3, weights="imagenet21k", head=CLASSIFICATION.head)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", list(BACKBONES))
 def test_every_backbone_builds_saves_and_reloads(backbone, settings, rng):
-    model = build_model(backbone, 4, (32, 32), weights=None)
+    model = build_model(backbone, 4, (32, 32), weights=None, head=CLASSIFICATION.head)
     card = ModelCard(
         name=f"t-{backbone}", version="", backbone=backbone, input_size=(32, 32),
         preprocessing=BACKBONES[backbone].preprocessing, class_names=("a", "b", "c", "d"), dataset="none",
@@ -184,7 +187,7 @@ def test_every_backbone_builds_saves_and_reloads(backbone, settings, rng):
 
 def test_mobilenet_imagenet_weights_serve_any_input_size(imagenet_settings):
     # Offline, only 224x224 weights exist; a 96x96 model must reuse them, not download or start random.
-    model = build_model("mobilenet_v2", 3, (96, 96), weights="imagenet")
+    model = build_model("mobilenet_v2", 3, (96, 96), weights="imagenet", head=CLASSIFICATION.head)
     stock = keras.applications.MobileNetV2(include_top=False, weights="imagenet", input_shape=(224, 224, 3))
     backbone = model.get_layer("backbone")
     for ours, theirs in zip(backbone.get_weights(), stock.get_weights()):

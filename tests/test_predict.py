@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from imgrec.core.images import decode_image
+from imgrec.inference.predictor import Predictor
 from imgrec.inference.runtimes import MAX_BATCH
+from imgrec.tasks.base import DecodeOptions
 
 CLEAR_PHOTOS = {
     "cat.jpg": {"Egyptian cat", "tabby", "tiger cat"},
@@ -27,8 +29,9 @@ def photos(photos_dir):
 
 
 def test_names_the_right_object_on_clear_photos(imagenet_predictor, photos):
-    ranked = imagenet_predictor.predict(list(photos.values()), top_k=5)
-    for (name, expected), predictions in zip(CLEAR_PHOTOS.items(), ranked):
+    results = imagenet_predictor.predict(list(photos.values()), DecodeOptions(top_k=5))
+    for (name, expected), result in zip(CLEAR_PHOTOS.items(), results):
+        predictions = result.predictions
         assert predictions[0].label in expected, (name, predictions[:3])
         assert len(predictions) == 5
         scores = [p.score for p in predictions]
@@ -48,37 +51,42 @@ def test_same_top_k_as_plain_keras_with_its_own_preprocessing(imagenet_predictor
 
 def test_batched_equals_one_by_one(tiny_predictor, rng):
     images = [rng.integers(0, 256, (rng.integers(10, 80), rng.integers(10, 80), 3)).astype(np.uint8) for _ in range(5)]
-    together = tiny_predictor.predict_proba(images)
-    alone = np.concatenate([tiny_predictor.predict_proba([image]) for image in images])
+    together = tiny_predictor.predict_outputs(images)
+    alone = np.concatenate([tiny_predictor.predict_outputs([image]) for image in images])
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
 
 def test_more_than_one_chunk(tiny_predictor, rng):
     images = [rng.integers(0, 256, (32, 32, 3)).astype(np.uint8) for _ in range(MAX_BATCH + 3)]
-    probabilities = tiny_predictor.predict_proba(images)
+    probabilities = tiny_predictor.predict_outputs(images)
     assert probabilities.shape == (MAX_BATCH + 3, 3)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_thread_safety_results_identical_to_serial(tiny_predictor, rng):
     images = [rng.integers(0, 256, (40, 40, 3)).astype(np.uint8) for _ in range(48)]
-    serial = [tiny_predictor.predict([image], top_k=3) for image in images]
+    serial = [tiny_predictor.predict([image], DecodeOptions(top_k=3)) for image in images]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        threaded = list(pool.map(lambda image: tiny_predictor.predict([image], top_k=3), images))
+        threaded = list(pool.map(lambda image: tiny_predictor.predict([image], DecodeOptions(top_k=3)), images))
     for a, b in zip(serial, threaded):
-        assert [p.label for p in a[0]] == [p.label for p in b[0]]
-        np.testing.assert_allclose([p.score for p in a[0]], [p.score for p in b[0]], atol=1e-6)
+        assert [p.label for p in a[0].predictions] == [p.label for p in b[0].predictions]
+        np.testing.assert_allclose([p.score for p in a[0].predictions], [p.score for p in b[0].predictions], atol=1e-6)
 
 
 def test_top_k_is_clamped_and_details_carry_latency(tiny_predictor, rng):
     image = rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)
-    assert len(tiny_predictor.predict([image], top_k=10)[0]) == 3
-    assert len(tiny_predictor.predict([image], top_k=0)[0]) == 1
-    [detail] = tiny_predictor.predict_detailed([image], top_k=2)
+    assert len(tiny_predictor.predict([image], DecodeOptions(top_k=10))[0].predictions) == 3
+    assert len(tiny_predictor.predict([image], DecodeOptions(top_k=0))[0].predictions) == 1
+    [detail] = tiny_predictor.predict([image], DecodeOptions(top_k=2))
     assert detail.latency_ms > 0 and detail.probabilities.shape == (3,)
-    assert tiny_predictor.predict([], top_k=3) == []
+    assert tiny_predictor.predict([], DecodeOptions(top_k=3)) == []
 
 
-def test_warm_up_makes_the_first_call_cheap(tiny_predictor):
-    # After loading, tracing is done: another warm-up is a plain inference call.
-    assert tiny_predictor.warm_up() < 1.0
+def test_loading_traces_once_and_no_batch_size_traces_again(tiny_settings, rng):
+    # The first user must not pay for tracing: the constructor's warm-up traces the one function,
+    # and calls of any batch size after it reuse that trace.
+    predictor = Predictor.load("tiny-cnn", "1", tiny_settings)
+    assert predictor._infer.experimental_get_tracing_count() == 1
+    for size in (1, 3, MAX_BATCH + 1):
+        predictor.predict_outputs([rng.integers(0, 256, (32, 32, 3)).astype(np.uint8) for _ in range(size)])
+    assert predictor._infer.experimental_get_tracing_count() == 1

@@ -15,8 +15,11 @@ from imgrec.registry import catalog
 from imgrec.training import runs
 from imgrec.training import trainer
 from imgrec.training.config import ConfigError, RunConfig
+from imgrec.tasks.classification import ClassificationTask
 from tests.conftest import make_settings
 from tests.test_data import make_image_folder
+
+CLASSIFICATION = ClassificationTask()
 
 
 def tiny_config(folder, **overrides) -> RunConfig:
@@ -59,7 +62,7 @@ def test_class_weights_from_counts():
 def test_fine_tune_keeps_batch_norm_frozen_and_cuts_at_a_block_boundary():
     from imgrec.modeling.build import build_model
 
-    model = build_model("mobilenet_v2", 3, (32, 32), weights=None)
+    model = build_model("mobilenet_v2", 3, (32, 32), weights=None, head=CLASSIFICATION.head)
     backbone = model.get_layer("backbone")
     assert trainer.set_trainable(backbone, 0) == 0 and not backbone.trainable
     count = trainer.set_trainable(backbone, 20)
@@ -98,7 +101,7 @@ def test_end_to_end_transfer_run_registers_a_working_model(tmp_path, monkeypatch
     report = json.loads((folder_out / "report.json").read_text())
     assert report["run_id"] == run.id and len(report["confusion"]) == 3
     predictor = Predictor.load("tiny-mnv2", "1", settings)  # safe_mode load, no custom objects
-    probabilities = predictor.predict_proba([np.zeros((40, 40, 3), np.uint8)])
+    probabilities = predictor.predict_outputs([np.zeros((40, 40, 3), np.uint8)])
     assert probabilities.shape == (1, 3) and np.isclose(probabilities.sum(), 1, atol=1e-4)
 
     for name, value in {"IMGREC_MODELS_DIR": settings.models_dir, "IMGREC_DATA_DIR": settings.data_dir}.items():
@@ -140,7 +143,7 @@ def test_report_indices_point_at_the_same_images_when_the_split_is_rebuilt(tmp_p
     """The gallery and `evaluate` rebuild a run's split from its saved config; a per-class limit included."""
     from imgrec.registry.card import TRAINING_REPORT
     from imgrec.datasets.loading import load_dataset
-    from imgrec.training.evaluation import EvaluationReport
+    from imgrec.tasks.classification_metrics import EvaluationReport
     from imgrec.datasets.loading import dataset_split_args
     from imgrec.registry.catalog import training_config
     from imgrec.inference.predictor import Predictor
@@ -157,7 +160,7 @@ def test_report_indices_point_at_the_same_images_when_the_split_is_rebuilt(tmp_p
     for cell, indices in report.errors.items():
         true_class, predicted_class = cell.split("|")
         assert [report.class_names[split.labels[i]] for i in indices] == [true_class] * len(indices)
-        top1 = predictor.predict_proba([split.load_image(i) for i in indices]).argmax(1)
+        top1 = predictor.predict_outputs([split.load_image(i) for i in indices]).argmax(1)
         assert [report.class_names[c] for c in top1] == [predicted_class] * len(indices)
 
 

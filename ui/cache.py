@@ -12,7 +12,9 @@ from streamlit.runtime.scriptrunner import script_runner
 
 from imgrec.registry import catalog
 from imgrec.core.settings import get_settings
+from imgrec.core.errors import StoreError
 from imgrec.inference.predictor import Predictor
+from imgrec.inference.service import PredictionLog
 
 
 def _clean_up_after_a_run() -> None:
@@ -37,10 +39,18 @@ def predictor(name: str, version: str) -> Predictor:
 
 
 @st.cache_resource(show_spinner=False)
-def store():
-    from imgrec.predlog.store import open_store_for_serving
+def prediction_log() -> PredictionLog:
+    # One per app process; it opens the database on first use and again after a failure.
+    return PredictionLog(get_settings(), serving=True)
 
-    return open_store_for_serving(get_settings())  # once per app process
+
+def store():
+    """The open prediction log; ``StoreError`` when it cannot be opened (pages show it as a message)."""
+    log = prediction_log()
+    opened = log.store()
+    if opened is None:
+        raise StoreError(log.error)
+    return opened
 
 
 @st.cache_data(ttl=30, show_spinner="Preparing the default model…")
@@ -65,8 +75,6 @@ def thumbnail(stored_path: str) -> str | None:
     import io
 
     from PIL import Image
-
-    from imgrec.core.errors import StoreError
 
     try:
         with Image.open(store().upload_file(stored_path)) as image:

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from imgrec.explain import cam, faithfulness, layers, render
+from imgrec.tasks.base import DecodeOptions
 from ui import cache
 from ui.charts import curves
 from ui.widgets import forget_other_inputs, show_error
@@ -82,8 +83,9 @@ def _heatmap(predictor, model_ref: str, image_key: str, pixels, method: str, lay
     return heatmaps[cache_key]
 
 
-def _class_index(predictor, label: str) -> int:
-    return predictor.card.class_names.index(label)
+def _target_index(predictor, result, label: str | None = None) -> int:
+    """The class Grad-CAM explains: the chosen label, else the result's headline one (the task decides)."""
+    return predictor.task.explanation_target(result, predictor.card, label).index
 
 
 def overlay_panel(predictor, model_ref, image_key, item, predictions, controls: CamControls,
@@ -98,7 +100,7 @@ def overlay_panel(predictor, model_ref, image_key, item, predictions, controls: 
     target_label = pick_col.selectbox("Explain class", labels, key=f"predict.cam_target.{image_key}")
     try:
         heatmap = _heatmap(predictor, model_ref, image_key, item.image.pixels, controls.method, controls.layer,
-                       _class_index(predictor, target_label))
+                       _target_index(predictor, item.result, target_label))
         blended = render.overlay(item.image.pixels, heatmap.values, alpha=controls.opacity, colormap=controls.colormap)
         colors = render.colorize(heatmap.values, controls.colormap)
         png = render.to_png_bytes(blended)
@@ -191,15 +193,12 @@ def _compare(predictor, model_ref, image_key, item, controls, refs, target) -> N
     try:
         with st.spinner(f"Explaining with {other_ref}…"):
             other = cache.predictor(*other_ref.split("@", 1))
-            [other_result] = other.predict_detailed([item.image], top_k=3)
-            for ref, model, probabilities in (
-                (model_ref, predictor, item.result.probabilities),
-                (other_ref, other, other_result.probabilities),
-            ):
-                top = model.top_k(probabilities, 3)
+            [other_result] = other.predict([item.image], DecodeOptions(top_k=3))
+            for ref, model, result in ((model_ref, predictor, item.result), (other_ref, other, other_result)):
+                top = result.predictions[:3]
                 # Each model's own automatic layer: a layer chosen for this model may not exist in the other.
                 heatmap = _heatmap(model, ref, image_key, item.image.pixels, controls.method, None,
-                               _class_index(model, top[0].label))
+                               _target_index(model, result))
                 panels.append((ref, top, render.overlay(item.image.pixels, heatmap.values, controls.opacity,
                                                          controls.colormap)))
     except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback

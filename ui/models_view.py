@@ -1,6 +1,6 @@
 """Display pieces of the Models page: the overview, a card, the parity table, comparisons, downloads.
 
-Presentation only: every number comes from ``imgrec.registry.catalog``, ``imgrec.export.exporter`` and
+Presentation only: every number comes from ``imgrec.registry.catalog``, ``imgrec.registry.exports`` and
 ``imgrec.inference.runtimes``. Files are read when a download is clicked (deferred ``data``), never on a rerun.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from imgrec.export import exporter
+from imgrec.tasks.base import Task
 from imgrec.registry import exports
 from imgrec.registry import catalog
 from imgrec.registry.card import CARD_FILE, MODEL_FILE, ModelCard
@@ -118,8 +118,8 @@ def _results(card: ModelCard, settings: Settings) -> list[exports.ExportResult]:
         return []
 
 
-def parity_frame(report: dict) -> pd.DataFrame:
-    """One row per format, exported or not, with the parity figures and ratios to the Keras model."""
+def parity_frame(report: dict, task: Task) -> pd.DataFrame:
+    """One row per format, exported or not, with the task's parity figures and ratios to the Keras model."""
     keras = report.get("keras", {})
     entries = report.get("exports", {})
     rows = []
@@ -134,48 +134,41 @@ def parity_frame(report: dict) -> pd.DataFrame:
         rows.append({
             "Format": label,
             "Status": STATUS_ICONS.get(result.status, result.status),
-            "Top-1 agreement": result.top1_agreement,
-            "Top-1 (Keras sure)": result.confident_top1_agreement,
-            "Top-5 overlap": result.top5_overlap,
-            "Max |Δp|": result.max_prob_diff,
+            **{title: result.figures.get(key) for key, title in task.parity_titles.items()},
             "Size (MB)": size_mb,
             "× smaller": _ratio(keras.get("size_bytes"), result.size_bytes),
             "Latency (ms)": result.latency_ms,
             "× faster": _ratio(result.keras_latency_ms, result.latency_ms),
         })
     frame = pd.DataFrame(rows)
-    if "Top-1 (Keras sure)" in frame and frame["Top-1 (Keras sure)"].isna().all():
-        frame = frame.drop(columns="Top-1 (Keras sure)")  # Keras is never that sure on these images
-    return frame
+    empty = [title for title in task.parity_titles.values() if title in frame and frame[title].isna().all()]
+    return frame.drop(columns=empty)  # e.g. Keras is never sure enough on these images for the "sure" column
 
 
 def _ratio(reference, value):
     return round(reference / value, 2) if reference and value else None
 
 
-PARITY_FORMATS = {
-    "Top-1 agreement": "{:.1%}", "Top-1 (Keras sure)": "{:.1%}", "Top-5 overlap": "{:.1%}", "Max |Δp|": "{:.2g}",
-    "Size (MB)": "{:.2f}", "× smaller": "{:.1f}×", "Latency (ms)": "{:.3g}", "× faster": "{:.2f}×",
-}
+# Display formats by column; a task's figure columns not named here are shares (agreements, overlaps).
+PARITY_FORMATS = {"Size (MB)": "{:.2f}", "× smaller": "{:.1f}×", "Latency (ms)": "{:.3g}", "× faster": "{:.2f}×"}
+DIFFERENCE_FORMAT = "{:.2g}"
 
 
-def parity_display(frame: pd.DataFrame) -> pd.DataFrame:
+def parity_display(frame: pd.DataFrame, task: Task) -> pd.DataFrame:
     """The parity frame as text: figures formatted, blanks (not "None") where a format was not exported."""
     shown = frame.copy()
+    figure_formats = {title: DIFFERENCE_FORMAT if "Δ" in title else "{:.1%}" for title in task.parity_titles.values()}
     for column in shown.columns:
-        pattern = PARITY_FORMATS.get(column)
+        pattern = PARITY_FORMATS.get(column) or figure_formats.get(column)
         shown[column] = [("" if pd.isna(v) else pattern.format(v) if pattern else str(v)) for v in shown[column]]
     return shown
 
 
-def parity_table(report: dict) -> None:
+def parity_table(report: dict, task: Task) -> None:
     """The figures; the reason of each failed or diverging export follows in ``parity_notes``."""
     st.dataframe(
-        parity_display(parity_frame(report)), hide_index=True, width="stretch", key="models.parity",
+        parity_display(parity_frame(report, task), task), hide_index=True, width="stretch", key="models.parity",
         column_config={
-            "Top-1 (Keras sure)": st.column_config.TextColumn(
-                help=f"Top-1 agreement on the held-out images Keras scores ≥ {exporter.CONFIDENT_SCORE:.0%}"),
-            "Max |Δp|": st.column_config.TextColumn(help="Largest absolute probability difference"),
             "× smaller": st.column_config.TextColumn(help="Keras .keras file size / export size"),
             "Latency (ms)": st.column_config.TextColumn(
                 help="One image, median, on this machine: TensorFlow for the SavedModel, the LiteRT "
@@ -199,9 +192,9 @@ def parity_notes(report: dict) -> None:
     if calibration:
         lines.append(f"**int8 calibration set:** {calibration.get('description', '')}.")
     if thresholds:
-        lines.append(f"**Diverging** when top-1 agreement is below {thresholds.get('min_top1_agreement', 0):.0%} "
-                     f"or top-5 overlap below {thresholds.get('min_top5_overlap', 0):.0%}. "
-                     f"Last run {report.get('updated', '').replace('T', ' ')}.")
+        limits = " or ".join(f"{name.removeprefix('min_').replace('_', ' ')} below {value:.0%}"
+                             for name, value in thresholds.items())
+        lines.append(f"**Diverging** when {limits}. Last run {report.get('updated', '').replace('T', ' ')}.")
     st.caption("  \n".join(lines))
     bad = [e for e in report.get("exports", {}).values() if e.get("status") != exports.STATUS_OK]
     for entry in bad:

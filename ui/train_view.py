@@ -21,7 +21,8 @@ from imgrec.registry.card import TRAINING_REPORT
 from imgrec.datasets.loading import AugmentConfig
 from imgrec.datasets.loading import dataset_split_args
 from imgrec.modeling.backbones import BACKBONES
-from imgrec.training.config import LOSSES, SCHEDULES, RunConfig
+from imgrec.tasks.registry import DEFAULT_TASK, task_named
+from imgrec.training.config import SCHEDULES, RunConfig
 from ui.charts import PRIMARY, SECONDARY
 from ui.widgets import apply_change
 
@@ -91,7 +92,7 @@ def run_form() -> RunConfig | None:
         schedule = st.selectbox("Learning-rate schedule", SCHEDULES, key="train.schedule")
     with right:
         st.markdown("**Loss**")
-        loss = st.selectbox("Loss", LOSSES, key="train.loss",
+        loss = st.selectbox("Loss", task_named(DEFAULT_TASK).losses, key="train.loss",
                             format_func=lambda v: {"crossentropy": "Cross-entropy", "focal": "Focal"}[v])
         smoothing = st.slider("Label smoothing", 0.0, 0.3, 0.0, 0.05, key="train.smoothing")
         class_weights = st.toggle("Class weights from counts", key="train.class_weights")
@@ -331,7 +332,7 @@ def evaluation_panel(model_ref: str, page: str, show_images: bool = True) -> Non
     """The test-set report of a trained model: metrics, per-class table, confusion heatmap with the
     misclassified images of the chosen cell, reliability diagram. ``page`` prefixes the widget keys;
     without ``show_images`` a toggle asks before the dataset is loaded for the gallery."""
-    from imgrec.training.evaluation import EvaluationReport
+    from imgrec.tasks.classification_metrics import EvaluationReport
     from imgrec.registry.catalog import training_config
 
     settings = get_settings()

@@ -11,8 +11,8 @@ Layout, beside the model::
     models/<name>/<version>/exports/parity.json       the parity report (``read_parity``)
 
 Each export is measured against the Keras model on a held-out set that is never used for
-calibration: top-1 agreement, top-5 overlap, the largest probability difference, file size and
-single-image latency on this machine (through the runtime that serves it). An export that fails
+calibration: the task's parity figures (for a classifier top-1 agreement, top-5 overlap, the
+largest probability difference; see ``imgrec.tasks``), file size and single-image latency on this machine (through the runtime that serves it). An export that fails
 or diverges is recorded as such with its reason; nothing is dropped from the report.
 
 Heavy converters and runtimes (tf2onnx, onnxruntime, ai_edge_litert, TensorFlow) are imported
@@ -53,16 +53,9 @@ from imgrec.registry.card import MODEL_FILE, ModelCard
 from imgrec.core.files import sha256_file, utc_timestamp, write_atomically
 from imgrec.core.settings import IMAGENET_MODEL_NAME, Settings, get_settings
 from imgrec.core.errors import first_line
+from imgrec.tasks.registry import task_for
 
 ONNX_OPSET = 17
-
-# An export whose top-1 agrees with Keras on fewer held-out images than this is "diverging".
-MIN_TOP1_AGREEMENT = 0.97
-# ... or whose top-5 sets overlap less than this on average (only checked with more than 5 classes).
-MIN_TOP5_OVERLAP = 0.80
-
-# Reported besides: top-1 agreement on the held-out images where Keras itself is at least this sure.
-CONFIDENT_SCORE = 0.5
 
 HELD_OUT_IMAGES = 128
 CALIBRATION_IMAGES = 128
@@ -434,50 +427,15 @@ def _measure(fmt, folder: Path, relative: str, card: ModelCard, held_out: ImageS
                   export_seconds=None if export_seconds is None else round(export_seconds, 2))
     try:
         backend = open_backend(fmt, path, card)
-        probabilities = backend.predict_batch(held_out.images)
+        outputs = backend.predict_batch(held_out.images)
         latency = median_ms(lambda: backend.predict_batch(held_out.images[:1]))
     except Exception as exc:  # noqa: BLE001 - an export its runtime cannot run is a failed export
         return ExportResult(fmt, STATUS_FAILED, reason=f"runtime failed: {_first_line(exc)}", **common)
-    figures = parity_figures(reference, probabilities)
-    status, reason = judge(figures, card.num_classes)
-    return ExportResult(fmt, status, reason=reason, latency_ms=latency, **figures, **common)
-
-
-def parity_figures(reference: np.ndarray, probabilities: np.ndarray) -> dict:
-    """Top-1 agreement, mean top-5 overlap and the largest / mean absolute probability difference."""
-    reference = np.asarray(reference, np.float64)
-    probabilities = np.asarray(probabilities, np.float64)
-    if probabilities.shape != reference.shape:
-        raise ExportError(f"export gives shape {probabilities.shape}, Keras gives {reference.shape}")
-    if not np.all(np.isfinite(probabilities)):
-        return dict(top1_agreement=0.0, top5_overlap=0.0, confident_top1_agreement=0.0,
-                    confident_images=int((reference.max(1) >= CONFIDENT_SCORE).sum()),
-                    max_prob_diff=None, mean_prob_diff=None)
-    k = min(5, reference.shape[1])
-    top1 = float(np.mean(reference.argmax(1) == probabilities.argmax(1)))
-    ref_top = np.argsort(-reference, axis=1, kind="stable")[:, :k]
-    exp_top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    overlap = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ref_top, exp_top)]))
-    confident = reference.max(1) >= CONFIDENT_SCORE
-    confident_top1 = (float(np.mean(reference.argmax(1)[confident] == probabilities.argmax(1)[confident]))
-                      if confident.any() else None)
-    diff = np.abs(reference - probabilities)
-    return dict(top1_agreement=round(top1, 4), top5_overlap=round(overlap, 4),
-                confident_top1_agreement=None if confident_top1 is None else round(confident_top1, 4),
-                confident_images=int(confident.sum()),
-                max_prob_diff=round(float(diff.max()), 6), mean_prob_diff=round(float(diff.mean()), 8))
-
-
-def judge(figures: dict, num_classes: int) -> tuple[str, str]:
-    if figures["max_prob_diff"] is None:
-        return STATUS_DIVERGING, "outputs are not finite (NaN or infinity)"
-    reasons = []
-    if figures["top1_agreement"] < MIN_TOP1_AGREEMENT:
-        reasons.append(f"top-1 agrees with Keras on {figures['top1_agreement']:.1%} of held-out images "
-                       f"(below {MIN_TOP1_AGREEMENT:.0%})")
-    if num_classes > 5 and figures["top5_overlap"] < MIN_TOP5_OVERLAP:
-        reasons.append(f"top-5 overlap {figures['top5_overlap']:.1%} (below {MIN_TOP5_OVERLAP:.0%})")
-    return (STATUS_DIVERGING, "; ".join(reasons)) if reasons else (STATUS_OK, "")
+    task = task_for(card)
+    judgement = task.parity(reference, outputs, card)
+    status = STATUS_OK if judgement.ok else STATUS_DIVERGING
+    return ExportResult(fmt, status, reason=judgement.reason, latency_ms=latency, figures=judgement.figures,
+                        headline=task.parity_headline(judgement.figures), **common)
 
 
 def median_ms(fn, min_repeats: int = 5, max_repeats: int = 30, budget_s: float = 1.5, warmup: int = 2) -> float:
@@ -525,7 +483,7 @@ def _save_report(folder: Path, card: ModelCard, held_out: ImageSet, calibration:
         held_out={"source": held_out.source, "images": len(held_out.images), "description": held_out.description},
         keras={"file": MODEL_FILE, "size_bytes": (folder / MODEL_FILE).stat().st_size,
                "latency_ms": keras_latency, "runtime": "Keras (compiled tf.function)"},
-        thresholds={"min_top1_agreement": MIN_TOP1_AGREEMENT, "min_top5_overlap": MIN_TOP5_OVERLAP},
+        thresholds=task_for(card).parity_thresholds(),
         exports={f: exports[f] for f in FORMATS if f in exports},
     )
     if not keep_calibration or "calibration" not in report:

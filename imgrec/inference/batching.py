@@ -1,7 +1,7 @@
 """Micro-batching for the API: images from concurrent requests share one ``predict_batch`` call.
 
-Requests run ``service.classify`` in worker threads as usual; the predictor they get is a
-``BatchedPredictor`` whose ``predict_detailed`` resizes the request's images, hands them to the
+Requests run ``service.predict_uploads`` in worker threads as usual; the predictor they get is a
+``BatchedPredictor`` whose ``predict`` resizes the request's images, hands them to the
 ``Batcher`` and waits. The batcher's own thread gathers work until ``max_size`` images are waiting
 or ``max_wait_ms`` has passed since the first one, runs one batch per model, and hands each request
 its rows. The queue is bounded: a full queue raises ``Overloaded`` at once (the API answers 503).
@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
+
+from imgrec.tasks.base import DecodeOptions
 
 
 class Overloaded(Exception):
@@ -145,7 +147,7 @@ class Batcher:
 
 
 class BatchedPredictor:
-    """Looks like a ``Predictor`` to ``service.classify``, but infers through a shared ``Batcher``."""
+    """Looks like a ``Predictor`` to ``service.predict_uploads``, but infers through a shared ``Batcher``."""
 
     def __init__(self, predictor, batcher: Batcher | None, on_batch: BatchObserver | None = None):
         self.predictor = predictor
@@ -153,7 +155,7 @@ class BatchedPredictor:
         self._batcher = batcher
         self._on_batch = on_batch  # observer for unbatched calls (the batcher has its own)
 
-    def predict_detailed(self, images: Sequence, top_k: int = 5) -> list:
+    def predict(self, images: Sequence, options: DecodeOptions) -> list:
         if len(images) == 0:
             return []
         batch = self.predictor.prepare(images)
@@ -163,6 +165,6 @@ class BatchedPredictor:
             seconds = time.perf_counter() - started
             if self._on_batch is not None:
                 self._on_batch(len(batch), seconds)
-            return self.predictor.results(probabilities, top_k, seconds * 1000 / len(batch))
+            return self.predictor.decode(probabilities, options, seconds * 1000 / len(batch))
         outcome: BatchOutcome = self._batcher.submit(self.predictor, batch).result()
-        return self.predictor.results(outcome.probabilities, top_k, outcome.latency_ms)
+        return self.predictor.decode(outcome.probabilities, options, outcome.latency_ms)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -16,24 +15,17 @@ from imgrec.core.errors import ImgrecError
 from imgrec.inference import runtimes
 from imgrec.registry import catalog, exports
 from imgrec.inference.runtimes import MAX_BATCH
+from imgrec.tasks.base import DecodeOptions
+from imgrec.tasks.registry import task_for
 
 log = logging.getLogger(__name__)
 
 
-class Prediction(NamedTuple):
-    label: str
-    score: float
-
-
-@dataclass(frozen=True)
-class PredictionResult:
-    predictions: list[Prediction]
-    probabilities: np.ndarray  # all classes, in the card's class order
-    latency_ms: float  # this image's share of the batch's inference time
-
-
 class Predictor:
     """Wraps a Keras model and its card. Call ``predict`` from any number of threads.
+
+    Raw outputs become results through the card's task (``imgrec.tasks``), so the predictor is the
+    same for every task.
 
     ``backend`` (an ``imgrec.inference.runtimes`` export backend) serves the predictions instead of the Keras
     graph; the Keras model stays loaded because Grad-CAM needs it whatever serves predictions.
@@ -45,6 +37,7 @@ class Predictor:
         self.model = model
         self.card = card
         self.backend = backend
+        self.task = task_for(card)
         height, width = card.input_size
         # One trace for every batch size: raw uint8 in, probabilities out; no Python per image.
         self._infer = tf.function(
@@ -85,37 +78,28 @@ class Predictor:
         pixels = [image.pixels if isinstance(image, DecodedImage) else image for image in images]
         return np.stack([resize(np.asarray(p, dtype=np.uint8), self.card.input_size) for p in pixels])
 
-    def predict_proba(self, images: Sequence[np.ndarray | DecodedImage]) -> np.ndarray:
+    def predict_outputs(self, images: Sequence[np.ndarray | DecodedImage]) -> np.ndarray:
+        """Raw model outputs (a classifier's probabilities) for images of any size."""
         if len(images) == 0:
-            return np.zeros((0, self.card.num_classes), np.float32)
-        batch = self.prepare(images)
-        return self.predict_batch(batch)
+            return np.zeros((0, *self.model.outputs[0].shape[1:]), np.float32)
+        return self.predict_batch(self.prepare(images))
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities for an already prepared (N, H, W, 3) uint8 batch, in chunks of ``MAX_BATCH``."""
+        """Raw outputs for an already prepared (N, H, W, 3) uint8 batch, in chunks of ``MAX_BATCH``."""
         if self.backend is not None:
             return self.backend.predict_batch(np.asarray(batch, np.uint8))
         chunks = [self._infer(batch[i : i + MAX_BATCH]).numpy() for i in range(0, len(batch), MAX_BATCH)]
         return np.concatenate(chunks).astype(np.float32)
 
-    def predict(self, images: Sequence[np.ndarray | DecodedImage], top_k: int = 5) -> list[list[Prediction]]:
-        """Ranked top-k ``(label, score)`` lists, one per image."""
-        return [result.predictions for result in self.predict_detailed(images, top_k)]
-
-    def predict_detailed(self, images: Sequence[np.ndarray | DecodedImage], top_k: int = 5) -> list[PredictionResult]:
-        """Ranked results with ``latency_ms``: the inference time per image (resizing not included), as
-        the API's micro-batches report it too, so every face logs the same quantity."""
+    def predict(self, images: Sequence[np.ndarray | DecodedImage], options: DecodeOptions | None = None) -> list:
+        """One task result per image, with ``latency_ms``: the inference time per image (resizing not
+        included), as the API's micro-batches report it too, so every face logs the same quantity."""
         if len(images) == 0:
             return []
         batch = self.prepare(images)
         started = time.perf_counter()
-        probabilities = self.predict_batch(batch)
-        return self.results(probabilities, top_k, (time.perf_counter() - started) * 1000 / len(batch))
+        outputs = self.predict_batch(batch)
+        return self.decode(outputs, options or DecodeOptions(), (time.perf_counter() - started) * 1000 / len(batch))
 
-    def results(self, probabilities: np.ndarray, top_k: int, latency_ms: float) -> list[PredictionResult]:
-        return [PredictionResult(self.top_k(row, top_k), row, latency_ms) for row in probabilities]
-
-    def top_k(self, probabilities: np.ndarray, k: int) -> list[Prediction]:
-        k = max(1, min(int(k), self.card.num_classes))
-        order = np.argsort(-probabilities, kind="stable")[:k]
-        return [Prediction(self.card.class_names[i], float(probabilities[i])) for i in order]
+    def decode(self, outputs: np.ndarray, options: DecodeOptions, latency_ms: float) -> list:
+        return self.task.decode(outputs, self.card, options, latency_ms)

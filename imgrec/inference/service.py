@@ -1,17 +1,26 @@
-"""Decode, predict and log uploads: the one path shared by the app, the API and the CLI."""
+"""The one path from uploads to logged results (decode, predict, log) and the one result JSON shape,
+shared by the app, the API and the CLI."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any
 
-from imgrec.core.settings import Settings
-from imgrec.core.errors import ImageError, UnsupportedFormatError
+from imgrec.core.errors import ImageError, ImgrecError, UnsupportedFormatError
 from imgrec.core.images import DecodedImage, decode_image
-from imgrec.inference.predictor import PredictionResult, Predictor
+from imgrec.core.settings import Settings
+from imgrec.inference.predictor import Predictor
+from imgrec.registry.card import ModelCard
+from imgrec.tasks.base import DecodeOptions
+from imgrec.tasks.registry import task_for
 
 log = logging.getLogger(__name__)
+
+UNSUPPORTED_FORMAT, INVALID_IMAGE = "unsupported_format", "invalid_image"
+# The HTTP status an upload's own problem maps to (the API answers it; the CLI prints it in --json).
+ERROR_STATUS = {UNSUPPORTED_FORMAT: 415, INVALID_IMAGE: 422}
 
 
 @dataclass(frozen=True)
@@ -21,69 +30,130 @@ class Upload:
 
 
 @dataclass
-class Classified:
+class Outcome:
+    """One upload after the service path: its decoded image and task result, or why it could not be used."""
+
     upload: Upload
+    card: ModelCard
     image: DecodedImage | None = None
-    result: PredictionResult | None = None
+    result: Any = None  # the task's result object (e.g. ``imgrec.tasks.classification.Classification``)
     error: str | None = None
-    error_code: str | None = None  # "unsupported_format" or "invalid_image", for the API's status codes
+    error_code: str | None = None  # UNSUPPORTED_FORMAT or INVALID_IMAGE
     prediction_id: int | None = None
     log_warning: str | None = None
-    model_name: str = ""
-    model_version: str = ""
 
     @property
     def ok(self) -> bool:
         return self.result is not None
 
+    @property
+    def status(self) -> int:
+        return 200 if self.ok else ERROR_STATUS[self.error_code]
 
-def classify(predictor: Predictor, uploads: Sequence[Upload], top_k: int, settings: Settings) -> list[Classified]:
+    def to_json(self) -> dict[str, Any]:
+        """The result object of the API and of ``imgrec predict --json`` (documented in the README)."""
+        if not self.ok:
+            return {"filename": self.upload.filename, "error": self.error_code, "detail": self.error,
+                    "status": self.status}
+        body = {
+            "filename": self.upload.filename,
+            "model": {"name": self.card.name, "version": self.card.version, "task": self.card.task},
+            **task_for(self.card).to_json(self.result),
+            "latency_ms": round(self.result.latency_ms, 3),
+            "prediction_id": self.prediction_id,
+        }
+        if self.log_warning:
+            body["log_warning"] = self.log_warning
+        return body
+
+
+class PredictionLog:
+    """The prediction log of a face, or carrying on without it: opened on first use, tried again on a
+    later use after a failure (the database may come up after us); ``error`` says why it is missing."""
+
+    def __init__(self, settings: Settings, *, serving: bool):
+        self.settings = settings
+        self.serving = serving  # a long-running face also prunes expired kept uploads on open
+        self.error: str | None = None
+        self._store = None
+        self._lock = threading.Lock()
+
+    def store(self):
+        """The open ``imgrec.predlog.store.Store``, or None (then ``error`` says why)."""
+        if self._store is not None:
+            return self._store
+        # SQLAlchemy loads only once something is logged, so importing a face stays cheap.
+        from imgrec.predlog.store import open_store, open_store_for_serving
+
+        with self._lock:  # an open that outlives an abandoned wait still lands here
+            if self._store is None:
+                try:
+                    self._store = (open_store_for_serving if self.serving else open_store)(self.settings)
+                    self.error = None
+                except ImgrecError as exc:
+                    self.error = str(exc)
+                    log.error("%s", exc)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def predict_uploads(predictor: Predictor, uploads: list[Upload], options: DecodeOptions,
+                    settings: Settings) -> list[Outcome]:
     """Decode every upload (a bad one gets its own error) and predict the good ones in one batch."""
-    items = []
+    outcomes = []
     for upload in uploads:
         try:
             image = decode_image(upload.data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
-            items.append(Classified(upload, image=image))
+            outcomes.append(Outcome(upload, predictor.card, image=image))
         except ImageError as exc:
-            code = "unsupported_format" if isinstance(exc, UnsupportedFormatError) else "invalid_image"
-            items.append(Classified(upload, error=str(exc), error_code=code))
-    good = [item for item in items if item.image is not None]
-    for item, result in zip(good, predictor.predict_detailed([item.image for item in good], top_k)):
-        item.result = result
-    for item in items:
-        item.model_name, item.model_version = predictor.card.name, predictor.card.version
-    return items
+            code = UNSUPPORTED_FORMAT if isinstance(exc, UnsupportedFormatError) else INVALID_IMAGE
+            outcomes.append(Outcome(upload, predictor.card, error=str(exc), error_code=code))
+    good = [outcome for outcome in outcomes if outcome.image is not None]
+    for outcome, result in zip(good, predictor.predict([outcome.image for outcome in good], options), strict=True):
+        outcome.result = result
+    return outcomes
 
 
-def log_classified(
-    store,
-    item: Classified,
-    *,
-    source: str,
-    session_id: str | None,
-    settings: Settings,
-    user_agent: str | None = None,
-    metadata: dict | None = None,
-) -> None:
-    """Write one prediction to the log; a failed write leaves a warning on the item, never an exception."""
-    from imgrec.predlog.store import PredictionRecord
+def log_outcomes(prediction_log: PredictionLog | None, outcomes: list[Outcome], *, source: str, settings: Settings,
+                 session_id: str | None = None, user_agent: str | None = None,
+                 metadata: dict | None = None) -> None:
+    """Write each result to the log; a failed write leaves a warning on the outcome, never an exception."""
+    from imgrec.predlog.store import PredictionRecord  # SQLAlchemy loads only once something is logged
 
-    if not item.ok:
+    if prediction_log is None:
         return
-    record = PredictionRecord(
-        sha256=item.image.sha256,
-        byte_size=item.image.byte_size,
-        width=item.image.width,
-        height=item.image.height,
-        format=item.image.format,
-        model_name=item.model_name,
-        model_version=item.model_version,
-        top_k=[(p.label, p.score) for p in item.result.predictions],
-        latency_ms=item.result.latency_ms,
-        source=source,
-        session_id=session_id,
-        user_agent=user_agent,
-        metadata=metadata,
-        image_bytes=item.upload.data if settings.keep_uploads else None,
-    )
-    item.prediction_id, item.log_warning = store.log_prediction_safely(record)
+    store = prediction_log.store() if any(outcome.ok for outcome in outcomes) else None
+    for outcome in outcomes:
+        if not outcome.ok:
+            continue
+        if store is None:
+            outcome.log_warning = f"Prediction not logged: the prediction log is unavailable ({prediction_log.error})."
+            continue
+        record = PredictionRecord(
+            sha256=outcome.image.sha256,
+            byte_size=outcome.image.byte_size,
+            width=outcome.image.width,
+            height=outcome.image.height,
+            format=outcome.image.format,
+            model_name=outcome.card.name,
+            model_version=outcome.card.version,
+            top_k=task_for(outcome.card).log_labels(outcome.result),
+            latency_ms=outcome.result.latency_ms,
+            source=source,
+            session_id=session_id,
+            user_agent=user_agent,
+            metadata=metadata,
+            image_bytes=outcome.upload.data if settings.keep_uploads else None,
+        )
+        outcome.prediction_id, outcome.log_warning = store.log_prediction_safely(record)
+
+
+def serve_uploads(predictor: Predictor, uploads: list[Upload], options: DecodeOptions, settings: Settings,
+                  prediction_log: PredictionLog | None, *, source: str, **log_details) -> list[Outcome]:
+    """Decode, predict and log: what every face does with uploads."""
+    outcomes = predict_uploads(predictor, uploads, options, settings)
+    log_outcomes(prediction_log, outcomes, source=source, settings=settings, **log_details)
+    return outcomes

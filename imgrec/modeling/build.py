@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 
 import keras
 from keras import layers, ops
@@ -63,11 +64,11 @@ def build_model(
     image_size: tuple[int, int] = (224, 224),
     weights: str | None = "imagenet",
     dropout: float = 0.2,
+    *,
+    head: Callable,
 ) -> keras.Model:
-    """A classifier: Preprocess -> backbone (a nested model) -> pooling -> dropout -> softmax head."""
+    """Preprocess -> backbone (a nested model) -> pooling -> the task's ``head(features, num_classes, dropout)``."""
     spec = backbone_spec(backbone)
-    if num_classes < 2:
-        raise ModelError(f"num_classes={num_classes}. Expected at least 2.")
     if weights not in (None, "imagenet"):
         raise ModelError(f"weights={weights!r}. Expected 'imagenet' or None.")
     height, width = image_size
@@ -78,9 +79,7 @@ def build_model(
     else:
         x = _backbone(backbone, spec, (height, width), weights)(x, training=False)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, outputs, name=f"{backbone}_classifier")
+    return keras.Model(inputs, head(x, num_classes, dropout), name=f"{backbone}_model")
 
 
 def _small_cnn_features(x):

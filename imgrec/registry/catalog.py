@@ -15,6 +15,7 @@ from imgrec.registry.card import CARD_FILE, MODEL_FILE, TRAINING_REPORT, ModelCa
 from imgrec.core.files import sha256_file, write_atomically
 from imgrec.core.settings import IMAGENET_MODEL_NAME, Settings, get_settings
 from imgrec.core.errors import ImgrecError, ModelError, first_line
+from imgrec.tasks.registry import task_for
 
 
 def _settings(settings: Settings | None) -> Settings:
@@ -145,11 +146,9 @@ def check_model_matches_card(model, card: ModelCard) -> None:
         raise ModelError(
             f"Model {card.ref} takes input {input_shape}, but its card says {expected_input}."
         )
-    output_units = model.outputs[0].shape[-1]
-    if output_units != card.num_classes:
-        raise ModelError(
-            f"Model {card.ref} has {output_units} outputs, but its card lists {card.num_classes} class names."
-        )
+    problem = task_for(card).check_outputs(tuple(model.outputs[0].shape), card)
+    if problem:
+        raise ModelError(problem)
 
 
 def active_model(settings: Settings | None = None) -> tuple[str, str | None]:

@@ -56,12 +56,8 @@ class ExportResult:
     path: str = ""  # relative to the version folder
     files: dict = field(default_factory=dict)  # relative path -> sha256, checked before serving
     size_bytes: int = 0
-    top1_agreement: float | None = None
-    top5_overlap: float | None = None
-    confident_top1_agreement: float | None = None  # on held-out images Keras scores >= CONFIDENT_SCORE
-    confident_images: int = 0
-    max_prob_diff: float | None = None
-    mean_prob_diff: float | None = None
+    figures: dict = field(default_factory=dict)  # the task's parity figures (``Task.parity``); empty if none
+    headline: str = ""  # those figures on one line, written by the task
     latency_ms: float | None = None  # single image, median, on this machine
     keras_latency_ms: float | None = None  # the compiled Keras predictor, same images, same run
     runtime: str = ""
@@ -83,11 +79,9 @@ class ExportResult:
     def summary(self) -> str:
         """One line for a terminal: status, parity figures, size and latency, and the reason if any."""
         head = f"{self.format:<15} {self.status:<10}"
-        if self.top1_agreement is None:
+        if not self.figures:
             return f"{head} {self.reason}"
-        figures = (f"top-1 {self.top1_agreement:6.1%}  top-5 {self.top5_overlap:6.1%}  "
-                   f"max|dp| {self.max_prob_diff if self.max_prob_diff is not None else float('nan'):.3g}  "
-                   f"{self.size_bytes / 1e6:7.2f} MB  {self.latency_ms or 0:7.1f} ms "
+        figures = (f"{self.headline}  {self.size_bytes / 1e6:7.2f} MB  {self.latency_ms or 0:7.1f} ms "
                    f"(Keras {self.keras_latency_ms or 0:.1f} ms)")
         return f"{head} {figures}" + (f"  {self.reason}" if self.reason else "")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from imgrec.core.errors import ImgrecError
 from imgrec.datasets.loading import BUILTIN, AugmentConfig
 from imgrec.modeling.backbones import BACKBONES
+from imgrec.tasks.registry import DEFAULT_TASK, TASKS
 
-LOSSES = ("crossentropy", "focal")
 SCHEDULES = ("cosine", "constant")
 
 
@@ -21,6 +21,7 @@ class ConfigError(ImgrecError):
 @dataclass
 class RunConfig:
     name: str = "my-model"  # the registry name the trained model is saved under
+    task: str = DEFAULT_TASK
     dataset: str = "cifar10"  # built-in name or a folder path
     backbone: str = "mobilenet_v2"
     image_size: tuple[int, int] = (96, 96)
@@ -71,8 +72,11 @@ class RunConfig:
             problems.append("epochs + fine_tune_epochs must be at least 1")
         if self.batch_size < 1:
             problems.append("batch_size must be at least 1")
-        if self.loss not in LOSSES:
-            problems.append(f"loss '{self.loss}' is not one of {', '.join(LOSSES)}")
+        task = TASKS.get(self.task)
+        if task is None:
+            problems.append(f"task '{self.task}' is not one of {', '.join(TASKS)}")
+        elif self.loss not in task.losses:
+            problems.append(f"loss '{self.loss}' is not one of {', '.join(task.losses)}")
         if self.lr_schedule not in SCHEDULES:
             problems.append(f"lr_schedule '{self.lr_schedule}' is not one of {', '.join(SCHEDULES)}")
         if not 0 <= self.label_smoothing < 1:

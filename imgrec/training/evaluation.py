@@ -1,215 +1,17 @@
-"""Evaluation: accuracy, top-3, F1s, per-class scores, confusion matrix, calibration, temperature scaling.
+"""Evaluation of a model on a dataset split: outputs through the training pipeline, metrics from the task.
 
-Metric functions take labels and probabilities as numpy arrays, so they are cheap to test and
-reuse; :func:`evaluate_model` runs a model over a dataset split and :func:`evaluate_registered`
-does the same for a registered model (the ``python -m imgrec evaluate`` command).
+:func:`evaluate_model` runs a model over a dataset split and :func:`evaluate_registered` does the same
+for a registered model (the ``python -m imgrec evaluate`` command); what is measured is the task's
+(``Task.evaluate``), e.g. accuracy, F1s, the confusion matrix and calibration for a classifier.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import numpy as np
 
-from imgrec.core.errors import ImgrecError
-
-ECE_BINS = 15
-MAX_ERRORS_PER_CELL = 64
-
-
-class EvaluationError(ImgrecError):
-    """A model and a dataset do not fit together for evaluation."""
-
-
-# -- Metrics on arrays -----------------------------------------------------------------------------
-
-
-def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
-    """Rows are true classes, columns predicted classes."""
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
-    return matrix
-
-
-def per_class_scores(matrix: np.ndarray) -> dict[str, np.ndarray]:
-    tp = np.diag(matrix).astype(np.float64)
-    predicted = matrix.sum(axis=0).astype(np.float64)
-    support = matrix.sum(axis=1).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, 0.0)
-        recall = np.where(support > 0, tp / support, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
-
-
-def top_k_accuracy(y_true, probabilities, k: int) -> float:
-    probabilities = np.asarray(probabilities)
-    k = min(k, probabilities.shape[1])
-    top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    return float(np.mean(np.any(top == np.asarray(y_true)[:, None], axis=1)))
-
-
-def calibration(y_true, probabilities, bins: int = ECE_BINS) -> dict:
-    """Expected calibration error and the reliability diagram's bins (confidence vs accuracy)."""
-    probabilities = np.asarray(probabilities, np.float64)
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == np.asarray(y_true)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    rows, ece, n = [], 0.0, len(confidence)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        inside = (confidence > lo) & (confidence <= hi) if lo > 0 else (confidence >= lo) & (confidence <= hi)
-        count = int(inside.sum())
-        if count:
-            acc, conf = float(correct[inside].mean()), float(confidence[inside].mean())
-            ece += count / n * abs(acc - conf)
-        else:
-            acc = conf = None
-        rows.append({"lower": round(float(lo), 4), "upper": round(float(hi), 4), "count": count,
-                     "accuracy": acc, "confidence": conf})
-    return {"ece": float(ece), "bins": rows}
-
-
-def apply_temperature(probabilities, temperature: float) -> np.ndarray:
-    """Softmax(log p / T): the model outputs probabilities, whose logs are its logits up to a constant."""
-    logits = np.log(np.clip(np.asarray(probabilities, np.float64), 1e-12, 1.0)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
-def negative_log_likelihood(y_true, probabilities) -> float:
-    p = np.asarray(probabilities, np.float64)[np.arange(len(y_true)), np.asarray(y_true)]
-    return float(-np.mean(np.log(np.clip(p, 1e-12, 1.0))))
-
-
-def fit_temperature(y_true, probabilities) -> float:
-    """The temperature minimising validation NLL (bounded search over log T)."""
-    from scipy.optimize import minimize_scalar
-
-    if len(y_true) == 0:
-        return 1.0
-    result = minimize_scalar(
-        lambda log_t: negative_log_likelihood(y_true, apply_temperature(probabilities, float(np.exp(log_t)))),
-        bounds=(np.log(0.05), np.log(20.0)), method="bounded",
-    )
-    return float(np.exp(result.x))
-
-
-@dataclass
-class EvaluationReport:
-    class_names: list[str]
-    split: str
-    samples: int
-    accuracy: float
-    top3_accuracy: float
-    macro_f1: float
-    weighted_f1: float
-    per_class: list[dict]
-    confusion: list[list[int]]
-    calibration: dict
-    temperature: float = 1.0
-    calibrated: dict = field(default_factory=dict)  # ECE and NLL after temperature scaling
-    errors: dict = field(default_factory=dict)  # "true|pred" -> indices into the split (misclassified)
-    nll: float = 0.0
-
-    def summary(self) -> dict:
-        """The short form kept in the model card's metrics."""
-        return {
-            "split": self.split,
-            "samples": self.samples,
-            "accuracy": round(self.accuracy, 5),
-            "top3_accuracy": round(self.top3_accuracy, 5),
-            "macro_f1": round(self.macro_f1, 5),
-            "weighted_f1": round(self.weighted_f1, 5),
-            "ece": round(self.calibration["ece"], 5),
-            "nll": round(self.nll, 5),
-            "temperature": round(self.temperature, 5),
-            "ece_calibrated": round(self.calibrated.get("ece", self.calibration["ece"]), 5),
-        }
-
-    def to_dict(self) -> dict:
-        from dataclasses import asdict
-
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> EvaluationReport:
-        from dataclasses import fields
-
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-    def save(self, path: Path, extra: dict | None = None) -> None:
-        from imgrec.core.files import write_atomically
-
-        write_atomically(Path(path), json.dumps({**self.to_dict(), **(extra or {})}, indent=1).encode())
-
-    @classmethod
-    def load(cls, path: Path) -> EvaluationReport:
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-    def misclassified(self, true_class: str, predicted_class: str) -> list[int]:
-        return self.errors.get(f"{true_class}|{predicted_class}", [])
-
-    def text_tables(self) -> list[str]:
-        """The confusion matrix (columns numbered like the rows) and the reliability bins, as text lines."""
-        width = max(5, len(str(max((max(row) for row in self.confusion), default=0))) + 1)
-        label = max(len(name) for name in self.class_names) + 4
-        lines = ["confusion matrix (rows: true class, columns: predicted class):",
-                 " " * label + "".join(f"{index:>{width}}" for index in range(len(self.class_names)))]
-        lines += [f"{index:>2}  {name:<{label - 4}}" + "".join(f"{count:>{width}}" for count in row)
-                  for index, (name, row) in enumerate(zip(self.class_names, self.confusion))]
-        lines.append(f"reliability (ECE {self.calibration['ece']:.3f}): confidence bin, images, mean confidence, accuracy")
-        lines += [f"  {b['lower']:.2f}-{b['upper']:.2f}  n {b['count']:>6}  conf {b['confidence']:.3f}  "
-                  f"acc {b['accuracy']:.3f}" for b in self.calibration["bins"] if b["count"]]
-        return lines
-
-
-def build_report(y_true, probabilities, class_names, split: str = "test", temperature: float = 1.0) -> EvaluationReport:
-    y_true = np.asarray(y_true, int)
-    probabilities = np.asarray(probabilities, np.float64)
-    if probabilities.ndim != 2 or probabilities.shape[1] != len(class_names) or len(y_true) != len(probabilities):
-        raise EvaluationError(
-            f"Got probabilities of shape {probabilities.shape} for {len(y_true)} labels and "
-            f"{len(class_names)} classes. Expected (labels, classes)."
-        )
-    k = len(class_names)
-    y_pred = probabilities.argmax(axis=1)
-    matrix = confusion_matrix(y_true, y_pred, k)
-    scores = per_class_scores(matrix)
-    support = scores["support"]
-    weights = support / max(support.sum(), 1)
-    present = support > 0
-    errors: dict[str, list[int]] = {}
-    for index in np.flatnonzero(y_pred != y_true):
-        key = f"{class_names[y_true[index]]}|{class_names[y_pred[index]]}"
-        bucket = errors.setdefault(key, [])
-        if len(bucket) < MAX_ERRORS_PER_CELL:
-            bucket.append(int(index))
-    scaled = apply_temperature(probabilities, temperature) if temperature != 1.0 else probabilities
-    return EvaluationReport(
-        class_names=list(class_names),
-        split=split,
-        samples=int(len(y_true)),
-        accuracy=float(np.mean(y_pred == y_true)) if len(y_true) else 0.0,
-        top3_accuracy=top_k_accuracy(y_true, probabilities, 3) if len(y_true) else 0.0,
-        macro_f1=float(scores["f1"][present].mean()) if present.any() else 0.0,
-        weighted_f1=float(np.sum(scores["f1"] * weights)),
-        per_class=[
-            {"class": name, "precision": float(scores["precision"][i]), "recall": float(scores["recall"][i]),
-             "f1": float(scores["f1"][i]), "support": int(support[i])}
-            for i, name in enumerate(class_names)
-        ],
-        confusion=matrix.tolist(),
-        calibration=calibration(y_true, probabilities),
-        temperature=float(temperature),
-        calibrated={**calibration(y_true, scaled), "nll": negative_log_likelihood(y_true, scaled)},
-        errors=errors,
-        nll=negative_log_likelihood(y_true, probabilities),
-    )
-
+from imgrec.tasks.base import Task
+from imgrec.tasks.classification_metrics import EvaluationError
+from imgrec.tasks.registry import task_for
 
 # -- Models on datasets ----------------------------------------------------------------------------
 
@@ -228,20 +30,20 @@ def predict_split(model, split, image_size, num_classes: int, batch_size: int = 
     return np.concatenate([infer(images).numpy() for images, _ in pipeline]).astype(np.float32)
 
 
-def evaluate_model(model, dataset, image_size, split: str = "test", calibrate_on: str | None = "val",
-                   batch_size: int = 64) -> EvaluationReport:
-    """Evaluate on ``split``; fit the temperature on ``calibrate_on`` (never on the split scored)."""
-    temperature = 1.0
+def evaluate_model(model, task: Task, dataset, image_size, split: str = "test", calibrate_on: str | None = "val",
+                   batch_size: int = 64):
+    """Evaluate on ``split``; calibrate on ``calibrate_on`` (never on the split scored)."""
+    calibration = None
     if calibrate_on and calibrate_on != split and len(dataset.splits.get(calibrate_on, [])):
         val = dataset.splits[calibrate_on]
-        temperature = fit_temperature(val.labels, predict_split(model, val, image_size, dataset.num_classes, batch_size))
+        calibration = (val.labels, predict_split(model, val, image_size, dataset.num_classes, batch_size))
     target = dataset.splits[split]
-    probabilities = predict_split(model, target, image_size, dataset.num_classes, batch_size)
-    return build_report(target.labels, probabilities, dataset.class_names, split, temperature)
+    outputs = predict_split(model, target, image_size, dataset.num_classes, batch_size)
+    return task.evaluate(target.labels, outputs, dataset.class_names, split, calibration=calibration)
 
 
 def evaluate_registered(model_ref: str, dataset_name: str, split: str = "test", settings=None,
-                        limit_per_class: int | None = None, batch_size: int = 64) -> EvaluationReport:
+                        limit_per_class: int | None = None, batch_size: int = 64):
     """Evaluate a registered model (``name`` or ``name@version``) on a dataset split.
 
     The dataset is split with the seed and fractions of the model's training run when its report
@@ -266,5 +68,5 @@ def evaluate_registered(model_ref: str, dataset_name: str, split: str = "test", 
         )
     temperature = float(card.metrics.get("temperature", 1.0) or 1.0)
     target = dataset.splits[split]
-    probabilities = predict_split(model, target, card.input_size, card.num_classes, batch_size)
-    return build_report(target.labels, probabilities, card.class_names, split, temperature)
+    outputs = predict_split(model, target, card.input_size, card.num_classes, batch_size)
+    return task_for(card).evaluate(target.labels, outputs, card.class_names, split, temperature=temperature)

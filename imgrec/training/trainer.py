@@ -31,6 +31,7 @@ import numpy as np
 
 from imgrec.training import runs
 from imgrec.training.config import RunConfig
+from imgrec.tasks.registry import task_named
 from imgrec.registry.card import TRAINING_REPORT
 from imgrec.core.settings import Settings, get_settings
 from imgrec.datasets.loading import AugmentConfig
@@ -39,7 +40,6 @@ from imgrec.core.errors import ImgrecError, WeightsFallbackWarning
 log = logging.getLogger(__name__)
 
 OPTIMIZER_CHECKPOINT = "last.optimizer.npz"
-MONITOR = "val_accuracy"
 
 
 # -- Public entry points ---------------------------------------------------------------------------
@@ -91,6 +91,7 @@ class _Trainer:
         self.run_dir = run
         self.config = config
         self.settings = settings
+        self.task = task_named(config.task)
         self.state = run.training_state()  # {"epoch": finished epochs, "phases_done": [...], "best": ...}
         self.state.setdefault("epoch", 0)
         self.state.setdefault("phases_done", [])
@@ -143,7 +144,7 @@ class _Trainer:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", WeightsFallbackWarning)
             self.model = build_model(config.backbone, self.dataset.num_classes, config.image_size, config.weights,
-                                     config.dropout)
+                                     config.dropout, head=self.task.head)
         self.weights_notes = [str(w.message) for w in caught if issubclass(w.category, WeightsFallbackWarning)]
         for note in self.weights_notes:
             self.log(f"Warning: {note}")
@@ -192,8 +193,8 @@ class _Trainer:
             fit_model, train_ds, val_ds = model, *self._image_datasets(config.augment)
         fit_model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
-            loss=self._loss(),
-            metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(k=min(3, self.dataset.num_classes), name="top3")],
+            loss=self.task.loss(self.config),
+            metrics=self.task.training_metrics(self.dataset.num_classes),
         )
         if start > first_epoch:
             step = restore_optimizer(fit_model, self.run_dir.checkpoints_dir / OPTIMIZER_CHECKPOINT, phase, start)
@@ -321,14 +322,6 @@ class _Trainer:
             os.replace(tmp, target)
         return x, y
 
-    def _loss(self):
-        import keras
-
-        if self.config.loss == "focal":
-            return keras.losses.CategoricalFocalCrossentropy(gamma=self.config.focal_gamma,
-                                                             label_smoothing=self.config.label_smoothing)
-        return keras.losses.CategoricalCrossentropy(label_smoothing=self.config.label_smoothing)
-
     def _class_weights(self) -> dict | None:
         if not self.config.class_weights:
             return None
@@ -348,14 +341,14 @@ class _Trainer:
             self.model.load_weights(best)
         run.update_status(message="Evaluating on the test split…", eta_seconds=None)
         self.log("Evaluating…")
-        report = evaluation.evaluate_model(self.model, dataset, config.image_size, split="test", calibrate_on="val",
+        report = evaluation.evaluate_model(self.model, self.task, dataset, config.image_size, split="test", calibrate_on="val",
                                          batch_size=max(config.batch_size, 64))
         history = run.metrics()
         best_epoch = self.state.get("best_epoch")
         best_row = next((r for r in history if r.get("epoch") == best_epoch), {})
         metrics = {
             **report.summary(),
-            "val_accuracy": None if best_row.get(MONITOR) is None else round(best_row[MONITOR], 5),
+            self.task.monitor: None if best_row.get(self.task.monitor) is None else round(best_row[self.task.monitor], 5),
             "best_epoch": best_row.get("epoch"),
             "epochs_trained": len(history),
             "train_seconds": round(self.state["train_seconds"], 1),
@@ -365,6 +358,7 @@ class _Trainer:
             name=config.name,
             version="",
             backbone=config.backbone,
+            task=config.task,
             input_size=config.image_size,
             preprocessing=BACKBONES[config.backbone].preprocessing,
             class_names=dataset.class_names,
@@ -443,7 +437,7 @@ class _Recorder:
                 row.pop("learning_rate", None)
                 _save_weights(trainer.model, trainer.run_dir.checkpoints_dir / "last.weights.h5")
                 save_optimizer(self.model, trainer.run_dir.checkpoints_dir / OPTIMIZER_CHECKPOINT, phase, epoch + 1)
-                value, loss = row.get(MONITOR), row.get("val_loss", float("inf"))
+                value, loss = row.get(trainer.task.monitor), row.get("val_loss", float("inf"))
                 best, best_loss = state["best"], state.get("best_loss", float("inf"))
                 if value is not None and (best is None or value > best or (value == best and loss < best_loss)):
                     state["best"], state["best_loss"], state["best_epoch"], state["wait"] = value, loss, epoch + 1, 0
@@ -462,7 +456,7 @@ class _Recorder:
                 stop = bool(patience) and state["wait"] >= patience
                 if stop:
                     self.model.stop_training = True
-                    trainer.log(f"Early stopping after epoch {epoch + 1}: no better {MONITOR} for {patience} epochs.")
+                    trainer.log(f"Early stopping after epoch {epoch + 1}: no better {trainer.task.monitor} for {patience} epochs.")
                 remaining = 0 if stop else end_epoch - epoch - 1
                 trainer.run_dir.update_status(
                     epoch=epoch + 1, phase=phase, step=0, best_val_accuracy=state["best"],

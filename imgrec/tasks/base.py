@@ -1,0 +1,124 @@
+"""The task interface: everything that differs between tasks, behind one abstract class.
+
+A task (single-label classification today; multi-label and detection plug in the same way, see
+``docs/tasks.md``) says how its head is built and trained, how raw model outputs become result
+objects, what its JSON and log rows hold, how it is evaluated, what Grad-CAM explains, and how an
+export is judged against the Keras model. Faces and shared modules look the task up with
+``imgrec.tasks.registry.task_for(card)`` and never test for a task themselves.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """What a caller may ask of decoding; each task reads the fields it understands."""
+
+    top_k: int = 5
+
+
+@dataclass(frozen=True)
+class ClassTarget:
+    """Explain the score of one output class (a class index into the card's class names)."""
+
+    index: int
+    label: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A one-line judgement of a result for people: ``kind`` is "confident", "uncertain" or "none"."""
+
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ParityJudgement:
+    """An export's agreement with the Keras model: the task's figures, a status and why."""
+
+    figures: dict[str, Any]
+    ok: bool
+    reason: str = ""
+
+
+class Task(ABC):
+    """One task. Instances are stateless; the model card carries every per-model fact."""
+
+    name: str  # the value of ``ModelCard.task``
+    title: str  # for people
+    monitor: str  # the validation metric training keeps the best epoch by (higher is better)
+    losses: tuple[str, ...]  # the run config's ``loss`` choices, the default first
+    parity_titles: dict[str, str]  # parity figure -> column title, in display order
+
+    # -- Modeling and training ------------------------------------------------------------------
+
+    @abstractmethod
+    def head(self, features, num_classes: int, dropout: float):
+        """The output layers on top of pooled backbone features (a Keras tensor in, a tensor out)."""
+
+    @abstractmethod
+    def loss(self, config):
+        """The Keras loss for a run config (``imgrec.training.config.RunConfig``)."""
+
+    @abstractmethod
+    def training_metrics(self, num_classes: int) -> list:
+        """Keras metrics compiled into training; ``monitor`` is among their validation names."""
+
+    @abstractmethod
+    def check_outputs(self, output_shape: tuple, card) -> str | None:
+        """Why a model's output shape does not fit its card, or None when it does."""
+
+    # -- Inference -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def decode(self, outputs: np.ndarray, card, options: DecodeOptions, latency_ms: float) -> list:
+        """One result object per row of raw model outputs."""
+
+    @abstractmethod
+    def to_json(self, result) -> dict[str, Any]:
+        """The task's part of the result JSON shared by the API and the CLI."""
+
+    @abstractmethod
+    def log_labels(self, result) -> list[tuple[str, float]]:
+        """Ranked (label, score) pairs the prediction log stores; the first is the headline label."""
+
+    @abstractmethod
+    def verdict(self, result, threshold: float) -> Verdict:
+        """How sure the result is, in words, with ``threshold`` from the settings."""
+
+    # -- Explanation -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def explanation_target(self, result, card, choice: str | None = None):
+        """What Grad-CAM explains for ``result``: the chosen label, else the headline one."""
+
+    # -- Evaluation and export parity -------------------------------------------------------------
+
+    @abstractmethod
+    def evaluate(self, y_true, outputs: np.ndarray, class_names, split: str, *,
+                 calibration: tuple | None = None, temperature: float = 1.0):
+        """An evaluation report of ``outputs`` against ``y_true``; ``calibration`` is (labels, outputs)
+        of another split to fit calibration on, never the split scored."""
+
+    @abstractmethod
+    def report_from_dict(self, data: dict):
+        """A saved evaluation report (the ``report.json`` beside a trained model) read back."""
+
+    @abstractmethod
+    def parity(self, reference: np.ndarray, candidate: np.ndarray, card) -> ParityJudgement:
+        """How an export's outputs agree with the Keras model's on the same held-out images."""
+
+    @abstractmethod
+    def parity_headline(self, figures: dict) -> str:
+        """An export's parity figures on one terminal line."""
+
+    @abstractmethod
+    def parity_thresholds(self) -> dict[str, float]:
+        """The limits ``parity`` judges by, recorded in the parity report."""
