@@ -130,7 +130,7 @@ def test_active_model_marker(settings):
     catalog.save_model(build_tiny_model(), tiny_card(), settings)
     catalog.save_model(build_tiny_model(), tiny_card(), settings)
     assert catalog.set_active_model("tiny-cnn", "1", settings) == ("tiny-cnn", "1")
-    assert catalog.resolve(settings=settings) == ("tiny-cnn", "1")
+    assert catalog.resolve(None, None, settings) == ("tiny-cnn", "1")
     with pytest.raises(ModelError, match="is the active model"):
         catalog.delete_version("tiny-cnn", "1", settings)
     catalog.delete_version("tiny-cnn", "2", settings)

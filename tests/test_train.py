@@ -293,7 +293,7 @@ def test_runs_queue_one_at_a_time_and_a_queued_run_cancels(tmp_path):
     assert second.status()["started"] >= first.status()["finished"]
     assert "started" not in third.status() and not third.metrics()
     assert catalog.model_names(settings) == ["first", "second"]
-    model, card = catalog.load_model("second", settings=settings)  # focal loss: still loads in safe mode
+    model, card = catalog.load_model("second", None, settings)  # focal loss: still loads in safe mode
     assert card.num_classes == 3
     assert (list((second.dir / "tensorboard").rglob("events.out.tfevents*"))
             or "tensorboard package is not installed" in second.log_path.read_text())

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgrec.core.settings import Settings, get_settings
+from imgrec.core.settings import Settings
 from imgrec.core.errors import ImageError, ImgrecError
 
 
@@ -154,9 +154,8 @@ class DatasetReport:
 # -- Entry point -----------------------------------------------------------------------------------
 
 
-def dataset_choices(settings: Settings | None = None) -> list[str]:
+def dataset_choices(settings: Settings) -> list[str]:
     """Built-in names whose source files exist, then folders under ``data_dir/datasets/folders``."""
-    settings = settings or get_settings()
     found = [name for name in BUILTIN if _builtin_available(name, settings)]
     user_root = datasets_dir(settings) / "folders"
     if user_root.is_dir():
@@ -174,7 +173,7 @@ def _builtin_available(name: str, settings: Settings) -> bool:
 
 def load_dataset(
     source: str | Path,
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
@@ -183,7 +182,6 @@ def load_dataset(
     min_per_class: int = MIN_IMAGES_PER_CLASS,
 ) -> Dataset:
     """A dataset by built-in name or folder path, split and validated. Raises ``DatasetError`` if unusable."""
-    settings = settings or get_settings()
     name = str(source)
     if name in BUILTIN:
         dataset = _load_builtin(name, settings, val_fraction, seed)
@@ -410,9 +408,8 @@ def _load_builtin(name: str, settings: Settings, val_fraction: float, seed: int)
     return Dataset(name, class_names, splits, report)
 
 
-def ensure_builtin(name: str, settings: Settings | None = None) -> Path:
+def ensure_builtin(name: str, settings: Settings) -> Path:
     """Unpack a built-in dataset once into ``data_dir/datasets/<name>`` (arrays.npz + classes.json)."""
-    settings = settings or get_settings()
     target = datasets_dir(settings) / name
     if (target / ".complete").exists():
         return target

@@ -23,7 +23,7 @@ import numpy as np
 
 from imgrec.registry import catalog, exports
 from imgrec.registry.card import ModelCard
-from imgrec.core.settings import Settings, get_settings
+from imgrec.core.settings import Settings
 from imgrec.core.errors import ModelError
 
 # Images per inference call: every runtime (and the Keras predictor) splits larger batches into chunks.
@@ -118,9 +118,8 @@ def open_backend(fmt: str, path: Path, card: ModelCard):
     raise ModelError(f"No serving backend for format '{fmt}'. Expected keras, savedmodel, tflite-* or onnx.")
 
 
-def load_backend(name: str, version: str, fmt: str, settings: Settings | None = None):
+def load_backend(name: str, version: str, fmt: str, settings: Settings):
     """A backend for a model version's export, after checking its parity status and checksums."""
-    settings = settings or get_settings()
     name, version = catalog.resolve(name, version, settings)
     exports.check_servable(name, version, fmt, settings)
     path = exports.verify_export(name, version, fmt, settings)

@@ -29,7 +29,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from imgrec.core.files import write_atomically
-from imgrec.core.settings import Settings, get_settings
+from imgrec.core.settings import Settings
 from imgrec.core.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -604,17 +604,15 @@ def _statements(backend: str) -> _WriteStatements:
     )
 
 
-def open_store(settings: Settings | None = None) -> Store:
-    """The store for these settings (default: the process settings): SQLite under data/ unless configured."""
-    settings = settings or get_settings()
+def open_store(settings: Settings) -> Store:
+    """The store for these settings: SQLite under data/ unless configured."""
     return Store(
         settings.database_url_resolved, uploads_dir=settings.uploads_dir, keep_uploads=settings.keep_uploads
     )
 
 
-def open_store_for_serving(settings: Settings | None = None) -> Store:
+def open_store_for_serving(settings: Settings) -> Store:
     """The store for a long-running face (app, API): opened, then kept uploads past retention pruned."""
-    settings = settings or get_settings()
     store = open_store(settings)
     prune_expired_uploads(store, settings)
     return store

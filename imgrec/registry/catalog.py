@@ -13,17 +13,13 @@ from pathlib import Path
 
 from imgrec.registry.card import CARD_FILE, MODEL_FILE, TRAINING_REPORT, ModelCard
 from imgrec.core.files import sha256_file, write_atomically
-from imgrec.core.settings import IMAGENET_MODEL_NAME, Settings, get_settings
+from imgrec.core.settings import IMAGENET_MODEL_NAME, Settings
 from imgrec.core.errors import ImgrecError, ModelError, first_line
 from imgrec.tasks.registry import task_for
 
 
-def _settings(settings: Settings | None) -> Settings:
-    return settings or get_settings()
-
-
-def versions(name: str, settings: Settings | None = None) -> list[str]:
-    folder = _settings(settings).models_dir / name
+def versions(name: str, settings: Settings) -> list[str]:
+    folder = settings.models_dir / name
     if not folder.is_dir():
         return []
     found = [p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / CARD_FILE).exists()]
@@ -34,18 +30,18 @@ def _version_key(version: str):
     return (0, int(version), "") if version.isdigit() else (1, 0, version)
 
 
-def model_names(settings: Settings | None = None) -> list[str]:
-    root = _settings(settings).models_dir
+def model_names(settings: Settings) -> list[str]:
+    root = settings.models_dir
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if p.is_dir() and versions(p.name, settings))
 
 
-def model_dir(name: str, version: str, settings: Settings | None = None) -> Path:
-    return _settings(settings).models_dir / name / version
+def model_dir(name: str, version: str, settings: Settings) -> Path:
+    return settings.models_dir / name / version
 
 
-def list_cards(settings: Settings | None = None) -> list[ModelCard]:
+def list_cards(settings: Settings) -> list[ModelCard]:
     cards = []
     for name in model_names(settings):
         for version in versions(name, settings):
@@ -53,9 +49,8 @@ def list_cards(settings: Settings | None = None) -> list[ModelCard]:
     return cards
 
 
-def resolve(name: str | None = None, version: str | None = None, settings: Settings | None = None) -> tuple[str, str]:
-    """Name and version to use: the active model when no name is given, the latest version when none is."""
-    settings = _settings(settings)
+def resolve(name: str | None, version: str | None, settings: Settings) -> tuple[str, str]:
+    """Name and version to use: the active model when ``name`` is None, the latest version when ``version`` is."""
     if name is None:
         name, active_version = active_model(settings)
         version = version or active_version
@@ -73,23 +68,22 @@ def resolve(name: str | None = None, version: str | None = None, settings: Setti
     return name, version
 
 
-def active_ref(settings: Settings | None = None) -> str | None:
+def active_ref(settings: Settings) -> str | None:
     """The model the faces use by default as ``name@version`` (registering the stock default on first
     use), or None when the active model is gone."""
     try:
-        return "@".join(resolve(settings=settings))
+        return "@".join(resolve(None, None, settings))
     except ImgrecError:
         return None
 
 
-def load_card(name: str | None = None, version: str | None = None, settings: Settings | None = None) -> ModelCard:
+def load_card(name: str | None, version: str | None, settings: Settings) -> ModelCard:
     name, version = resolve(name, version, settings)
     return ModelCard.load(model_dir(name, version, settings))
 
 
-def save_model(model, card: ModelCard, settings: Settings | None = None) -> ModelCard:
+def save_model(model, card: ModelCard, settings: Settings) -> ModelCard:
     """Save a Keras model with its card as a new version; ``card.version`` empty means "next number"."""
-    settings = _settings(settings)
     check_model_matches_card(model, card)
     parent = settings.models_dir / card.name
     parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +115,7 @@ def _next_version(name: str, settings: Settings) -> str:
     return str(max(numbers, default=0) + 1)
 
 
-def load_model(name: str | None = None, version: str | None = None, settings: Settings | None = None):
+def load_model(name: str | None, version: str | None, settings: Settings):
     """Load a model with Keras safe mode after checking its files against its card. Returns (model, card)."""
     import keras
 
@@ -151,9 +145,8 @@ def check_model_matches_card(model, card: ModelCard) -> None:
         raise ModelError(problem)
 
 
-def active_model(settings: Settings | None = None) -> tuple[str, str | None]:
+def active_model(settings: Settings) -> tuple[str, str | None]:
     """(name, version) marked active, else the default model with its latest version."""
-    settings = _settings(settings)
     try:
         marker = json.loads(settings.active_model_file.read_text())
         name, version = marker["name"], marker.get("version")
@@ -164,26 +157,23 @@ def active_model(settings: Settings | None = None) -> tuple[str, str | None]:
     return name, version
 
 
-def set_active_model(name: str, version: str | None = None, settings: Settings | None = None) -> tuple[str, str]:
-    settings = _settings(settings)
+def set_active_model(name: str, version: str | None, settings: Settings) -> tuple[str, str]:
     name, version = resolve(name, version, settings)
     write_atomically(settings.active_model_file, json.dumps({"name": name, "version": version}).encode())
     return name, version
 
 
-def delete_version(name: str, version: str, settings: Settings | None = None) -> None:
-    settings = _settings(settings)
+def delete_version(name: str, version: str, settings: Settings) -> None:
     name, version = resolve(name, version, settings)
     if active_model(settings) == (name, version):
         raise ModelError(f"Model {name}@{version} is the active model. Make another model active first.")
     shutil.rmtree(model_dir(name, version, settings))
 
 
-def ensure_default_model(settings: Settings | None = None) -> ModelCard:
+def ensure_default_model(settings: Settings) -> ModelCard:
     """Register the stock ImageNet MobileNetV2 the first time it is needed (no training involved)."""
     from imgrec.modeling import build
 
-    settings = _settings(settings)
     if versions(IMAGENET_MODEL_NAME, settings):
         return load_card(IMAGENET_MODEL_NAME, None, settings)
     model, class_names = build.build_imagenet_mobilenet_v2()
@@ -207,7 +197,7 @@ def ensure_default_model(settings: Settings | None = None) -> ModelCard:
         raise
 
 
-def training_config(name: str, version: str, settings=None) -> dict:
+def training_config(name: str, version: str, settings: Settings) -> dict:
     """The run config saved in a trained model's report; ``{}`` for a model not trained here."""
     try:
         return json.loads((model_dir(name, version, settings) / TRAINING_REPORT).read_text()).get("config") or {}

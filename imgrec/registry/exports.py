@@ -22,7 +22,7 @@ from pathlib import Path
 
 from imgrec.core.errors import ModelError
 from imgrec.core.files import sha256_file, utc_timestamp, write_atomically
-from imgrec.core.settings import Settings, get_settings
+from imgrec.core.settings import Settings
 from imgrec.registry import catalog
 
 EXPORTS_DIR = "exports"
@@ -106,9 +106,9 @@ def parse_formats(formats: Iterable[str] | str | None) -> list[str]:
     return [f for f in FORMATS if f in wanted]
 
 
-def read_parity(name: str, version: str, settings: Settings | None = None) -> dict:
+def read_parity(name: str, version: str, settings: Settings) -> dict:
     """The parity report of a model version (``{}`` when it has never been exported)."""
-    path = catalog.model_dir(name, version, settings or get_settings()) / EXPORTS_DIR / PARITY_FILE
+    path = catalog.model_dir(name, version, settings) / EXPORTS_DIR / PARITY_FILE
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -117,15 +117,14 @@ def read_parity(name: str, version: str, settings: Settings | None = None) -> di
         raise ExportError(f"The parity report of {name}@{version} is not valid JSON ({exc}).") from None
 
 
-def export_results(name: str, version: str, settings: Settings | None = None) -> list[ExportResult]:
+def export_results(name: str, version: str, settings: Settings) -> list[ExportResult]:
     """The recorded export results, in ``FORMATS`` order."""
     exports = read_parity(name, version, settings).get("exports", {})
     return [ExportResult.from_dict(exports[f]) for f in FORMATS if f in exports]
 
 
-def export_path(name: str, version: str, fmt: str, settings: Settings | None = None) -> Path:
+def export_path(name: str, version: str, fmt: str, settings: Settings) -> Path:
     """Where an export lives (a file, or the SavedModel folder); ``ExportError`` when it is missing."""
-    settings = settings or get_settings()
     [fmt] = parse_formats([fmt])
     folder = catalog.model_dir(name, version, settings)
     entry = read_parity(name, version, settings).get("exports", {}).get(fmt)
@@ -134,9 +133,8 @@ def export_path(name: str, version: str, fmt: str, settings: Settings | None = N
     return folder / entry["path"]
 
 
-def verify_export(name: str, version: str, fmt: str, settings: Settings | None = None) -> Path:
+def verify_export(name: str, version: str, fmt: str, settings: Settings) -> Path:
     """The export's path after checking every file against the checksums recorded at export time."""
-    settings = settings or get_settings()
     path = export_path(name, version, fmt, settings)
     folder = catalog.model_dir(name, version, settings)
     entry = read_parity(name, version, settings)["exports"][fmt]
@@ -152,7 +150,7 @@ def verify_export(name: str, version: str, fmt: str, settings: Settings | None =
     return path
 
 
-def download_bytes(name: str, version: str, fmt: str, settings: Settings | None = None) -> tuple[str, bytes]:
+def download_bytes(name: str, version: str, fmt: str, settings: Settings) -> tuple[str, bytes]:
     """(file name, bytes) to download an export; a SavedModel folder comes as a zip."""
     path = export_path(name, version, fmt, settings)
     if path.is_file():
@@ -178,15 +176,14 @@ def check_servable(name: str, version: str, fmt: str, settings: Settings) -> Non
                                  "it cannot serve predictions.")
 
 
-def serving_choices(name: str, version: str, settings: Settings | None = None) -> list[str]:
+def serving_choices(name: str, version: str, settings: Settings) -> list[str]:
     """``keras`` and every export of this version whose parity status is ok."""
     results = export_results(name, version, settings)
     return [KERAS] + [r.format for r in results if r.ok]
 
 
-def serving_backend(name: str, version: str, settings: Settings | None = None) -> str:
+def serving_backend(name: str, version: str, settings: Settings) -> str:
     """The backend chosen for a version (``keras`` unless one was set)."""
-    settings = settings or get_settings()
     path = catalog.model_dir(name, version, settings) / EXPORTS_DIR / SERVING_FILE
     try:
         return str(json.loads(path.read_text())["backend"])
@@ -194,9 +191,8 @@ def serving_backend(name: str, version: str, settings: Settings | None = None) -
         return KERAS
 
 
-def set_serving_backend(name: str, version: str, fmt: str, settings: Settings | None = None) -> str:
+def set_serving_backend(name: str, version: str, fmt: str, settings: Settings) -> str:
     """Choose the backend that serves a version; refused unless the export exists, is ok and intact."""
-    settings = settings or get_settings()
     name, version = catalog.resolve(name, version, settings)
     if fmt != KERAS:
         [fmt] = parse_formats([fmt])

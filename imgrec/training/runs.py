@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from imgrec.core.files import utc_timestamp, write_atomically
-from imgrec.core.settings import PROJECT_ROOT, Settings, get_settings
+from imgrec.core.settings import PROJECT_ROOT, Settings
 from imgrec.core.errors import ImgrecError
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,8 @@ def _mirror_status(status: dict, settings: Settings) -> None:
                     status.get("run_id"), MIRROR_RETRY_SECONDS, exc)
 
 
-def runs_dir(settings: Settings | None = None) -> Path:
-    return (settings or get_settings()).data_dir / "runs"
+def runs_dir(settings: Settings) -> Path:
+    return settings.data_dir / "runs"
 
 
 def new_run_id(name: str) -> str:
@@ -132,10 +132,10 @@ def pid_alive(pid: int | None, start_token: str | None = None) -> bool:
 
 
 class Run:
-    def __init__(self, directory: Path, settings: Settings | None = None):
+    def __init__(self, directory: Path, settings: Settings):
         self.dir = Path(directory)
         self.id = self.dir.name
-        self.settings = settings or get_settings()  # whose database mirrors the status
+        self.settings = settings  # whose database mirrors the status
         self._last_progress = float("-inf")
 
     def __repr__(self) -> str:
@@ -257,7 +257,7 @@ class Run:
         write_atomically(self.state_path, json.dumps(state, indent=2, default=float).encode())
 
 
-def get_run(run_id: str, settings: Settings | None = None) -> Run:
+def get_run(run_id: str, settings: Settings) -> Run:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", run_id or ""):
         raise RunError(f"'{run_id}' is not a run id.")
     run = Run(runs_dir(settings) / run_id, settings)
@@ -267,7 +267,7 @@ def get_run(run_id: str, settings: Settings | None = None) -> Run:
     return run
 
 
-def list_runs(settings: Settings | None = None) -> list[Run]:
+def list_runs(settings: Settings) -> list[Run]:
     """Every run, newest first."""
     root = runs_dir(settings)
     if not root.is_dir():
@@ -276,7 +276,7 @@ def list_runs(settings: Settings | None = None) -> list[Run]:
     return sorted(runs, key=lambda r: r.id, reverse=True)
 
 
-def create_run(config, settings: Settings | None = None) -> Run:
+def create_run(config, settings: Settings) -> Run:
     """A new run directory holding ``config`` (a RunConfig or dict), queued."""
     import yaml
 
@@ -300,9 +300,8 @@ def create_run(config, settings: Settings | None = None) -> Run:
 _children: list[subprocess.Popen] = []
 
 
-def launch(run: Run, settings: Settings | None = None, extra_env: dict | None = None) -> int:
+def launch(run: Run, settings: Settings, extra_env: dict | None = None) -> int:
     """Start ``python -m imgrec train --run <id>`` as its own process (own session); returns its PID."""
-    settings = settings or get_settings()
     env = {**os.environ, **_settings_env(settings), WORKER_LOG_ENV: "stdout", **(extra_env or {})}
     with open(run.log_path, "ab") as log:
         process = subprocess.Popen(
@@ -326,14 +325,14 @@ def _settings_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def submit(config, settings: Settings | None = None) -> Run:
+def submit(config, settings: Settings) -> Run:
     """Create a run and start its worker; it trains now, or queues behind the running one."""
     run = create_run(config, settings)
     launch(run, settings)
     return run
 
 
-def cancel(run_id: str, settings: Settings | None = None) -> dict:
+def cancel(run_id: str, settings: Settings) -> dict:
     """Ask a run to stop at the next safe point; a queued or dead run is marked cancelled at once."""
     run = get_run(run_id, settings)
     status = run.status()
@@ -346,7 +345,7 @@ def cancel(run_id: str, settings: Settings | None = None) -> dict:
     return run.update_status(message="Cancelling at the next safe point…")
 
 
-def resume(run_id: str, settings: Settings | None = None) -> Run:
+def resume(run_id: str, settings: Settings) -> Run:
     """Continue a cancelled, interrupted or failed run from its last finished epoch, in a new worker."""
     run = get_run(run_id, settings)
     status = run.status()
@@ -359,7 +358,7 @@ def resume(run_id: str, settings: Settings | None = None) -> Run:
     return run
 
 
-def active_runs(settings: Settings | None = None) -> list[Run]:
+def active_runs(settings: Settings) -> list[Run]:
     return [r for r in list_runs(settings) if r.state in LIVE_STATES]
 
 
@@ -367,7 +366,7 @@ def active_runs(settings: Settings | None = None) -> list[Run]:
 
 
 @contextlib.contextmanager
-def training_slot(run: Run, settings: Settings | None = None, poll: float = 0.5):
+def training_slot(run: Run, settings: Settings, poll: float = 0.5):
     """Hold the one training slot: wait (status queued) until this is the oldest live queued run
     and the slot lock is free. Raises ``Cancelled`` if the cancel flag appears while waiting."""
     root = runs_dir(settings)
@@ -389,7 +388,7 @@ def training_slot(run: Run, settings: Settings | None = None, poll: float = 0.5)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _older_live_queued(run: Run, settings: Settings | None) -> bool:
+def _older_live_queued(run: Run, settings: Settings) -> bool:
     mine = run.raw_status().get("queued_at") or ""
     for other in list_runs(settings):
         if other.id == run.id:
