@@ -30,6 +30,7 @@ Endpoints and status codes (every error body is ``{"error": code, "detail": text
 
 from __future__ import annotations
 
+import sys
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -38,14 +39,21 @@ from imgrec.api.errors import install_error_handlers
 from imgrec.api.middleware import BODY_OVERHEAD_BYTES, BodyLimitMiddleware, ObservabilityMiddleware
 from imgrec.api.routers import health, metrics, model, predict, stats
 from imgrec.api.state import ApiState
+from imgrec.core.errors import SettingsError
 from imgrec.core.settings import Settings, get_settings
 
 ROUTERS = (predict.router, health.router, metrics.router, model.router, stats.router)
+# The exit status uvicorn's and gunicorn's supervisors take for "failed to boot": they stop instead of restarting.
+STARTUP_FAILURE = 3
 
 
 def create_app(settings: Settings | None = None, *, batching: bool | None = None) -> FastAPI:
-    """A new API app. ``batching=None`` means on unless ``settings.batch_max_size`` is 1."""
-    settings = settings or get_settings()
+    """A new API app. ``batching=None`` means on unless ``settings.batch_max_size`` is 1.
+
+    Without ``settings`` (a server calling the factory) they come from the environment, and a bad
+    ``IMGREC_*`` value ends the process with one line on stderr naming it, not a traceback.
+    """
+    settings = settings or _settings_from_environment()
     if batching is None:
         batching = settings.batch_max_size > 1
     state = ApiState(settings, batching)
@@ -73,3 +81,10 @@ def create_app(settings: Settings | None = None, *, batching: bool | None = None
     app.add_middleware(ObservabilityMiddleware, metrics=state.metrics, known_paths=known_paths)
     return app
 
+
+def _settings_from_environment() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(STARTUP_FAILURE) from None
