@@ -7,6 +7,7 @@ request and a long batch wait, to see 503s).
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -446,6 +447,34 @@ def test_full_queue_answers_503_with_retry_after(servers):
     assert set(statuses) == {200, 503} and statuses.count(200) >= 1, statuses
     refused = next(r for r in results if r.status_code == 503)
     assert refused.headers["retry-after"] == "1" and refused.json()["error"] == "overloaded"
+
+
+# -- start-up ----------------------------------------------------------------------------------
+
+
+def _dockerfile_command(port: int) -> list[str]:
+    """The Dockerfile's gunicorn command, bound to a local port and run with this interpreter."""
+    line = next(line for line in (PROJECT_ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD ["))
+    program, *args = json.loads(line.removeprefix("CMD "))
+    assert program == "gunicorn" and "0.0.0.0:8000" in args, line
+    return [sys.executable, "-m", "gunicorn", *(f"127.0.0.1:{port}" if arg == "0.0.0.0:8000" else arg for arg in args)]
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "gunicorn"])
+def test_a_bad_setting_stops_the_server_with_one_clear_line(server, tmp_path):
+    if server == "gunicorn" and not all(importlib.util.find_spec(m) for m in ("gunicorn", "uvicorn_worker")):
+        pytest.skip("gunicorn or uvicorn_worker is not installed")
+    port = free_port()
+    if server == "uvicorn":
+        command = [sys.executable, "-m", "uvicorn", "--factory", "imgrec.api.app:create_app", "--port", str(port)]
+    else:
+        command = _dockerfile_command(port)
+    env = {**os.environ, **settings_env(make_settings(tmp_path)), "XDG_RUNTIME_DIR": str(tmp_path),
+           "IMGREC_MAX_PIXELS": "abc"}
+    result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT, env=env, timeout=60)
+    assert result.returncode != 0, result.stderr
+    assert "error: IMGREC_MAX_PIXELS='abc' is not a valid int." in result.stderr.splitlines(), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
 
 
 # -- in-process --------------------------------------------------------------------------------

@@ -60,7 +60,8 @@ def test_streamlit_config_keeps_xsrf_on_and_error_details_hidden():
 
 
 def test_upload_limits_agree_across_faces():
-    from imgrec.api.app import BODY_OVERHEAD_BYTES, BodyLimitMiddleware, create_app
+    from imgrec.api.app import create_app
+    from imgrec.api.middleware import BODY_OVERHEAD_BYTES, BodyLimitMiddleware
 
     settings = Settings()
     config_mb = tomllib.loads(CONFIG.read_text())["server"]["maxUploadSize"]

@@ -1,0 +1,46 @@
+"""The API's Prometheus metrics: one ``Metrics`` (a registry of its own) per app."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+
+class Metrics:
+    """The app's Prometheus metrics, in a registry of its own (several apps can live in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "imgrec_http_requests", "HTTP requests by route, method and status.", ["route", "method", "status"],
+            registry=r,
+        )
+        self.request_latency = Histogram(
+            "imgrec_http_request_duration_seconds", "Time from request to response, by route.", ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r,
+        )
+        self.inference_latency = Histogram(
+            "imgrec_inference_duration_seconds", "Time of one inference call (one whole batch).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=r,
+        )
+        self.batch_size = Histogram(
+            "imgrec_batch_size", "Images per inference call.", buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r
+        )
+        self.predictions = Counter("imgrec_predictions", "Predictions by top-1 label.", ["label"], registry=r)
+        self.overloaded = Counter(
+            "imgrec_overloaded_requests", "Requests refused with 503 because the queue was full.", registry=r
+        )
+        self.model_load = Gauge(
+            "imgrec_model_load_seconds", "Seconds the served model took to load and warm up.", registry=r
+        )
+        self.model_info = Info("imgrec_model", "The model being served.", registry=r)
+        self.reloads = Counter("imgrec_model_reloads", "Model reloads by outcome.", ["outcome"], registry=r)
+        self.queue_depth = Gauge("imgrec_batch_queue_depth", "Requests waiting for a batch.", registry=r)
+
+    def observe_batch(self, images: int, seconds: float) -> None:
+        self.batch_size.observe(images)
+        self.inference_latency.observe(seconds)
+
+    def model_loaded(self, card, seconds: float) -> None:
+        self.model_load.set(seconds)
+        self.model_info.info({"name": card.name, "version": card.version})

@@ -1,0 +1,47 @@
+"""``GET /health/live``, ``/health/ready`` and ``/health``: liveness, readiness and their details."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from imgrec.api.deps import State
+
+router = APIRouter()
+
+
+@router.get("/health/live")
+async def health_live():
+    return {"status": "alive"}
+
+
+@router.get("/health/ready")
+async def health_ready(state: State):
+    model, database = state.model_check(), await state.database_check()
+    ready = model["ok"] and database["ok"]
+    body = {"status": "ready" if ready else "not ready", "model": model["ok"], "database": database["ok"]}
+    return JSONResponse(body, 200 if ready else 503)
+
+
+@router.get("/health")
+async def health(state: State):
+    model, database = state.model_check(), await state.database_check()
+    ready = model["ok"] and database["ok"]
+    s = state.settings
+    body = {
+        "status": "ready" if ready else "not ready",
+        "model": model,
+        "database": database,
+        "batching": {
+            "enabled": state.batcher is not None,
+            "max_size": s.batch_max_size,
+            "max_wait_ms": s.batch_max_wait_ms,
+            "queue_size": s.batch_queue_size,
+            "waiting": state.batcher.depth if state.batcher else 0,
+            "in_flight": state.inflight,
+        },
+        "uptime_s": round(time.time() - state.started, 1),
+    }
+    return JSONResponse(body, 200 if ready else 503)

@@ -1,0 +1,129 @@
+"""``POST /predict``: the multipart form and its metadata, classification, and the result objects."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Query, Request
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from imgrec.api.deps import RequestId, State
+from imgrec.api.errors import ApiError
+from imgrec.api.middleware import BODY_OVERHEAD_BYTES
+from imgrec.api.state import ApiState
+from imgrec.inference.batching import Overloaded
+from imgrec.inference.service import Upload
+
+MAX_FILES = 32
+MAX_TOP_K = 100
+MAX_METADATA_BYTES = 4096
+MAX_USER_AGENT = 512
+
+router = APIRouter()
+
+_PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "metadata": {"type": "string", "description": "JSON object, at most 4 KiB"},
+                    },
+                    "required": ["files"],
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/predict", openapi_extra=_PREDICT_BODY)
+async def predict(
+    request: Request,
+    state: State,
+    rid: RequestId,
+    top_k: Annotated[int | None, Query(ge=1, le=MAX_TOP_K, description="labels per image (default from settings)")] = None,
+    model: Annotated[str | None, Query(max_length=200, description="name or name@version (default: the served model)")] = None,
+):
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ApiError(415, "unsupported_media_type",
+                       f"Expected a multipart/form-data body with image files in field 'files'; got '{content_type}'.")
+    if state.inflight >= state.settings.batch_queue_size:
+        raise Overloaded(f"{state.inflight} requests are already waiting.")
+    state.inflight += 1
+    try:
+        return await _predict(request, top_k or state.settings.default_top_k, model, state, rid)
+    finally:
+        state.inflight -= 1
+
+
+async def _predict(request: Request, top_k: int, model: str | None, state: ApiState, rid: str | None):
+    try:
+        form = await request.form(max_files=MAX_FILES, max_fields=8, max_part_size=BODY_OVERHEAD_BYTES)
+    except StarletteHTTPException as exc:
+        if exc.status_code != 400:
+            raise
+        raise ApiError(422, "invalid_form", f"The multipart body could not be read: {exc.detail}") from None
+    try:
+        parts = form.getlist("files") + form.getlist("file")
+        if not parts:
+            raise ApiError(422, "no_files", "No files sent. Expected one or more image files in form field 'files'.")
+        if not all(isinstance(part, UploadFile) for part in parts):
+            raise ApiError(422, "invalid_form", "Form field 'files' must hold files, not text.")
+        uploads = [Upload(part.filename or f"file{index + 1}", await part.read()) for index, part in enumerate(parts)]
+        metadata = _parse_metadata(form.get("metadata"))
+    finally:
+        await form.close()
+    predictor = await state.predictor_for(model)
+    user_agent = (request.headers.get("user-agent") or "")[:MAX_USER_AGENT] or None
+    items = await anyio.to_thread.run_sync(
+        lambda: state.classify_and_log(predictor, uploads, top_k, user_agent, metadata), limiter=state.limiter
+    )
+    results = [_result(item, rid, state) for item in items]
+    if len(results) == 1 and "error" in results[0]:
+        failed = results[0]
+        raise ApiError(failed["status"], failed["error"], failed["detail"])
+    return results[0] if len(results) == 1 else results
+
+
+def _parse_metadata(raw) -> dict | None:
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise ApiError(422, "invalid_metadata", "Form field 'metadata' must be text (a JSON object), not a file.")
+    if len(raw.encode()) > MAX_METADATA_BYTES:
+        raise ApiError(422, "invalid_metadata", f"metadata is {len(raw.encode())} bytes; at most {MAX_METADATA_BYTES} allowed.")
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_metadata", f"metadata is not valid JSON ({exc}). Expected a JSON object.") from None
+    if not isinstance(value, dict):
+        raise ApiError(422, "invalid_metadata", f"metadata is a JSON {type(value).__name__}; expected a JSON object.")
+    return value
+
+
+def _result(item, rid: str | None, state: ApiState) -> dict[str, Any]:
+    if not item.ok:
+        status = 415 if item.error_code == "unsupported_format" else 422
+        return {"filename": item.upload.filename, "error": item.error_code, "detail": item.error, "status": status,
+                "request_id": rid}
+    predictions = item.result.predictions
+    state.metrics.predictions.labels(predictions[0].label).inc()
+    body = {
+        "predictions": [{"label": p.label, "score": round(float(p.score), 6)} for p in predictions],
+        "model": {"name": item.model_name, "version": item.model_version},
+        "latency_ms": round(item.result.latency_ms, 3),
+        "request_id": rid,
+        "filename": item.upload.filename,
+        "prediction_id": item.prediction_id,
+    }
+    if item.log_warning:
+        body["log_warning"] = item.log_warning
+    return body

@@ -1,0 +1,189 @@
+"""What the endpoints share: ``ApiState`` (settings, served and extra models, store, batcher, health checks)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+import anyio
+
+from imgrec.api.errors import RETRY_AFTER_S, ApiError
+from imgrec.api.metrics import Metrics
+from imgrec.core.errors import ModelError, StoreError
+from imgrec.core.settings import Settings
+from imgrec.inference.batching import BatchedPredictor, Batcher
+from imgrec.inference.predictor import Predictor
+from imgrec.inference.service import classify, log_classified
+from imgrec.registry import catalog
+
+log = logging.getLogger(__name__)
+
+MAX_EXTRA_MODELS = 2  # models other than the served one kept loaded for ?model=
+HEALTH_TIMEOUT_S = 5
+STARTUP_STORE_TIMEOUT_S = 30
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+class ApiState:
+    """What the endpoints share: settings, the served model, the store, the batcher and the metrics."""
+
+    def __init__(self, settings: Settings, batching: bool):
+        self.settings = settings
+        self.batching = batching
+        self.metrics = Metrics()
+        self.served = None  # the Predictor answering requests without ?model=; swapped atomically
+        self.load_error: str | None = None
+        self.loaded_at: float | None = None
+        self.extra: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self.store = None
+        self.store_error: str | None = None
+        self.batcher: Batcher | None = None
+        self.inflight = 0
+        # Each waiting request holds one worker thread; enough of them to fill several batches.
+        self.limiter = anyio.CapacityLimiter(max(8, min(settings.batch_queue_size, 64)))
+        self.reload_lock = asyncio.Lock()
+        self.extra_lock = asyncio.Lock()
+        self._store_open_lock = threading.Lock()
+        self.started = time.time()
+        self.metrics.queue_depth.set_function(lambda: self.batcher.depth if self.batcher else 0)
+
+    async def startup(self) -> None:
+        try:
+            await self.load_served()
+        except ApiError as exc:
+            self.load_error = exc.detail
+            log.error("No model is being served: %s", exc.detail)
+        with anyio.move_on_after(STARTUP_STORE_TIMEOUT_S):
+            await self.ensure_store()  # if the database is down, serve anyway; /health/ready says so
+        if self.batching:
+            s = self.settings
+            self.batcher = Batcher(s.batch_max_size, s.batch_max_wait_ms, s.batch_queue_size, self.metrics.observe_batch)
+            self.batcher.start()
+
+    async def shutdown(self) -> None:
+        if self.batcher is not None:
+            await anyio.to_thread.run_sync(self.batcher.stop)
+        if self.store is not None:
+            self.store.close()
+
+    async def load_served(self, name: str | None = None, version: str | None = None) -> tuple[Any, float]:
+        """Load, warm and swap in a model; on any failure the current one keeps serving."""
+        resolved = await self._resolve(name, version)
+        started = time.perf_counter()
+        predictor = await self._load(resolved)
+        seconds = time.perf_counter() - started
+        previous, self.served = self.served, predictor  # one assignment: requests see old or new, never neither
+        self.load_error, self.loaded_at = None, time.time()
+        self.extra.pop(resolved, None)
+        self.metrics.model_loaded(predictor.card, seconds)
+        log.info("Serving %s (loaded in %.2f s)", predictor.card.ref, seconds)
+        return previous, seconds
+
+    async def _resolve(self, name: str | None, version: str | None) -> tuple[str, str]:
+        try:
+            return await anyio.to_thread.run_sync(lambda: catalog.resolve(name, version, self.settings))
+        except ModelError as exc:
+            raise ApiError(404, "model_not_found", str(exc)) from None
+
+    async def _load(self, resolved: tuple[str, str]):
+        try:
+            return await anyio.to_thread.run_sync(lambda: Predictor.load(*resolved, self.settings))
+        except ModelError as exc:
+            raise ApiError(422, "model_invalid", str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - a broken model file can fail anywhere inside Keras
+            log.exception("Loading model %s@%s failed", *resolved)
+            raise ApiError(422, "model_invalid", f"Model {resolved[0]}@{resolved[1]} could not be loaded: {exc}") from None
+
+    async def predictor_for(self, model: str | None):
+        """The served model, or the one ``?model=name[@version]`` names (loaded once, then kept)."""
+        served = self.served
+        if not model:
+            if served is None:
+                raise ApiError(503, "model_unavailable", f"No model is loaded: {self.load_error}",
+                               {"Retry-After": str(RETRY_AFTER_S)})
+            return served
+        name, at, version = model.partition("@")
+        if not NAME_PATTERN.fullmatch(name) or (at and not NAME_PATTERN.fullmatch(version)):
+            raise ApiError(422, "invalid_parameter", f"model={model!r} is not valid. Expected name or name@version.")
+        resolved = await self._resolve(name, version or None)
+        if served is not None and (served.card.name, served.card.version) == resolved:
+            return served
+        async with self.extra_lock:
+            if resolved not in self.extra:
+                self.extra[resolved] = await self._load(resolved)
+                while len(self.extra) > MAX_EXTRA_MODELS:
+                    self.extra.popitem(last=False)
+            self.extra.move_to_end(resolved)
+            return self.extra[resolved]
+
+    def _open_store_blocking(self):
+        # Assigns under a thread lock, so an open that outlives an abandoned wait still lands.
+        from imgrec.predlog.store import open_store_for_serving  # SQLAlchemy loads with the store, not at import
+
+        with self._store_open_lock:
+            if self.store is None:
+                try:
+                    self.store = open_store_for_serving(self.settings)
+                    self.store_error = None
+                except StoreError as exc:
+                    self.store_error = str(exc)
+                    log.error("%s", exc)
+        return self.store
+
+    async def ensure_store(self):
+        """The store, opened now if it could not be before (say the database came up after us)."""
+        if self.store is not None:
+            return self.store
+        return await anyio.to_thread.run_sync(self._open_store_blocking, abandon_on_cancel=True)
+
+    async def database_check(self) -> dict[str, Any]:
+        """Can the prediction log be reached? Answers within ``HEALTH_TIMEOUT_S`` whatever the database does."""
+        with anyio.move_on_after(HEALTH_TIMEOUT_S):
+            store = await self.ensure_store()
+            if store is None:
+                return {"ok": False, "error": self.store_error}
+
+            def ping():
+                with store.engine.connect() as connection:
+                    connection.exec_driver_sql("SELECT 1")
+
+            try:
+                await anyio.to_thread.run_sync(ping, abandon_on_cancel=True)
+            except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+                return {"ok": False, "backend": store.backend, "error": store.explain(exc)}
+            return {"ok": True, "backend": store.backend}
+        return {"ok": False, "error": f"The database did not answer within {HEALTH_TIMEOUT_S} s."}
+
+    def model_check(self) -> dict[str, Any]:
+        served = self.served
+        if served is None:
+            return {"ok": False, "error": self.load_error or "still loading"}
+        return {
+            "ok": True,
+            "name": served.card.name,
+            "version": served.card.version,
+            "backend": served.backend_name,
+            "warmed": True,  # Predictor warms up in its constructor; it is only swapped in after
+            "loaded_at": self.loaded_at,
+        }
+
+    def classify_and_log(self, predictor, uploads, top_k: int, user_agent: str | None, metadata: dict | None):
+        """Runs in a worker thread: the shared decode -> predict -> log path, inference through the batcher."""
+        proxy = BatchedPredictor(predictor, self.batcher, on_batch=self.metrics.observe_batch)
+        items = classify(proxy, uploads, top_k, self.settings)
+        for item in items:
+            if not item.ok:
+                continue
+            if self.store is None:
+                item.log_warning = f"Prediction not logged: the prediction log is unavailable ({self.store_error})."
+                continue
+            log_classified(
+                self.store, item, source="api", session_id=None, settings=self.settings,
+                user_agent=user_agent, metadata=metadata,
+            )
+        return items
