@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import threading
 import time
 from collections import OrderedDict
 from typing import Any
@@ -14,12 +13,13 @@ import anyio
 
 from imgrec.api.errors import RETRY_AFTER_S, ApiError
 from imgrec.api.metrics import Metrics
-from imgrec.core.errors import ModelError, StoreError
+from imgrec.core.errors import ModelError
 from imgrec.core.settings import Settings
 from imgrec.inference.batching import BatchedPredictor, Batcher
 from imgrec.inference.predictor import Predictor
-from imgrec.inference.service import classify, log_classified
+from imgrec.inference.service import PredictionLog, serve_uploads
 from imgrec.registry import catalog
+from imgrec.tasks.base import DecodeOptions
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +40,13 @@ class ApiState:
         self.load_error: str | None = None
         self.loaded_at: float | None = None
         self.extra: OrderedDict[tuple[str, str], Any] = OrderedDict()
-        self.store = None
-        self.store_error: str | None = None
+        self.prediction_log = PredictionLog(settings, serving=True, open_on_use=False)
         self.batcher: Batcher | None = None
         self.inflight = 0
         # Each waiting request holds one worker thread; enough of them to fill several batches.
         self.limiter = anyio.CapacityLimiter(max(8, min(settings.batch_queue_size, 64)))
         self.reload_lock = asyncio.Lock()
         self.extra_lock = asyncio.Lock()
-        self._store_open_lock = threading.Lock()
         self.started = time.time()
         self.metrics.queue_depth.set_function(lambda: self.batcher.depth if self.batcher else 0)
 
@@ -68,8 +66,7 @@ class ApiState:
     async def shutdown(self) -> None:
         if self.batcher is not None:
             await anyio.to_thread.run_sync(self.batcher.stop)
-        if self.store is not None:
-            self.store.close()
+        self.prediction_log.close()
 
     async def load_served(self, name: str | None = None, version: str | None = None) -> tuple[Any, float]:
         """Load, warm and swap in a model; on any failure the current one keeps serving."""
@@ -121,25 +118,15 @@ class ApiState:
             self.extra.move_to_end(resolved)
             return self.extra[resolved]
 
-    def _open_store_blocking(self):
-        # Assigns under a thread lock, so an open that outlives an abandoned wait still lands.
-        from imgrec.predlog.store import open_store_for_serving  # SQLAlchemy loads with the store, not at import
-
-        with self._store_open_lock:
-            if self.store is None:
-                try:
-                    self.store = open_store_for_serving(self.settings)
-                    self.store_error = None
-                except StoreError as exc:
-                    self.store_error = str(exc)
-                    log.error("%s", exc)
-        return self.store
-
     async def ensure_store(self):
         """The store, opened now if it could not be before (say the database came up after us)."""
-        if self.store is not None:
-            return self.store
-        return await anyio.to_thread.run_sync(self._open_store_blocking, abandon_on_cancel=True)
+        if self.prediction_log.opened is not None:
+            return self.prediction_log.opened
+        return await anyio.to_thread.run_sync(self.prediction_log.store, abandon_on_cancel=True)
+
+    @property
+    def store_error(self) -> str | None:
+        return self.prediction_log.error
 
     async def database_check(self) -> dict[str, Any]:
         """Can the prediction log be reached? Answers within ``HEALTH_TIMEOUT_S`` whatever the database does."""
@@ -172,18 +159,8 @@ class ApiState:
             "loaded_at": self.loaded_at,
         }
 
-    def classify_and_log(self, predictor, uploads, top_k: int, user_agent: str | None, metadata: dict | None):
+    def serve(self, predictor, uploads, options: DecodeOptions, user_agent: str | None, metadata: dict | None):
         """Runs in a worker thread: the shared decode -> predict -> log path, inference through the batcher."""
         proxy = BatchedPredictor(predictor, self.batcher, on_batch=self.metrics.observe_batch)
-        items = classify(proxy, uploads, top_k, self.settings)
-        for item in items:
-            if not item.ok:
-                continue
-            if self.store is None:
-                item.log_warning = f"Prediction not logged: the prediction log is unavailable ({self.store_error})."
-                continue
-            log_classified(
-                self.store, item, source="api", session_id=None, settings=self.settings,
-                user_agent=user_agent, metadata=metadata,
-            )
-        return items
+        return serve_uploads(proxy, uploads, options, self.settings, self.prediction_log, source="api",
+                             user_agent=user_agent, metadata=metadata)

@@ -68,18 +68,28 @@ class Outcome:
 
 
 class PredictionLog:
-    """The prediction log of a face, or carrying on without it: opened on first use, tried again on a
-    later use after a failure (the database may come up after us); ``error`` says why it is missing."""
+    """The prediction log of a face, or carrying on without it: opened on first use and tried again
+    after a failure (the database may come up after us); ``error`` says why it is missing.
 
-    def __init__(self, settings: Settings, *, serving: bool):
+    ``open_on_use=False`` (the API) never opens it on the request path: the server opens it at start
+    and in its health checks, so an outage does not make every request wait for a connect timeout.
+    """
+
+    def __init__(self, settings: Settings, *, serving: bool, open_on_use: bool = True):
         self.settings = settings
         self.serving = serving  # a long-running face also prunes expired kept uploads on open
+        self.open_on_use = open_on_use
         self.error: str | None = None
         self._store = None
         self._lock = threading.Lock()
 
+    @property
+    def opened(self):
+        """The store if it is open, else None; never tries to open it."""
+        return self._store
+
     def store(self):
-        """The open ``imgrec.predlog.store.Store``, or None (then ``error`` says why)."""
+        """The open ``imgrec.predlog.store.Store``, opened now if needed, or None (then ``error`` says why)."""
         if self._store is not None:
             return self._store
         # SQLAlchemy loads only once something is logged, so importing a face stays cheap.
@@ -125,12 +135,14 @@ def log_outcomes(prediction_log: PredictionLog | None, outcomes: list[Outcome], 
 
     if prediction_log is None:
         return
-    store = prediction_log.store() if any(outcome.ok for outcome in outcomes) else None
+    wanted = any(outcome.ok for outcome in outcomes)
+    store = prediction_log.store() if wanted and prediction_log.open_on_use else prediction_log.opened
     for outcome in outcomes:
         if not outcome.ok:
             continue
         if store is None:
-            outcome.log_warning = f"Prediction not logged: the prediction log is unavailable ({prediction_log.error})."
+            why = prediction_log.error or "not opened yet"
+            outcome.log_warning = f"Prediction not logged: the prediction log is unavailable ({why})."
             continue
         record = PredictionRecord(
             sha256=outcome.image.sha256,

@@ -15,7 +15,9 @@ from imgrec.api.errors import ApiError
 from imgrec.api.middleware import BODY_OVERHEAD_BYTES
 from imgrec.api.state import ApiState
 from imgrec.inference.batching import Overloaded
-from imgrec.inference.service import Upload
+from imgrec.inference.service import Outcome, Upload
+from imgrec.tasks.base import DecodeOptions
+from imgrec.tasks.registry import task_for
 
 MAX_FILES = 32
 MAX_TOP_K = 100
@@ -83,10 +85,11 @@ async def _predict(request: Request, top_k: int, model: str | None, state: ApiSt
         await form.close()
     predictor = await state.predictor_for(model)
     user_agent = (request.headers.get("user-agent") or "")[:MAX_USER_AGENT] or None
-    items = await anyio.to_thread.run_sync(
-        lambda: state.classify_and_log(predictor, uploads, top_k, user_agent, metadata), limiter=state.limiter
+    outcomes = await anyio.to_thread.run_sync(
+        lambda: state.serve(predictor, uploads, DecodeOptions(top_k=top_k), user_agent, metadata),
+        limiter=state.limiter,
     )
-    results = [_result(item, rid, state) for item in items]
+    results = [_result(outcome, rid, state) for outcome in outcomes]
     if len(results) == 1 and "error" in results[0]:
         failed = results[0]
         raise ApiError(failed["status"], failed["error"], failed["detail"])
@@ -109,21 +112,8 @@ def _parse_metadata(raw) -> dict | None:
     return value
 
 
-def _result(item, rid: str | None, state: ApiState) -> dict[str, Any]:
-    if not item.ok:
-        status = 415 if item.error_code == "unsupported_format" else 422
-        return {"filename": item.upload.filename, "error": item.error_code, "detail": item.error, "status": status,
-                "request_id": rid}
-    predictions = item.result.predictions
-    state.metrics.predictions.labels(predictions[0].label).inc()
-    body = {
-        "predictions": [{"label": p.label, "score": round(float(p.score), 6)} for p in predictions],
-        "model": {"name": item.model_name, "version": item.model_version},
-        "latency_ms": round(item.result.latency_ms, 3),
-        "request_id": rid,
-        "filename": item.upload.filename,
-        "prediction_id": item.prediction_id,
-    }
-    if item.log_warning:
-        body["log_warning"] = item.log_warning
-    return body
+def _result(outcome: Outcome, rid: str | None, state: ApiState) -> dict[str, Any]:
+    if outcome.ok:
+        headline, _ = task_for(outcome.card).log_labels(outcome.result)[0]
+        state.metrics.predictions.labels(headline).inc()
+    return {**outcome.to_json(), "request_id": rid}
