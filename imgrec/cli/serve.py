@@ -1,0 +1,25 @@
+"""``imgrec serve``: run the REST API under uvicorn."""
+
+from __future__ import annotations
+
+from imgrec.cli.args import EXIT_OK, positive_int
+from imgrec.core.settings import get_settings
+
+
+def add_parser(commands) -> None:
+    serve = commands.add_parser("serve", help="run the REST API (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=positive_int, default=8000)
+    serve.add_argument("--workers", type=positive_int, default=1, help="processes, each with its own model")
+    serve.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    import uvicorn  # the server stack loads only for this command
+
+    get_settings()  # a bad IMGREC_* value fails here, with a clear message, not in every worker
+    uvicorn.run(
+        "imgrec.api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+        log_level="info", access_log=False,
+    )
+    return EXIT_OK
