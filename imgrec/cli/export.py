@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from imgrec.cli.args import EXIT_OK, EXIT_SOME_FAILED
-from imgrec.core.settings import get_settings
+from imgrec.core.settings import Settings
 from imgrec.export.exporter import export_model
 from imgrec.registry.exports import FORMATS
 
@@ -19,8 +19,8 @@ def add_parser(commands) -> None:
     export.set_defaults(handler=run)
 
 
-def run(args) -> int:
-    results = export_model(args.model, args.version, args.formats, get_settings(),
+def run(args, settings: Settings) -> int:
+    results = export_model(args.model, args.version, args.formats, settings,
                            progress=lambda message: print(message, file=sys.stderr, flush=True))
     for result in results:
         print(result.summary())

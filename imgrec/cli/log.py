@@ -9,15 +9,14 @@ from pathlib import Path
 
 from imgrec.cli.args import EXIT_OK, iso_date, non_negative_float
 from imgrec.core.errors import ImgrecError
-from imgrec.core.settings import get_settings
+from imgrec.core.settings import Settings
 
 RECENT_DAYS_SHOWN = 7  # `imgrec stats` text output; --json has every day
 
 
 def add_parser(commands) -> None:
     prune = commands.add_parser("prune", help="delete kept uploads older than the retention period")
-    prune.add_argument("--days", type=non_negative_float, default=get_settings().upload_retention_days,
-                       help="age in days (default: IMGREC_UPLOAD_RETENTION_DAYS)")
+    prune.add_argument("--days", type=non_negative_float, help="age in days (default: IMGREC_UPLOAD_RETENTION_DAYS)")
     prune.set_defaults(handler=run_prune)
 
     log_export = commands.add_parser("log-export", help="write the prediction log (filtered) to a CSV or Parquet file")
@@ -34,16 +33,17 @@ def add_parser(commands) -> None:
     stats.set_defaults(handler=run_stats)
 
 
-def run_prune(args) -> int:
+def run_prune(args, settings: Settings) -> int:
     from imgrec.predlog.store import open_store  # SQLAlchemy loads only for commands that use the log
 
-    with open_store(get_settings()) as store:
-        deleted = store.prune_uploads(args.days)
-    print(f"Deleted {deleted} kept upload(s) not uploaded again for {args.days:g} days.")
+    days = settings.upload_retention_days if args.days is None else args.days
+    with open_store(settings) as store:
+        deleted = store.prune_uploads(days)
+    print(f"Deleted {deleted} kept upload(s) not uploaded again for {days:g} days.")
     return EXIT_OK
 
 
-def run_log_export(args) -> int:
+def run_log_export(args, settings: Settings) -> int:
     # SQLAlchemy and pandas load only for commands that use the log
     from imgrec.predlog import stats
     from imgrec.predlog.store import open_store
@@ -64,7 +64,7 @@ def run_log_export(args) -> int:
     # A temp file renamed into place: an interrupted export never leaves a half-written file behind.
     handle, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{args.output.name}.", suffix=".part")
     try:
-        with open_store(get_settings()) as store, os.fdopen(handle, "wb") as destination:
+        with open_store(settings) as store, os.fdopen(handle, "wb") as destination:
             rows = write_predictions(store, filters, fmt, destination)
         os.replace(temp_name, args.output)
     finally:
@@ -74,12 +74,11 @@ def run_log_export(args) -> int:
     return EXIT_OK
 
 
-def run_stats(args) -> int:
+def run_stats(args, settings: Settings) -> int:
     # SQLAlchemy and pandas load only for commands that use the log
     from imgrec.predlog import stats
     from imgrec.predlog.store import open_store
 
-    settings = get_settings()
     with open_store(settings) as store:
         report = stats.report(store, uncertain_threshold=settings.uncertain_threshold)
     if args.json:

@@ -1,4 +1,4 @@
-"""``python -m imgrec``: builds the parser from the command modules and turns errors into exit codes."""
+"""``python -m imgrec``: builds the parser from the command modules, reads the settings once, dispatches."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from imgrec.cli import export, log, models, predict, serve, training
 from imgrec.cli.args import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
 from imgrec.core.errors import ImgrecError
+from imgrec.core.settings import get_settings
 
 COMMAND_MODULES = (predict, models, log, serve, export, training)  # in the order `--help` lists them
 
@@ -15,7 +16,9 @@ COMMAND_MODULES = (predict, models, log, serve, export, training)  # in the orde
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        # Read here, not while building the parser: a bad IMGREC_* value is an error line, not a traceback.
+        settings = get_settings()
+        return args.handler(args, settings)
     except ImgrecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from imgrec.cli.args import EXIT_OK
-from imgrec.core.settings import get_settings
+from imgrec.core.settings import Settings
 from imgrec.registry import catalog
 
 
@@ -18,8 +18,7 @@ def add_parser(commands) -> None:
     init.set_defaults(handler=run_init)
 
 
-def run_models(args) -> int:
-    settings = get_settings()
+def run_models(args, settings: Settings) -> int:
     active = catalog.active_ref(settings)
     rows = []
     for card in catalog.list_cards(settings):
@@ -50,8 +49,7 @@ def run_models(args) -> int:
     return EXIT_OK
 
 
-def run_init(args) -> int:
-    settings = get_settings()
+def run_init(args, settings: Settings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     card = catalog.ensure_default_model(settings)
     print(f"Default model ready: {card.ref} ({card.num_classes} classes).")

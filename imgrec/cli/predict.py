@@ -9,7 +9,7 @@ from pathlib import Path
 from imgrec.cli.args import EXIT_OK, EXIT_SOME_FAILED, positive_int
 from imgrec.core.errors import ImgrecError
 from imgrec.core.images import read_image_file
-from imgrec.core.settings import get_settings
+from imgrec.core.settings import Settings
 from imgrec.inference.predictor import Predictor
 from imgrec.inference.runtimes import MAX_BATCH
 from imgrec.inference.service import Upload, classify, log_classified
@@ -20,14 +20,14 @@ def add_parser(commands) -> None:
     predict.add_argument("files", nargs="+", type=Path, metavar="FILE")
     predict.add_argument("--model", help="model name (default: the active model)")
     predict.add_argument("--version", help="model version (default: the latest)")
-    predict.add_argument("--top-k", type=positive_int, default=get_settings().default_top_k)
+    predict.add_argument("--top-k", type=positive_int, help="how many labels per file (default: IMGREC_DEFAULT_TOP_K)")
     predict.add_argument("--json", action="store_true", help="one JSON object per line per file")
     predict.add_argument("--no-log", action="store_true", help="do not write the predictions to the log")
     predict.set_defaults(handler=run)
 
 
-def run(args) -> int:
-    settings = get_settings()
+def run(args, settings: Settings) -> int:
+    top_k = settings.default_top_k if args.top_k is None else args.top_k
     predictor = Predictor.load(args.model, args.version, settings)
     store = None if args.no_log else _store_or_warning(settings)
     model_info = {"name": predictor.card.name, "version": predictor.card.version}
@@ -41,7 +41,7 @@ def run(args) -> int:
                 uploads.append(Upload(str(path), read_image_file(path, settings.max_upload_bytes)))
             except ImgrecError as exc:
                 unreadable[path] = exc
-        results = iter(classify(predictor, uploads, args.top_k, settings))
+        results = iter(classify(predictor, uploads, top_k, settings))
         for path in paths:
             item = None if path in unreadable else next(results)
             if item is None or not item.ok:
@@ -56,7 +56,7 @@ def run(args) -> int:
     return EXIT_SOME_FAILED if failures else EXIT_OK
 
 
-def _store_or_warning(settings):
+def _store_or_warning(settings: Settings):
     """The prediction log, or None with a warning: a broken log must not cost the user the predictions."""
     from imgrec.predlog.store import open_store  # SQLAlchemy loads only when the predictions are logged
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from imgrec.cli.args import EXIT_OK, positive_int
-from imgrec.core.settings import get_settings
+from imgrec.core.settings import Settings
 
 
 def add_parser(commands) -> None:
@@ -14,10 +14,11 @@ def add_parser(commands) -> None:
     serve.set_defaults(handler=run)
 
 
-def run(args) -> int:
+def run(args, settings: Settings) -> int:
+    """Each worker reads its own settings; ``main`` has already read them, so a bad IMGREC_* value fails once,
+    with a clear message, before any worker starts."""
     import uvicorn  # the server stack loads only for this command
 
-    get_settings()  # a bad IMGREC_* value fails here, with a clear message, not in every worker
     uvicorn.run(
         "imgrec.api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
         log_level="info", access_log=False,

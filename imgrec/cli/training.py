@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from imgrec.cli.args import EXIT_OK, EXIT_SOME_FAILED, positive_int
-from imgrec.core.settings import get_settings
+from imgrec.core.settings import Settings
 from imgrec.training import runs, trainer
 from imgrec.training.config import RunConfig
 from imgrec.training.evaluation import evaluate_registered
@@ -35,8 +35,7 @@ def add_parser(commands) -> None:
     runs_parser.set_defaults(handler=run_runs)
 
 
-def run_train(args) -> int:
-    settings = get_settings()
+def run_train(args, settings: Settings) -> int:
     if args.run:
         return trainer.main_worker(args.run, settings)
     run_config = RunConfig.from_yaml(args.config)
@@ -51,8 +50,8 @@ def run_train(args) -> int:
     return EXIT_OK if status["state"] == runs.COMPLETED else EXIT_SOME_FAILED
 
 
-def run_evaluate(args) -> int:
-    report = evaluate_registered(args.model, args.dataset, args.split, get_settings(), args.limit_per_class)
+def run_evaluate(args, settings: Settings) -> int:
+    report = evaluate_registered(args.model, args.dataset, args.split, settings, args.limit_per_class)
     if args.json:
         print(json.dumps(report.to_dict()))
         return EXIT_OK
@@ -67,8 +66,7 @@ def run_evaluate(args) -> int:
     return EXIT_OK
 
 
-def run_runs(args) -> int:
-    settings = get_settings()
+def run_runs(args, settings: Settings) -> int:
     if args.action == "list":
         rows = [run.status() for run in runs.list_runs(settings)]
         for row in rows:
