@@ -71,6 +71,27 @@ def test_bad_top_k_is_a_usage_error(tiny_settings, files):
     assert result.returncode == 2 and "'zero' is not a whole number" in result.stderr
 
 
+@pytest.mark.parametrize("command", [["models"], ["predict", "photo.png"], ["serve"]], ids=lambda c: c[0])
+def test_a_bad_setting_is_one_error_line_and_exit_code_2(settings, command):
+    result = run_cli(command, settings, IMGREC_MAX_PIXELS="abc")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == ["error: IMGREC_MAX_PIXELS='abc' is not a valid int."]
+
+
+def test_top_k_and_prune_days_default_to_their_settings(tiny_settings, files, tmp_path):
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir)
+    predicted = run_cli(["predict", str(files / "red.png"), "--model", "tiny-cnn", "--json", "--no-log"], settings,
+                        IMGREC_DEFAULT_TOP_K="1")
+    assert predicted.returncode == 0, predicted.stderr
+    assert len(json.loads(predicted.stdout)["predictions"]) == 1
+    pruned = run_cli(["prune"], settings, IMGREC_UPLOAD_RETENTION_DAYS="3")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "not uploaded again for 3 days." in pruned.stdout
+
+
 def test_models_json_marks_the_active_model(tiny_settings):
     result = run_cli(["models", "--json"], tiny_settings)
     assert result.returncode == 0, result.stderr

@@ -3,7 +3,8 @@
 What each module promises:
 - ``imgrec.export.exporter``: tf2onnx, onnxruntime, ai_edge_litert and TensorFlow are imported inside functions
   only, "so the app and CLI can read reports cheaply";
-- ``imgrec.cli.main``: imports ``imgrec.export.exporter`` at module level, so the same promise covers it;
+- ``imgrec.cli.main``: imports ``imgrec.export.exporter`` at module level (through ``imgrec.cli.export``), so the
+  same promise covers it;
 - ``imgrec.api.app``: "Importing this module loads neither TensorFlow nor the database layer";
 - ``imgrec.inference.runtimes``: opens each runtime inside its backend class; its docstring says nothing about
   TensorFlow at import, so only the three export runtimes are checked there.
