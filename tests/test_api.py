@@ -159,7 +159,7 @@ def test_predict_one_file(client):
     response = client.post("/predict", params={"top_k": 2}, files={"files": ("red.jpg", jpeg(), "image/jpeg")})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model"] == {"name": "tiny-cnn", "version": "1"}
+    assert body["model"] == {"name": "tiny-cnn", "version": "1", "task": "image-classification"}
     assert len(body["predictions"]) == 2
     assert all(p["label"] in TINY_CLASSES and 0 <= p["score"] <= 1 for p in body["predictions"])
     assert body["predictions"][0]["score"] >= body["predictions"][1]["score"]
@@ -202,7 +202,7 @@ def test_bad_parameters_are_422_and_unknown_models_404(client):
     assert_error(client.post("/predict", params={"model": "../etc"}, files=image), 422, "invalid_parameter")
     assert_error(client.post("/predict", params={"model": "tiny-cnn@3"}, files=image), 422, "model_invalid")
     other = client.post("/predict", params={"model": "tiny-cnn@2"}, files=image)
-    assert other.status_code == 200 and other.json()["model"] == {"name": "tiny-cnn", "version": "2"}
+    assert other.status_code == 200 and other.json()["model"] == {"name": "tiny-cnn", "version": "2", "task": "image-classification"}
     assert_error(client.post("/predict", data={"metadata": "{}"}, files={"photo": ("a.jpg", jpeg())}), 422, "no_files")
     assert_error(client.post("/predict", data={"files": "not a file"}, files={"x": ("a", b"a")}), 422, "invalid_form")
     assert_error(client.post("/predict", json={"image": "base64?"}), 415, "unsupported_media_type")
@@ -313,7 +313,7 @@ def test_reload_needs_the_admin_token(client, servers):
     assert_error(client.post("/model/reload", headers={"Authorization": "Bearer wrong"}), 401, "unauthorized")
     assert_error(client.post("/model/reload", headers={"Authorization": f"Basic {TOKEN}"}), 401, "unauthorized")
     ok = client.post("/model/reload", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert ok.status_code == 200 and ok.json()["model"] == {"name": "tiny-cnn", "version": "1"}
+    assert ok.status_code == 200 and ok.json()["model"] == {"name": "tiny-cnn", "version": "1", "task": "image-classification"}
     # With no token configured, every call is refused, whatever it sends.
     strict = servers["strict"].url
     disabled = assert_error(httpx.post(f"{strict}/model/reload"), 403, "admin_disabled")
@@ -368,7 +368,7 @@ def test_corrupt_or_missing_model_on_reload_keeps_the_old_one(client):
     assert_error(reload(client, {"name": "tiny-cnn", "extra": 1}), 422, "invalid_body")
     assert_error(reload(client, ["tiny-cnn"]), 422, "invalid_body")
     response = client.post("/predict", files={"files": ("a.jpg", jpeg())})
-    assert response.status_code == 200 and response.json()["model"] == {"name": "tiny-cnn", "version": "1"}
+    assert response.status_code == 200 and response.json()["model"] == {"name": "tiny-cnn", "version": "1", "task": "image-classification"}
     assert client.get("/health/ready").status_code == 200
 
 
@@ -385,22 +385,22 @@ def test_reload_with_no_body_serves_the_version_just_made_active(client, api_set
         health = client.get("/health").json()["model"]
         predicted = client.post("/predict", files={"files": ("a.jpg", jpeg())})
         assert predicted.status_code == 200, predicted.text
-        assert predicted.json()["model"] == {"name": health["name"], "version": health["version"]}
+        assert predicted.json()["model"] == {key: health[key] for key in ("name", "version", "task")}
         return predicted.json()["model"]
 
-    assert served() == {"name": "tiny-cnn", "version": "1"}
+    assert served() == {"name": "tiny-cnn", "version": "1", "task": "image-classification"}
     catalog.set_active_model("tiny-cnn", "2", api_settings)
     try:
         body = bare_reload()
-        assert body["model"] == {"name": "tiny-cnn", "version": "2"}, body
-        assert body["previous"] == {"name": "tiny-cnn", "version": "1"}, body
-        assert served() == {"name": "tiny-cnn", "version": "2"}
+        assert body["model"] == {"name": "tiny-cnn", "version": "2", "task": "image-classification"}, body
+        assert body["previous"] == {"name": "tiny-cnn", "version": "1", "task": "image-classification"}, body
+        assert served() == {"name": "tiny-cnn", "version": "2", "task": "image-classification"}
     finally:
         # Back to @1 the same way (not the latest version, so the marker is what the reload follows).
         catalog.set_active_model("tiny-cnn", "1", api_settings)
         body = bare_reload()
-    assert body["model"] == {"name": "tiny-cnn", "version": "1"} and body["previous"]["version"] == "2", body
-    assert served() == {"name": "tiny-cnn", "version": "1"}
+    assert body["model"] == {"name": "tiny-cnn", "version": "1", "task": "image-classification"} and body["previous"]["version"] == "2", body
+    assert served() == {"name": "tiny-cnn", "version": "1", "task": "image-classification"}
 
 
 # -- metrics and overload ----------------------------------------------------------------------
@@ -423,7 +423,7 @@ def test_metrics_parse_and_count(client):
     assert requests[("/predict", "200")] >= 1 and requests[("/predict", "413")] >= 1
     assert requests[("/predict", "422")] >= 1 and requests[("/model/reload", "401")] >= 1
     info = families["imgrec_model_info"].samples
-    assert info[0].labels == {"name": "tiny-cnn", "version": "1"}
+    assert info[0].labels == {"name": "tiny-cnn", "version": "1", "task": "image-classification"}
     labels = {s.labels["label"] for s in families["imgrec_predictions"].samples if s.name.endswith("_total")}
     assert labels <= set(TINY_CLASSES) and labels
     batch_count = [s.value for s in families["imgrec_batch_size"].samples if s.name == "imgrec_batch_size_count"]

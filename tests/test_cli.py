@@ -43,14 +43,16 @@ def test_predict_json_lines_and_exit_code_1_when_any_file_fails(tiny_settings, f
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [line["file"] for line in lines] == [str(p) for p in paths]  # one line per file, in order
+    assert [line["filename"] for line in lines] == [str(p) for p in paths]  # one line per file, in order
     good, text, missing, empty, again = lines
-    assert good["model"] == {"name": "tiny-cnn", "version": "1"}
+    assert good["model"] == {"name": "tiny-cnn", "version": "1", "task": "image-classification"}
     assert [p["label"] for p in good["predictions"]] == [p["label"] for p in again["predictions"]]
     assert len(good["predictions"]) == 2 and set(good["predictions"][0]) == {"label", "score"}
-    assert "Unsupported image format 'text'" in text["error"]
-    assert "File not found" in missing["error"]
-    assert "empty (0 bytes)" in empty["error"]
+    # The API's result shape: an error code, the message, and the status the API would answer.
+    assert (text["error"], text["status"]) == ("unsupported_format", 415)
+    assert "Unsupported image format 'text'" in text["detail"]
+    assert (missing["error"], missing["status"]) == ("invalid_image", 422) and "File not found" in missing["detail"]
+    assert "empty (0 bytes)" in empty["detail"]
 
 
 def test_predict_exit_code_0_when_all_succeed(tiny_settings, files):

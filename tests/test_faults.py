@@ -219,7 +219,7 @@ def test_bad_model_on_reload_is_a_clear_error_and_the_old_one_keeps_serving(api,
     body = response.json()
     after = post_image(client, image_bytes(7))
     ok = (response.status_code == 422 and body.get("error") == "model_invalid" and fragment in body.get("detail", "")
-          and after.status_code == 200 and after.json()["model"] == {"name": "tiny-cnn", "version": "1"})
+          and after.status_code == 200 and after.json()["model"] == {"name": "tiny-cnn", "version": "1", "task": "image-classification"})
     RECORDER.add(f"reload: {case}", "api", f"422 model_invalid naming '{fragment}'; tiny-cnn@1 keeps serving",
                  f"{response.status_code} {body.get('error')}: {body.get('detail', '')[:90]}; then "
                  f"{after.status_code} from {after.json().get('model')}", ok)

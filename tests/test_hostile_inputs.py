@@ -103,10 +103,10 @@ def _run_cli(world) -> dict:
     result = subprocess.run([sys.executable, "-m", "imgrec", "predict", *paths, "--json", "--top-k", "3"],
                             capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=300)
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-    out = {"_process": {"returncode": result.returncode, "stderr": result.stderr, "files": [l["file"] for l in lines],
+    out = {"_process": {"returncode": result.returncode, "stderr": result.stderr, "files": [l["filename"] for l in lines],
                         "paths": paths}}
     for case, line in zip(CASES, lines):
-        out[case.name] = {"accepted": "predictions" in line, "message": line.get("error", ""), "status": 0,
+        out[case.name] = {"accepted": "predictions" in line, "message": line.get("detail", ""), "status": 0,
                           "predictions": line.get("predictions")}
     return out
 

@@ -43,4 +43,4 @@ class Metrics:
 
     def model_loaded(self, card, seconds: float) -> None:
         self.model_load.set(seconds)
-        self.model_info.info({"name": card.name, "version": card.version})
+        self.model_info.info(card.identity())

@@ -152,8 +152,7 @@ class ApiState:
             return {"ok": False, "error": self.load_error or "still loading"}
         return {
             "ok": True,
-            "name": served.card.name,
-            "version": served.card.version,
+            **served.card.identity(),
             "backend": served.backend_name,
             "warmed": True,  # Predictor warms up in its constructor; it is only swapped in after
             "loaded_at": self.loaded_at,

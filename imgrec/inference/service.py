@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imgrec.core.errors import ImageError, ImgrecError, UnsupportedFormatError
-from imgrec.core.images import DecodedImage, decode_image
+from imgrec.core.images import DecodedImage, decode_image, read_image_file
 from imgrec.core.settings import Settings
 from imgrec.inference.predictor import Predictor
 from imgrec.registry.card import ModelCard
@@ -57,7 +57,7 @@ class Outcome:
                     "status": self.status}
         body = {
             "filename": self.upload.filename,
-            "model": {"name": self.card.name, "version": self.card.version, "task": self.card.task},
+            "model": self.card.identity(),
             **task_for(self.card).to_json(self.result),
             "latency_ms": round(self.result.latency_ms, 3),
             "prediction_id": self.prediction_id,
@@ -110,21 +110,41 @@ class PredictionLog:
             self._store.close()
 
 
-def predict_uploads(predictor: Predictor, uploads: list[Upload], options: DecodeOptions,
+def predict_uploads(predictor: Predictor, uploads: list[Upload | Outcome], options: DecodeOptions,
                     settings: Settings) -> list[Outcome]:
-    """Decode every upload (a bad one gets its own error) and predict the good ones in one batch."""
+    """Decode every upload (a bad one gets its own error) and predict the good ones in one batch. An
+    ``Outcome`` in the list (a file that could not even be read) passes through in its place."""
     outcomes = []
     for upload in uploads:
+        if isinstance(upload, Outcome):
+            outcomes.append(upload)
+            continue
         try:
             image = decode_image(upload.data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
             outcomes.append(Outcome(upload, predictor.card, image=image))
         except ImageError as exc:
-            code = UNSUPPORTED_FORMAT if isinstance(exc, UnsupportedFormatError) else INVALID_IMAGE
-            outcomes.append(Outcome(upload, predictor.card, error=str(exc), error_code=code))
+            outcomes.append(_refused(upload, predictor.card, exc))
     good = [outcome for outcome in outcomes if outcome.image is not None]
     for outcome, result in zip(good, predictor.predict([outcome.image for outcome in good], options), strict=True):
         outcome.result = result
     return outcomes
+
+
+def read_files(paths, card: ModelCard, settings: Settings) -> list[Upload | Outcome]:
+    """Each path as an ``Upload``, or as the refused ``Outcome`` of a file that cannot be read (missing,
+    not a file, over the size limit), for ``predict_uploads``."""
+    read = []
+    for path in paths:
+        try:
+            read.append(Upload(str(path), read_image_file(path, settings.max_upload_bytes)))
+        except ImageError as exc:
+            read.append(_refused(Upload(str(path), b""), card, exc))
+    return read
+
+
+def _refused(upload: Upload, card: ModelCard, exc: ImageError) -> Outcome:
+    code = UNSUPPORTED_FORMAT if isinstance(exc, UnsupportedFormatError) else INVALID_IMAGE
+    return Outcome(upload, card, error=str(exc), error_code=code)
 
 
 def log_outcomes(prediction_log: PredictionLog | None, outcomes: list[Outcome], *, source: str, settings: Settings,
@@ -163,7 +183,7 @@ def log_outcomes(prediction_log: PredictionLog | None, outcomes: list[Outcome], 
         outcome.prediction_id, outcome.log_warning = store.log_prediction_safely(record)
 
 
-def serve_uploads(predictor: Predictor, uploads: list[Upload], options: DecodeOptions, settings: Settings,
+def serve_uploads(predictor: Predictor, uploads: list[Upload | Outcome], options: DecodeOptions, settings: Settings,
                   prediction_log: PredictionLog | None, *, source: str, **log_details) -> list[Outcome]:
     """Decode, predict and log: what every face does with uploads."""
     outcomes = predict_uploads(predictor, uploads, options, settings)

@@ -47,6 +47,10 @@ class ModelCard:
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
 
+    def identity(self) -> dict:
+        """Which model this is, as every JSON answer names it."""
+        return {"name": self.name, "version": self.version, "task": self.task}
+
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["input_size"] = list(self.input_size)

@@ -86,6 +86,10 @@ class Task(ABC):
         """The task's part of the result JSON shared by the API and the CLI."""
 
     @abstractmethod
+    def summary(self, result) -> str:
+        """The result on one line for people (the CLI's text output)."""
+
+    @abstractmethod
     def log_labels(self, result) -> list[tuple[str, float]]:
         """Ranked (label, score) pairs the prediction log stores; the first is the headline label."""
 

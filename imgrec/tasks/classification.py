@@ -92,6 +92,9 @@ class ClassificationTask(Task):
     def to_json(self, result: Classification) -> dict[str, Any]:
         return {"predictions": [{"label": p.label, "score": round(float(p.score), 6)} for p in result.predictions]}
 
+    def summary(self, result: Classification) -> str:
+        return ", ".join(f"{p.label} {p.score:.1%}" for p in result.predictions)
+
     def log_labels(self, result: Classification) -> list[tuple[str, float]]:
         return [(p.label, p.score) for p in result.predictions]
 

@@ -26,8 +26,8 @@ async def reload_model(request: Request, state: State, rid: RequestId):
     card = state.served.card
     return {
         "status": "reloaded",
-        "model": {"name": card.name, "version": card.version},
-        "previous": {"name": previous.card.name, "version": previous.card.version} if previous else None,
+        "model": card.identity(),
+        "previous": previous.card.identity() if previous else None,
         "load_seconds": round(seconds, 3),
         "request_id": rid,
     }
