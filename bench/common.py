@@ -100,4 +100,4 @@ def default_predictor():
     from imgrec.core.settings import IMAGENET_MODEL_NAME
     from imgrec.inference.predictor import Predictor
 
-    return Predictor.load(IMAGENET_MODEL_NAME, settings=default_model_settings())
+    return Predictor.load(IMAGENET_MODEL_NAME, None, default_model_settings())

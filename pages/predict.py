@@ -6,6 +6,7 @@ from typing import Callable
 
 import streamlit as st
 
+from imgrec.core.refs import ModelRef
 from imgrec.core.settings import get_settings
 from imgrec.core.images import ACCEPTED_EXTENSIONS
 from imgrec.core.samples import list_samples
@@ -40,7 +41,9 @@ with st.sidebar:
     )
     cam_controls = explain_view.sidebar_controls()
 
-name, version = model_ref.split("@", 1)
+ref = ModelRef.parse(model_ref)
+
+name, version = ref.name, ref.version
 try:
     predictor = cache.predictor(name, version)
 except Exception as exc:  # noqa: BLE001

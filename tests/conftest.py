@@ -99,7 +99,7 @@ def imagenet_settings(tmp_path_factory) -> Settings:
 def imagenet_predictor(imagenet_settings):
     from imgrec.inference.predictor import Predictor
 
-    return Predictor.load(settings=imagenet_settings)
+    return Predictor.load(None, None, imagenet_settings)
 
 
 @pytest.fixture

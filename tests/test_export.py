@@ -240,7 +240,7 @@ def test_every_backend_gives_the_same_top1_on_real_photos(imagenet_exports):
     formats = ["savedmodel", "tflite-fp32", "tflite-fp16", "onnx"]
     assert all(results[f].ok for f in formats), [(f, results[f].reason) for f in formats]
     assert {r.held_out_images for r in results.values()} == {len(samples)}
-    keras_predictor = Predictor.load(settings=settings)
+    keras_predictor = Predictor.load(None, None, settings)
     photos = [decode_image(path) for path in samples.values()]
     expected = [result.top.label for result in keras_predictor.predict(photos, DecodeOptions(top_k=1))]
     assert expected[list(samples).index("cat.jpg")] in {"tabby", "tiger cat", "Egyptian cat"}
@@ -249,7 +249,7 @@ def test_every_backend_gives_the_same_top1_on_real_photos(imagenet_exports):
         probabilities = runtimes.load_backend(settings.default_model, "1", fmt, settings).predict_batch(batch)
         assert [keras_predictor.card.class_names[i] for i in probabilities.argmax(1)] == expected, fmt
     for fmt in ("tflite-fp32", "tflite-fp16"):
-        served = Predictor.load(settings=settings, backend=fmt)
+        served = Predictor.load(None, None, settings, backend=fmt)
         assert served.backend_name == fmt
         assert [result.top.label for result in served.predict(photos, DecodeOptions(top_k=1))] == expected, fmt
 
@@ -265,7 +265,7 @@ def test_quantized_tflite_exports_report_their_parity_on_real_photos_honestly(im
     """
     settings, samples, results = imagenet_exports
     name = settings.default_model
-    keras_predictor = Predictor.load(settings=settings)
+    keras_predictor = Predictor.load(None, None, settings)
     card = keras_predictor.card
     held_out, _ = exporter.evaluation_data(card, settings, held_out=len(samples))
     assert held_out.source == "sample-photos" and len(held_out.images) == len(samples)
@@ -299,7 +299,7 @@ def test_quantized_tflite_exports_report_their_parity_on_real_photos_honestly(im
             assert "below" in result.reason
             assert fmt not in exports.serving_choices(name, "1", settings)
             for refused in (lambda: runtimes.load_backend(name, "1", fmt, settings),
-                            lambda: Predictor.load(settings=settings, backend=fmt),
+                            lambda: Predictor.load(None, None, settings, backend=fmt),
                             lambda: exports.set_serving_backend(name, "1", fmt, settings)):
                 with pytest.raises(exports.ExportError, match="diverging"):
                     refused()

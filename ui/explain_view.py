@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 import streamlit as st
 
+from imgrec.core.refs import ModelRef
 from imgrec.explain import cam, faithfulness, layers, render
 from imgrec.tasks.base import DecodeOptions
 from ui import cache
@@ -192,7 +193,8 @@ def _compare(predictor, model_ref, image_key, item, controls, refs, target) -> N
     panels = []
     try:
         with st.spinner(f"Explaining with {other_ref}…"):
-            other = cache.predictor(*other_ref.split("@", 1))
+            other_model = ModelRef.parse(other_ref)
+            other = cache.predictor(other_model.name, other_model.version)
             [other_result] = other.predict([item.image], DecodeOptions(top_k=3))
             for ref, model, result in ((model_ref, predictor, item.result), (other_ref, other, other_result)):
                 top = result.predictions[:3]

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from imgrec.core.refs import ModelRef
 from imgrec.registry import catalog
 from imgrec.training import runs
 from imgrec.core.settings import get_settings
@@ -324,7 +325,8 @@ def _history_frame(all_runs: list) -> None:
 
 
 def has_evaluation(model_ref: str) -> bool:
-    name, version = model_ref.split("@", 1)
+    ref = ModelRef.parse(model_ref)
+    name, version = ref.name, ref.version
     return (catalog.model_dir(name, version, get_settings()) / TRAINING_REPORT).is_file()
 
 
@@ -336,7 +338,8 @@ def evaluation_panel(model_ref: str, page: str, show_images: bool = True) -> Non
     from imgrec.registry.catalog import training_config
 
     settings = get_settings()
-    name, version = model_ref.split("@", 1)
+    ref = ModelRef.parse(model_ref)
+    name, version = ref.name, ref.version
     folder = catalog.model_dir(name, version, settings)
     try:
         card = catalog.load_card(name, version, settings)
@@ -377,7 +380,8 @@ def evaluation_panel(model_ref: str, page: str, show_images: bool = True) -> Non
 def activate_button(model_ref: str) -> None:
     """The "make active" button for a freshly trained model, or a note that it already is."""
     settings = get_settings()
-    name, version = model_ref.split("@", 1)
+    ref = ModelRef.parse(model_ref)
+    name, version = ref.name, ref.version
     if catalog.active_model(settings) == (name, version):
         st.success("This is the active model.", icon=":material/verified:")
     elif st.button("Make this the active model", key=f"train.activate.{model_ref}", icon=":material/verified:"):

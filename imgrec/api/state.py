@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
+
 import time
 from collections import OrderedDict
 from typing import Any
@@ -14,6 +14,7 @@ import anyio
 from imgrec.api.errors import RETRY_AFTER_S, ApiError
 from imgrec.api.metrics import Metrics
 from imgrec.core.errors import ModelError
+from imgrec.core.refs import ModelRef, ModelRefError
 from imgrec.core.settings import Settings
 from imgrec.inference.batching import BatchedPredictor, Batcher
 from imgrec.inference.predictor import Predictor
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 MAX_EXTRA_MODELS = 2  # models other than the served one kept loaded for ?model=
 HEALTH_TIMEOUT_S = 5
 STARTUP_STORE_TIMEOUT_S = 30
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class ApiState:
@@ -104,10 +104,11 @@ class ApiState:
                 raise ApiError(503, "model_unavailable", f"No model is loaded: {self.load_error}",
                                {"Retry-After": str(RETRY_AFTER_S)})
             return served
-        name, at, version = model.partition("@")
-        if not NAME_PATTERN.fullmatch(name) or (at and not NAME_PATTERN.fullmatch(version)):
-            raise ApiError(422, "invalid_parameter", f"model={model!r} is not valid. Expected name or name@version.")
-        resolved = await self._resolve(name, version or None)
+        try:
+            ref = ModelRef.parse(model)
+        except ModelRefError:
+            raise ApiError(422, "invalid_parameter", f"model={model!r} is not valid. Expected name or name@version.") from None
+        resolved = await self._resolve(ref.name, ref.version)
         if served is not None and (served.card.name, served.card.version) == resolved:
             return served
         async with self.extra_lock:

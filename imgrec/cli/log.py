@@ -9,6 +9,7 @@ from pathlib import Path
 
 from imgrec.cli.args import EXIT_OK, iso_date, non_negative_float
 from imgrec.core.errors import ImgrecError
+from imgrec.core.refs import ModelRef
 from imgrec.core.settings import Settings
 
 RECENT_DAYS_SHOWN = 7  # `imgrec stats` text output; --json has every day
@@ -45,18 +46,19 @@ def run_prune(args, settings: Settings) -> int:
 
 def run_log_export(args, settings: Settings) -> int:
     # SQLAlchemy and pandas load only for commands that use the log
-    from imgrec.predlog import stats
-    from imgrec.predlog.store import open_store
-    from imgrec.predlog.tabular import FORMATS, write_predictions
+    from imgrec.predlog import stats  # pandas and SQLAlchemy load only for log commands
+    from imgrec.predlog.store import open_store  # (the same)
+    from imgrec.predlog.tabular import FORMATS, write_predictions  # pyarrow loads only for log exports
 
     fmt = args.output.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise ImgrecError(f"Unsupported export format '{fmt or args.output.name}'. Expected a file name ending in "
                           f"one of: {', '.join('.' + name for name in FORMATS)}.")
+    refs = [ModelRef.parse(model) for model in args.model]
     filters = stats.Filters(
         date_from=args.date_from, date_to=args.date_to, labels=args.label, sources=args.source,
-        model_names=[model for model in args.model if "@" not in model],
-        models=[model for model in args.model if "@" in model],
+        model_names=[ref.name for ref in refs if not ref.pinned],
+        models=[(ref.name, ref.version) for ref in refs if ref.pinned],
     )
     folder = args.output.resolve().parent
     if not folder.is_dir():
@@ -76,8 +78,8 @@ def run_log_export(args, settings: Settings) -> int:
 
 def run_stats(args, settings: Settings) -> int:
     # SQLAlchemy and pandas load only for commands that use the log
-    from imgrec.predlog import stats
-    from imgrec.predlog.store import open_store
+    from imgrec.predlog import stats  # pandas and SQLAlchemy load only for log commands
+    from imgrec.predlog.store import open_store  # (the same)
 
     with open_store(settings) as store:
         report = stats.report(store, uncertain_threshold=settings.uncertain_threshold)

@@ -27,11 +27,12 @@ import numpy as np
 
 from imgrec.core.settings import Settings
 from imgrec.core.errors import ImageError, ImgrecError
+from imgrec.core.images import decode_image, resize
+from imgrec.core.files import write_atomically
 
 
 class DatasetError(ImgrecError):
     """A dataset is missing, unreadable or unusable for training; the message says which and why."""
-
 
 SPLITS = ("train", "val", "test")
 VAL_ALIASES = ("val", "validation", "valid")
@@ -58,7 +59,6 @@ IMBALANCE_RATIO = 3.0
 @dataclass
 class Split:
     """One split: either in-memory uint8 images (built-ins) or image file paths (folders)."""
-
     labels: np.ndarray  # int32 class indices
     paths: list[Path] | None = None
     images: np.ndarray | None = None  # (N, H, W, 3) uint8
@@ -81,8 +81,6 @@ class Split:
 
     def load_image(self, index: int, size: tuple[int, int] | None = None) -> np.ndarray:
         """One image as (H, W, 3) uint8, resized to ``size`` if given (for previews and galleries)."""
-        from imgrec.core.images import decode_image, resize
-
         pixels = self.images[index] if self.images is not None else decode_image(self.paths[index]).pixels
         return resize(pixels, size) if size else pixels
 
@@ -284,8 +282,6 @@ def _class_dirs(folder: Path) -> list[Path]:
 
 def _check_image_file(path: Path, report: DatasetReport) -> str | None:
     """The file's sha256 if it decodes under the upload rules, else ``None`` (recorded as skipped)."""
-    from imgrec.core.images import decode_image
-
     try:
         decoded = decode_image(path)
     except ImageError as exc:
@@ -442,8 +438,6 @@ def ensure_builtin(name: str, settings: Settings) -> Path:
 
 
 def _unpack_cifar10(shared: Path, staging: Path):
-    from imgrec.core.images import decode_image
-
     archive = shared / CIFAR_ARCHIVE
     if not archive.exists():
         raise DatasetError(f"CIFAR-10 archive '{CIFAR_ARCHIVE}' not found in the shared data dir "
@@ -522,8 +516,6 @@ def make_tf_dataset(
 
         ds = ds.map(_resize, num_parallel_calls=tf.data.AUTOTUNE) if split.images.shape[1:3] != (height, width) else ds
     else:
-        from imgrec.core.images import decode_image, resize
-
         paths = [str(p) for p in split.paths]
 
         def _load(path):
@@ -554,7 +546,6 @@ def make_tf_dataset(
 @dataclass
 class AugmentConfig:
     """Each augmentation is off at strength 0. Strengths follow the Keras layers' ``factor`` arguments."""
-
     flip: bool = False  # horizontal flip
     rotation: float = 0.0  # fraction of a full turn, e.g. 0.05 = +-18 degrees
     zoom: float = 0.0  # e.g. 0.1 = +-10 %
@@ -615,7 +606,6 @@ def _cutout_layer_class():
 
     class _Cutout(keras.layers.Layer):
         """Erase one random square (side = ``size`` x image side) per image, filled with mid grey."""
-
         def __init__(self, size: float, seed: int | None = None, **kwargs):
             super().__init__(**kwargs)
             self.size = float(size)
@@ -659,8 +649,6 @@ def preview_augmentations(images: np.ndarray, config: AugmentConfig, copies: int
 
 
 def write_report(report: DatasetReport, path: Path) -> None:
-    from imgrec.core.files import write_atomically
-
     write_atomically(path, json.dumps(report.to_dict(), indent=2, default=str).encode())
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from imgrec.core.errors import ImageError, ModelError
 from imgrec.explain.layers import LAYER_SEPARATOR, final_layer, resolve_layer, score_head, tapped_model
+from imgrec.core.images import resize
 
 METHODS = ("gradcam", "gradcam++")
 
@@ -43,7 +44,6 @@ class CAM:
     class names). Building traces one ``tf.function`` for this model, layer and method; calls
     after that (any image, any target class) reuse it.
     """
-
     method = ""
 
     def __init__(self, model, layer: str | None = None, class_names=None):
@@ -113,7 +113,6 @@ class CAM:
 
 class GradCAM(CAM):
     """Selvaraju et al. 2017: a channel's weight is its gradient averaged over the map."""
-
     method = "gradcam"
 
     def channel_weights(self, grads, activations):
@@ -128,7 +127,6 @@ class GradCAMPlusPlus(CAM):
     Same formula as pytorch-grad-cam; it takes the score as exp(logit), so higher derivatives
     become powers of the first one.
     """
-
     method = "gradcam++"
 
     def channel_weights(self, grads, activations):
@@ -183,8 +181,6 @@ def model_parts(model, class_names):
     size = input_size(model)
 
     def prepare(images):
-        from imgrec.core.images import resize
-
         return np.stack([resize(image, size) for image in images])
 
     return model, prepare, class_names

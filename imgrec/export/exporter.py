@@ -6,7 +6,6 @@ tf2onnx. Every exported graph keeps the ``Preprocess`` layer, so each takes raw 
 uint8 ``(N, H, W, 3)`` batch, exactly like :class:`imgrec.inference.predictor.Predictor`.
 
 Layout, beside the model::
-
     models/<name>/<version>/exports/<format>/...      one folder per format, swapped in atomically
     models/<name>/<version>/exports/parity.json       the parity report (``read_parity``)
 
@@ -51,9 +50,15 @@ from imgrec.registry.exports import (
 )
 from imgrec.registry.card import MODEL_FILE, ModelCard
 from imgrec.core.files import sha256_file, utc_timestamp, write_atomically
-from imgrec.core.settings import IMAGENET_MODEL_NAME, Settings, get_settings
+from imgrec.core.settings import IMAGENET_MODEL_NAME, Settings
 from imgrec.core.errors import first_line
 from imgrec.tasks.registry import task_for
+from imgrec.datasets import loading
+from imgrec.registry.catalog import training_config
+from imgrec.core.images import decode_image, resize
+from imgrec.core.samples import list_samples
+from imgrec.inference.predictor import Predictor
+from imgrec.inference.runtimes import open_backend
 
 ONNX_OPSET = 17
 
@@ -73,9 +78,9 @@ class ImageSet:
 
 def export_model(
     name: str | None,
-    version: str | None = None,
-    formats: Iterable[str] | str | None = None,
-    settings: Settings | None = None,
+    version: str | None,
+    formats: Iterable[str] | str | None,
+    settings: Settings,
     progress: Callable[[str], None] | None = None,
     held_out_images: int = HELD_OUT_IMAGES,
 ) -> list[ExportResult]:
@@ -86,7 +91,6 @@ def export_model(
     exception; an unknown model or format, or an export already running, raises ``ExportError``
     or ``ModelError``.
     """
-    settings = settings or get_settings()
     wanted = parse_formats(formats)
     say = progress or (lambda message: None)
     name, version = catalog.resolve(name, version, settings)
@@ -118,10 +122,9 @@ def export_model(
 
 
 def check_export(
-    name: str, version: str, fmt: str, settings: Settings | None = None
+    name: str, version: str, fmt: str, settings: Settings
 ) -> ExportResult:
     """Measure an existing export again, as it is on disk now (after a copy, a tamper, a new runtime)."""
-    settings = settings or get_settings()
     [fmt] = parse_formats([fmt])
     name, version = catalog.resolve(name, version, settings)
     folder = catalog.model_dir(name, version, settings)
@@ -145,7 +148,7 @@ def check_export(
 # -- Held-out and calibration images ---------------------------------------------------------------
 
 
-def evaluation_data(card: ModelCard, settings: Settings | None = None,
+def evaluation_data(card: ModelCard, settings: Settings,
                     held_out: int = HELD_OUT_IMAGES, calibration: int = CALIBRATION_IMAGES) -> tuple[ImageSet, ImageSet]:
     """(held-out, calibration) images for a model, disjoint, at the card's input size.
 
@@ -154,7 +157,6 @@ def evaluation_data(card: ModelCard, settings: Settings | None = None,
     (held-out: each photo plus flipped/cropped/brightened variants; calibration: other random crops
     of the same photos); else generated images. The descriptions say which was used.
     """
-    settings = settings or get_settings()
     notes = []
     try:
         found = _dataset_images(card, settings, held_out, calibration)
@@ -178,7 +180,6 @@ def _dataset_images(card: ModelCard, settings: Settings, held_out: int, calibrat
     if source is None:
         return None
     label = f"'{card.dataset}'" if source == card.dataset else f"'{card.dataset}' ({source})"
-    from imgrec.datasets import loading
 
     per_class = max(2, -(-max(held_out, calibration) // max(card.num_classes, 1)))
     dataset = loading.load_dataset(source, settings, limit_per_class=per_class, min_per_class=1)
@@ -210,12 +211,6 @@ def _dataset_images(card: ModelCard, settings: Settings, held_out: int, calibrat
 
 def _dataset_source(card: ModelCard, settings: Settings) -> str | None:
     """The dataset a model was trained on: the training run's config saved beside it, else the card's name."""
-    try:
-        from imgrec.datasets import loading
-    except Exception:  # noqa: BLE001 - the datasets module is optional for exports
-        return None
-    from imgrec.registry.catalog import training_config
-
     for candidate in (training_config(card.name, card.version, settings).get("dataset"), card.dataset):
         if not candidate:
             continue
@@ -235,9 +230,6 @@ def _is_imagenet(card: ModelCard) -> bool:
 
 
 def _photo_images(card: ModelCard, settings: Settings, held_out: int, calibration: int):
-    from imgrec.core.images import decode_image, resize
-    from imgrec.core.samples import list_samples
-
     photos = []
     for path in list_samples(settings).values():
         try:
@@ -288,8 +280,6 @@ def _crop(pixels: np.ndarray, fraction: float, fy: float, fx: float) -> np.ndarr
 
 def generated_images(size: tuple[int, int], n: int, seed: int) -> np.ndarray:
     """Smooth random colour images (gradients and blobs, not white noise), uint8 (n, H, W, 3)."""
-    from imgrec.core.images import resize
-
     rng = np.random.default_rng(seed)
     out = np.empty((n, *size, 3), np.uint8)
     for i in range(n):
@@ -314,7 +304,6 @@ def _generated_images(card: ModelCard, held_out: int, calibration: int):
 
 class _Converter:
     """Writes each format into a hidden folder, then swaps it into ``exports/<format>``."""
-
     def __init__(self, model, card: ModelCard, calibration: ImageSet, scratch: Path):
         self.model = model
         self.card = card
@@ -408,8 +397,6 @@ def _swap_in(staging: Path, final: Path) -> None:
 
 
 def _keras_reference(model, card: ModelCard, images: np.ndarray) -> tuple[np.ndarray, float]:
-    from imgrec.inference.predictor import Predictor
-
     predictor = Predictor(model, card)
     reference = predictor.predict_batch(images)
     latency = median_ms(lambda: predictor.predict_batch(images[:1]))
@@ -418,8 +405,6 @@ def _keras_reference(model, card: ModelCard, images: np.ndarray) -> tuple[np.nda
 
 def _measure(fmt, folder: Path, relative: str, card: ModelCard, held_out: ImageSet, reference: np.ndarray,
              keras_latency: float, export_seconds=None, recorded_files=None) -> ExportResult:
-    from imgrec.inference.runtimes import open_backend
-
     path = folder / relative
     files = {rel: sha256_file(folder / rel) for rel in _files_of(folder, relative)}
     common = dict(path=relative, files=recorded_files or files, size_bytes=_size(path), runtime=FORMAT_INFO[fmt][2],

@@ -47,7 +47,7 @@ class Predictor:
         self.warm_up()
 
     @classmethod
-    def load(cls, name: str | None = None, version: str | None = None, settings: Settings | None = None,
+    def load(cls, name: str | None, version: str | None, settings: Settings,
              backend: str | None = None) -> Predictor:
         """``backend``: ``keras`` or an export format; default: the one chosen for this version (Models page)."""
         name, version = catalog.resolve(name, version, settings)

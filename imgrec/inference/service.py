@@ -92,8 +92,7 @@ class PredictionLog:
         """The open ``imgrec.predlog.store.Store``, opened now if needed, or None (then ``error`` says why)."""
         if self._store is not None:
             return self._store
-        # SQLAlchemy loads only once something is logged, so importing a face stays cheap.
-        from imgrec.predlog.store import open_store, open_store_for_serving
+        from imgrec.predlog.store import open_store, open_store_for_serving  # SQLAlchemy loads only when logging
 
         with self._lock:  # an open that outlives an abandoned wait still lands here
             if self._store is None:

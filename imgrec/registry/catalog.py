@@ -172,7 +172,7 @@ def delete_version(name: str, version: str, settings: Settings) -> None:
 
 def ensure_default_model(settings: Settings) -> ModelCard:
     """Register the stock ImageNet MobileNetV2 the first time it is needed (no training involved)."""
-    from imgrec.modeling import build
+    from imgrec.modeling import build  # Keras loads only to build the stock model
 
     if versions(IMAGENET_MODEL_NAME, settings):
         return load_card(IMAGENET_MODEL_NAME, None, settings)

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from imgrec.core.refs import ModelRef
+from imgrec.core.settings import Settings
+from imgrec.datasets import loading
+from imgrec.registry import catalog
 from imgrec.tasks.base import Task
 from imgrec.tasks.classification_metrics import EvaluationError
 from imgrec.tasks.registry import task_for
@@ -18,14 +22,12 @@ from imgrec.tasks.registry import task_for
 
 def predict_split(model, split, image_size, num_classes: int, batch_size: int = 64) -> np.ndarray:
     """Probabilities for every image of a split, in order, through the same pipeline as training."""
-    import tensorflow as tf
-
-    from imgrec.datasets.loading import make_tf_dataset
+    import tensorflow as tf  # TensorFlow loads only when a model is evaluated
 
     if len(split) == 0:
         return np.zeros((0, num_classes), np.float32)
     infer = tf.function(lambda batch: model(batch, training=False))
-    pipeline = make_tf_dataset(split, tuple(image_size), num_classes, batch_size=batch_size, cache=False,
+    pipeline = loading.make_tf_dataset(split, tuple(image_size), num_classes, batch_size=batch_size, cache=False,
                                one_hot=False)
     return np.concatenate([infer(images).numpy() for images, _ in pipeline]).astype(np.float32)
 
@@ -42,19 +44,14 @@ def evaluate_model(model, task: Task, dataset, image_size, split: str = "test", 
     return task.evaluate(target.labels, outputs, dataset.class_names, split, calibration=calibration)
 
 
-def evaluate_registered(model_ref: str, dataset_name: str, split: str = "test", settings=None,
+def evaluate_registered(model_ref: str, dataset_name: str, split: str, settings: Settings,
                         limit_per_class: int | None = None, batch_size: int = 64):
     """Evaluate a registered model (``name`` or ``name@version``) on a dataset split.
 
     The dataset is split with the seed and fractions of the model's training run when its report
     records them, so ``val`` and ``test`` mean the same images as during training."""
-    from imgrec.datasets import loading
-    from imgrec.registry import catalog
-    from imgrec.core.settings import get_settings
-
-    settings = settings or get_settings()
-    name, _, version = model_ref.partition("@")
-    model, card = catalog.load_model(name, version or None, settings)
+    ref = ModelRef.parse(model_ref)
+    model, card = catalog.load_model(ref.name, ref.version, settings)
     # The run's split, with the evaluation's own per-class limit (none: the whole split).
     split_args = {**loading.dataset_split_args(catalog.training_config(card.name, card.version, settings)),
                   "limit_per_class": limit_per_class}

@@ -39,6 +39,7 @@ from pathlib import Path
 from imgrec.core.files import utc_timestamp, write_atomically
 from imgrec.core.settings import PROJECT_ROOT, Settings
 from imgrec.core.errors import ImgrecError
+from imgrec.training.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,8 @@ log = logging.getLogger(__name__)
 class RunError(ImgrecError):
     """A run does not exist, or cannot be cancelled or resumed in its current state."""
 
-
 class Cancelled(Exception):
     """Raised inside a worker when its cancel flag appears."""
-
 
 QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED, INTERRUPTED = (
     "queued", "running", "completed", "failed", "cancelled", "interrupted",
@@ -71,7 +70,7 @@ now = utc_timestamp  # run files use the same time stamps as cards and reports
 
 def _mirror_status(status: dict, settings: Settings) -> None:
     """Copy a run's status to the database; failures are logged and paused, never raised."""
-    from imgrec.predlog.store import open_store
+    from imgrec.predlog.store import open_store  # SQLAlchemy loads only when a status is mirrored
 
     url = settings.database_url_resolved
     if time.monotonic() < _mirror_paused_until.get(url, 0.0):
@@ -280,7 +279,6 @@ def create_run(config, settings: Settings) -> Run:
     """A new run directory holding ``config`` (a RunConfig or dict), queued."""
     import yaml
 
-    from imgrec.training.config import RunConfig
 
     config = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
     root = runs_dir(settings)

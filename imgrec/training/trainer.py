@@ -29,13 +29,17 @@ from pathlib import Path
 
 import numpy as np
 
-from imgrec.training import runs
+from imgrec.training import evaluation, runs
 from imgrec.training.config import RunConfig
 from imgrec.tasks.registry import task_named
-from imgrec.registry.card import TRAINING_REPORT
-from imgrec.core.settings import Settings, get_settings
-from imgrec.datasets.loading import AugmentConfig
+from imgrec.registry.card import ModelCard, TRAINING_REPORT
+from imgrec.core.settings import Settings
+from imgrec.datasets.loading import AugmentConfig, BUILTIN
 from imgrec.core.errors import ImgrecError, WeightsFallbackWarning
+from imgrec.core.files import write_atomically
+from imgrec.datasets import loading
+from imgrec.registry import catalog
+from imgrec.modeling.backbones import BACKBONES
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +49,16 @@ OPTIMIZER_CHECKPOINT = "last.optimizer.npz"
 # -- Public entry points ---------------------------------------------------------------------------
 
 
-def train(config: RunConfig | dict, settings: Settings | None = None) -> runs.Run:
+def train(config: RunConfig | dict, settings: Settings) -> runs.Run:
     """Create a run and train it in this process (waiting for the slot). Returns the finished run."""
     run = runs.create_run(config, settings)
     execute_run(run, settings)
     return run
 
 
-def execute_run(run: runs.Run, settings: Settings | None = None) -> dict:
+def execute_run(run: runs.Run, settings: Settings) -> dict:
     """The worker: claim the run, wait for the training slot, train, register the model. Never raises
     for training errors: they end up in the status as ``failed``; returns the final status."""
-    settings = settings or get_settings()
     run.update_status(pid=os.getpid(), pid_start=runs.process_start_token(os.getpid()))
     try:
         config = RunConfig.from_dict(run.config_dict())
@@ -114,8 +117,6 @@ class _Trainer:
             rows[last["epoch"]] = last
         text = "".join(json.dumps(rows[e]) + "\n" for e in sorted(rows))
         if self.run_dir.metrics_path.exists() or text:
-            from imgrec.core.files import write_atomically
-
             write_atomically(self.run_dir.metrics_path, text.encode())
 
     def log(self, message: str) -> None:
@@ -130,8 +131,7 @@ class _Trainer:
     def run(self) -> dict:
         import keras
 
-        from imgrec.datasets import loading
-        from imgrec.modeling.build import build_model
+        from imgrec.modeling.build import build_model  # Keras loads only in the training worker
 
         config, run = self.config, self.run_dir
         keras.utils.set_random_seed(config.seed)
@@ -229,8 +229,6 @@ class _Trainer:
     # -- data --
 
     def _image_datasets(self, augment: AugmentConfig):
-        from imgrec.datasets import loading
-
         config, splits, n = self.config, self.dataset.splits, self.dataset.num_classes
         layers = loading.augmentation_layers(augment, config.seed)
         common = dict(image_size=config.image_size, num_classes=n, batch_size=config.batch_size)
@@ -288,7 +286,6 @@ class _Trainer:
         in the run directory so a resumed run does not recompute them."""
         import tensorflow as tf
 
-        from imgrec.datasets import loading
 
         path = self.run_dir.dir / "features" / f"{split}-{tag}-{'+'.join(views)}.npy"
         labels_path = path.with_suffix(".labels.npy")
@@ -330,11 +327,6 @@ class _Trainer:
     # -- output --
 
     def _finish(self) -> dict:
-        from imgrec.training import evaluation
-        from imgrec.registry import catalog
-        from imgrec.modeling.backbones import BACKBONES
-        from imgrec.registry.card import ModelCard
-
         config, run, dataset = self.config, self.run_dir, self.dataset
         best = run.checkpoints_dir / "best.weights.h5"
         if best.exists():
@@ -383,7 +375,6 @@ class _Trainer:
 class _Recorder:
     """Keras callback (built lazily so importing this module stays light): metrics, checkpoints,
     LR schedule, early stopping, cancel flag, throttle, status/ETA updates."""
-
     def __new__(cls, trainer, phase, first_epoch, end_epoch, learning_rate):
         import keras
 
@@ -477,7 +468,7 @@ def _tensorboard_installed() -> bool:
 
 
 def _backbone_layer(model):
-    from imgrec.modeling.build import BACKBONE_LAYER_NAME
+    from imgrec.modeling.build import BACKBONE_LAYER_NAME  # Keras loads only in the training worker
 
     try:
         return model.get_layer(BACKBONE_LAYER_NAME)
@@ -582,8 +573,6 @@ def _round(value):
 
 
 def _dataset_label(dataset: str) -> str:
-    from imgrec.datasets.loading import BUILTIN
-
     return BUILTIN[dataset].split(" (")[0] if dataset in BUILTIN else Path(dataset).name
 
 
@@ -623,9 +612,8 @@ def plot_curves(history: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def main_worker(run_id: str, settings: Settings | None = None) -> int:
+def main_worker(run_id: str, settings: Settings) -> int:
     """``python -m imgrec train --run RUN_ID``: execute (or resume) an existing run in this process."""
-    settings = settings or get_settings()
     run = runs.get_run(run_id, settings)
     status = execute_run(run, settings)
     print(json.dumps({k: status.get(k) for k in ("run_id", "state", "model_ref", "message")}), file=sys.stdout)

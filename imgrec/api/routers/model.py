@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from imgrec.api.deps import RequestId, State, require_admin
 from imgrec.api.errors import ApiError
-from imgrec.api.state import NAME_PATTERN
+from imgrec.core.refs import NAME_PATTERN
 
 router = APIRouter()
 
