@@ -26,7 +26,6 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from imgrec.core.errors import StoreError
-from imgrec.core.refs import ModelRef, ModelRefError
 from imgrec.predlog.store import Store, as_utc_naive, feedback_table, predictions_table, uploads_table
 
 P, U, F = predictions_table.c, uploads_table.c, feedback_table.c
@@ -115,15 +114,12 @@ class Filters:
 
 
 def _model_pair(model: str | Sequence[str]) -> tuple[str, str]:
-    """``("name", "version")`` from a pair or from ``"name@version"`` text."""
+    """``("name", "version")`` from a pair or from ``"name@version"`` text as the log's own values make it
+    (split at the first "@"; a logged version may be anything, even empty, so this is not ``ModelRef``)."""
     if isinstance(model, str):
-        try:
-            ref = ModelRef.parse(model)
-        except ModelRefError:
-            ref = None
-        if ref is None or not ref.pinned:
+        if "@" not in model:
             raise StoreError(f"Model filter {model!r} is not 'name@version' or a (name, version) pair.")
-        model = (ref.name, ref.version)
+        model = model.split("@", 1)
     pair = tuple(model)
     if len(pair) != 2 or not all(isinstance(part, str) for part in pair):
         raise StoreError(f"Model filter {model!r} is not 'name@version' or a (name, version) pair.")
