@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 PORT ?= 8501
 API_PORT ?= 8000
@@ -21,13 +22,22 @@ endif
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup run test test-fast api bench browser clean
+.PHONY: setup setup-dev run test test-fast lint api bench browser clean
 
+# Runtime pins, then the package itself (editable, so the `imgrec` command runs this checkout).
 setup: $(VENV)/.installed $(KERAS_HOME_STAMP)
 
-$(VENV)/.installed: requirements.txt
+# The same plus the test and tooling pins.
+setup-dev: setup $(VENV)/.installed-dev
+
+$(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PIP) -r requirements.txt
+	$(PIP) --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
+	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PIP) -r requirements-dev.txt
 	touch $@
 
 $(VENV)/keras_home/.copied:
@@ -47,10 +57,15 @@ api: setup
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
-test: setup browser
+# Lint and the import-layering contract (layers, no cycles, no Streamlit in imgrec) fail the build.
+lint: setup-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+test: lint browser
 	$(PY) -m pytest -q
 
-test-fast: setup
+test-fast: lint
 	$(PY) -m pytest -q -m "not slow and not browser"
 
 bench: setup

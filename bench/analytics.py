@@ -27,8 +27,7 @@ import numpy as np
 import sqlalchemy as sa
 from common import machine
 
-from imgrec.predlog import tabular
-from imgrec.predlog import stats
+from imgrec.predlog import stats, tabular
 from imgrec.predlog.store import Store, predictions_table
 
 BUDGET_S = 1.0

@@ -62,8 +62,8 @@ def _photo_folders() -> tuple[Path, Path]:
 def photos_dir() -> Path:
     """The sample photos: ``IMGREC_SAMPLES_DIR`` (the project's samples folder by default) when it holds
     any image, else the shared photos beside the project (``../shared/photos``) when they do."""
-    from imgrec.core.settings import Settings
     from imgrec.core.samples import list_samples
+    from imgrec.core.settings import Settings
 
     samples, shared = _photo_folders()
     if not list_samples(Settings(samples_dir=samples)) and list_samples(Settings(samples_dir=shared)):
@@ -84,8 +84,8 @@ def default_model_settings():
     folder when the project has no version of it yet (registered there on first use)."""
     import tempfile
 
-    from imgrec.registry import catalog
     from imgrec.core.settings import IMAGENET_MODEL_NAME, Settings, get_settings
+    from imgrec.registry import catalog
 
     settings = get_settings()
     if not catalog.versions(IMAGENET_MODEL_NAME, settings):

@@ -10,8 +10,8 @@ import time
 import numpy as np
 from common import default_predictor, interleaved_median_ms, machine, sample_photo
 
-from imgrec.explain import cam, faithfulness
 from imgrec.core.images import decode_image, resize
+from imgrec.explain import cam, faithfulness
 
 ROUNDS = 60  # timed rounds; each calls the prediction and every explainer once
 WARMUP = 2  # untimed rounds first

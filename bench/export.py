@@ -22,13 +22,12 @@ from pathlib import Path
 import numpy as np
 from common import interleaved_median_ms, machine, photos_dir
 
-from imgrec.inference import runtimes
-from imgrec.export import exporter
-from imgrec.registry import exports
-from imgrec.registry import catalog
 from imgrec.core.settings import Settings
-from imgrec.tasks.classification import CONFIDENT_SCORE
+from imgrec.export import exporter
+from imgrec.inference import runtimes
 from imgrec.inference.predictor import Predictor
+from imgrec.registry import catalog, exports
+from imgrec.tasks.classification import CONFIDENT_SCORE
 
 SINGLE_ROUNDS, BATCH_ROUNDS = 30, 6
 SINGLE_WARMUP, BATCH_WARMUP = 3, 1  # untimed rounds first

@@ -19,7 +19,7 @@ st.caption("Every prediction from the app, the API and the CLI. Filters apply to
 
 try:
     options = cache.filter_options()
-except Exception as exc:  # noqa: BLE001 - a broken database is a message, not a traceback
+except Exception as exc:  # a broken database is a message, not a traceback
     show_error(exc)
     st.stop()
 
@@ -42,7 +42,7 @@ with st.sidebar:
 filters = view.filters_from(period, models, labels, sources, confidence)
 try:
     summary = cache.summary(filters, threshold)
-except Exception as exc:  # noqa: BLE001
+except Exception as exc:
     show_error(exc)
     st.stop()
 
@@ -98,7 +98,7 @@ with drift_tab:
     if len(window_a) == 2 and len(window_b) == 2:
         try:
             view.drift(cache.drift(tuple(window_a), tuple(window_b), filters))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             show_error(exc)
     else:
         st.info("Pick a start and an end date for both windows.")

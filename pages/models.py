@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from imgrec.export import exporter
-from imgrec.registry import exports
-from imgrec.registry import catalog
 from imgrec.core.settings import get_settings
+from imgrec.export import exporter
+from imgrec.registry import catalog, exports
 from imgrec.tasks.registry import task_for
 from ui import models_view as view
 from ui import train_view
@@ -24,7 +23,7 @@ show_flash()
 try:
     cards = catalog.list_cards(settings)
     active = catalog.active_ref(settings)
-except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
+except Exception as exc:  # any failure becomes a message, never a traceback
     show_error(exc)
     st.stop()
 
@@ -74,7 +73,7 @@ with evaluation_tab:
 with exports_tab:
     try:
         report = exports.read_parity(card.name, card.version, settings)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         show_error(exc)
         report = {}
     if report.get("exports"):
@@ -94,7 +93,7 @@ with exports_tab:
             with st.status(f"Exporting {card.ref}…", expanded=True) as status:
                 try:
                     results = exporter.export_model(card.name, card.version, formats, settings, progress=status.write)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     status.update(label="Export failed", state="error")
                     show_error(exc)
                 else:
@@ -109,7 +108,7 @@ with exports_tab:
     try:
         choices = exports.serving_choices(card.name, card.version, settings)
         current = exports.serving_backend(card.name, card.version, settings)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         show_error(exc)
     else:
         chosen = st.selectbox("Serve predictions with", choices, key=f"models.serving.{ref}",
@@ -134,7 +133,7 @@ with compare_tab:
 with files_tab:
     try:
         view.downloads(card, settings)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         show_error(exc)
 
 with delete_tab:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import streamlit as st
 
-from imgrec.core.refs import ModelRef
-from imgrec.core.settings import get_settings
 from imgrec.core.images import ACCEPTED_EXTENSIONS
+from imgrec.core.refs import ModelRef
 from imgrec.core.samples import list_samples
+from imgrec.core.settings import get_settings
 from imgrec.inference.service import Upload, serve_uploads
 from imgrec.tasks.base import DecodeOptions
 from ui import cache, explain_view
@@ -27,7 +27,7 @@ st.caption("Upload images, take a photo or pick a sample. Scores, an uncertainty
 
 try:
     refs = cache.model_refs()
-except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
+except Exception as exc:  # any failure becomes a message, never a traceback
     show_error(exc)
     st.stop()
 
@@ -46,7 +46,7 @@ ref = ModelRef.parse(model_ref)
 name, version = ref.name, ref.version
 try:
     predictor = cache.predictor(name, version)
-except Exception as exc:  # noqa: BLE001
+except Exception as exc:
     show_error(exc)
     st.stop()
 with st.sidebar:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from imgrec.training import runs
 from imgrec.core.settings import get_settings
+from imgrec.training import runs
 from ui import train_view as view
 from ui.widgets import ensure_routed, show_error, show_flash
 
@@ -21,7 +21,7 @@ with st.expander("New run", expanded=not runs.list_runs(settings), icon=":materi
     if config is not None:
         try:
             run = runs.submit(config, settings)
-        except Exception as exc:  # noqa: BLE001 - any failure becomes a message
+        except Exception as exc:  # any failure becomes a message
             show_error(exc)
         else:
             st.session_state[view.PICK] = run.id

@@ -225,7 +225,7 @@ def _last_run(artifacts: Path) -> str:
     stamps = [p.stat().st_mtime for p in artifacts.glob("*.json")] if artifacts.is_dir() else []
     if not stamps:
         return "none recorded"
-    return _dt.datetime.fromtimestamp(max(stamps), _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return _dt.datetime.fromtimestamp(max(stamps), _dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def main(argv: list[str] | None = None) -> int:

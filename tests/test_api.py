@@ -26,8 +26,8 @@ from PIL import Image
 
 from imgrec.core.settings import PROJECT_ROOT
 from tests.browser import settings_env
-from tests.servers import free_port, start, stop, tail, wait_until_ready
 from tests.conftest import TINY_CLASSES, build_tiny_model, make_settings, tiny_card
+from tests.servers import free_port, start, stop, tail, wait_until_ready
 
 TOKEN = "test-admin-token-0123456789"
 UPLOAD_LIMIT = 300_000
@@ -454,7 +454,7 @@ def test_full_queue_answers_503_with_retry_after(servers):
 
 def _dockerfile_command(port: int) -> list[str]:
     """The Dockerfile's gunicorn command, bound to a local port and run with this interpreter."""
-    line = next(line for line in (PROJECT_ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD ["))
+    line = next(line for line in (PROJECT_ROOT / "deploy" / "Dockerfile").read_text().splitlines() if line.startswith("CMD ["))
     program, *args = json.loads(line.removeprefix("CMD "))
     assert program == "gunicorn" and "0.0.0.0:8000" in args, line
     return [sys.executable, "-m", "gunicorn", *(f"127.0.0.1:{port}" if arg == "0.0.0.0:8000" else arg for arg in args)]

@@ -11,8 +11,8 @@ from streamlit.runtime.media_file_storage import MediaFileKind
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
 from imgrec.predlog import stats
-from imgrec.predlog.tabular import FORMATS, export_predictions
 from imgrec.predlog.store import open_store
+from imgrec.predlog.tabular import FORMATS, export_predictions
 from tests.apptest import app_with_settings, elements
 from tests.store_fixtures import make_record
 from ui import analytics_view as view

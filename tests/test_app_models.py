@@ -8,8 +8,7 @@ import shutil
 import pytest
 
 from imgrec.export import exporter
-from imgrec.registry import exports
-from imgrec.registry import catalog
+from imgrec.registry import catalog, exports
 from tests.apptest import app_with_settings, elements
 from tests.conftest import build_tiny_model, make_settings, tiny_card
 from tests.test_export import requires_export_runtimes

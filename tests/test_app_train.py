@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from imgrec.registry import catalog
-from imgrec.training import runs
-from imgrec.training import trainer
-from imgrec.training import config
+from imgrec.training import config, runs, trainer
 from tests.apptest import app_with_settings, elements
 from tests.conftest import make_settings
 from tests.test_data import make_image_folder

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from imgrec.core.settings import Settings
 from imgrec.core.errors import SettingsError
+from imgrec.core.settings import Settings
 
 
 def test_environment_overrides_defaults(tmp_path):

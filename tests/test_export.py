@@ -10,12 +10,11 @@ import shutil
 import numpy as np
 import pytest
 
-from imgrec.inference import runtimes
-from imgrec.export import exporter
-from imgrec.registry import exports
-from imgrec.registry import catalog
 from imgrec.core.errors import ModelError
+from imgrec.export import exporter
+from imgrec.inference import runtimes
 from imgrec.inference.predictor import Predictor
+from imgrec.registry import catalog, exports
 from imgrec.tasks import classification
 from imgrec.tasks.base import DecodeOptions
 from tests.conftest import build_tiny_model, make_settings, tiny_card
@@ -298,9 +297,9 @@ def test_quantized_tflite_exports_report_their_parity_on_real_photos_honestly(im
         else:
             assert "below" in result.reason
             assert fmt not in exports.serving_choices(name, "1", settings)
-            for refused in (lambda: runtimes.load_backend(name, "1", fmt, settings),
-                            lambda: Predictor.load(None, None, settings, backend=fmt),
-                            lambda: exports.set_serving_backend(name, "1", fmt, settings)):
+            for refused in (lambda fmt=fmt: runtimes.load_backend(name, "1", fmt, settings),
+                            lambda fmt=fmt: Predictor.load(None, None, settings, backend=fmt),
+                            lambda fmt=fmt: exports.set_serving_backend(name, "1", fmt, settings)):
                 with pytest.raises(exports.ExportError, match="diverging"):
                     refused()
     assert results["tflite-dynamic"].figures["confident_top1_agreement"] == 1.0

@@ -103,7 +103,7 @@ def _run_cli(world) -> dict:
     result = subprocess.run([sys.executable, "-m", "imgrec", "predict", *paths, "--json", "--top-k", "3"],
                             capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=300)
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-    out = {"_process": {"returncode": result.returncode, "stderr": result.stderr, "files": [l["filename"] for l in lines],
+    out = {"_process": {"returncode": result.returncode, "stderr": result.stderr, "files": [line["filename"] for line in lines],
                         "paths": paths}}
     for case, line in zip(CASES, lines):
         out[case.name] = {"accepted": "predictions" in line, "message": line.get("detail", ""), "status": 0,
@@ -284,9 +284,9 @@ def test_log_holds_one_row_per_accepted_prediction_per_face(observed, world):
 
 
 def test_exif_rotated_image_is_upright_for_prediction_and_gradcam(observed, world, tiny_predictor):
+    from imgrec.core.images import decode_image
     from imgrec.explain import cam, render
     from imgrec.tasks.base import DecodeOptions
-    from imgrec.core.images import decode_image
 
     data = world["data"]["exif_rotated_jpeg"]
     decoded = decode_image(data)

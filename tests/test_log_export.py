@@ -7,10 +7,10 @@ import io
 import pandas as pd
 import pytest
 
-from imgrec.predlog import stats
 from imgrec.core.errors import StoreError
-from imgrec.predlog.tabular import export_predictions, write_predictions
+from imgrec.predlog import stats
 from imgrec.predlog.store import Store
+from imgrec.predlog.tabular import export_predictions, write_predictions
 from tests.store_fixtures import make_record
 
 

@@ -8,12 +8,12 @@ import keras
 import numpy as np
 import pytest
 
-from imgrec.registry import catalog
-from imgrec.modeling.backbones import BACKBONES
-from imgrec.registry.card import CARD_FILE, MODEL_FILE, ModelCard
-from imgrec.core.files import sha256_file
 from imgrec.core.errors import ModelError
+from imgrec.core.files import sha256_file
+from imgrec.modeling.backbones import BACKBONES
 from imgrec.modeling.build import Preprocess, build_model
+from imgrec.registry import catalog
+from imgrec.registry.card import CARD_FILE, MODEL_FILE, ModelCard
 from imgrec.tasks.classification import ClassificationTask
 from tests.conftest import TINY_SIZE, build_tiny_model, tiny_card
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from imgrec.training import runs
-from imgrec.training import trainer
 from imgrec.core.settings import PROJECT_ROOT
+from imgrec.training import runs, trainer
 from tests.conftest import make_settings
 from tests.test_data import make_image_folder
 from tests.test_train import tiny_config

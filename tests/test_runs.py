@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from imgrec.training import runs
 from imgrec.predlog.store import open_store
+from imgrec.training import runs
 from imgrec.training.config import RunConfig
 from tests.conftest import make_settings
 from tests.test_data import make_image_folder

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from imgrec.predlog import stats
 from imgrec.core.errors import StoreError
+from imgrec.predlog import stats
 from imgrec.predlog.store import (
     PredictionRecord,
     Store,
@@ -211,7 +211,7 @@ def test_eight_threads_write_4000_predictions(store):
             start.wait()
             for index in range(per_thread):
                 store.log_prediction(make_record(index % distinct_images, source="api", metadata={"thread": worker}))
-        except BaseException as exc:  # surfaced below: a thread's exception is otherwise lost
+        except BaseException as exc:  # noqa: BLE001 - surfaced below: a thread's exception is otherwise lost
             errors.append(exc)
 
     workers = [threading.Thread(target=write, args=(worker,)) for worker in range(threads)]

@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from imgrec.predlog import stats
 from imgrec.core.errors import StoreError
+from imgrec.predlog import stats
 from imgrec.predlog.store import Store
 from tests.store_fixtures import BASE_TIME, make_record
 

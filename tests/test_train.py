@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 
 from imgrec.registry import catalog
-from imgrec.training import runs
-from imgrec.training import trainer
-from imgrec.training.config import ConfigError, RunConfig
 from imgrec.tasks.classification import ClassificationTask
+from imgrec.training import runs, trainer
+from imgrec.training.config import ConfigError, RunConfig
 from tests.conftest import make_settings
 from tests.test_data import make_image_folder
 
@@ -141,12 +140,11 @@ def test_missing_imagenet_weights_fall_back_to_random_with_a_visible_warning(tmp
 @pytest.mark.slow
 def test_report_indices_point_at_the_same_images_when_the_split_is_rebuilt(tmp_path):
     """The gallery and `evaluate` rebuild a run's split from its saved config; a per-class limit included."""
-    from imgrec.registry.card import TRAINING_REPORT
-    from imgrec.datasets.loading import load_dataset
-    from imgrec.tasks.classification_metrics import EvaluationReport
-    from imgrec.datasets.loading import dataset_split_args
-    from imgrec.registry.catalog import training_config
+    from imgrec.datasets.loading import dataset_split_args, load_dataset
     from imgrec.inference.predictor import Predictor
+    from imgrec.registry.card import TRAINING_REPORT
+    from imgrec.registry.catalog import training_config
+    from imgrec.tasks.classification_metrics import EvaluationReport
 
     settings = make_settings(tmp_path)
     folder = make_image_folder(tmp_path / "ds", per_class=40)  # 6 test images per class, 3 kept

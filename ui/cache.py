@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner import script_runner
 
-from imgrec.registry import catalog
-from imgrec.core.settings import get_settings
 from imgrec.core.errors import StoreError
+from imgrec.core.settings import get_settings
 from imgrec.inference.predictor import Predictor
 from imgrec.inference.service import PredictionLog
+from imgrec.registry import catalog
 
 
 def _clean_up_after_a_run() -> None:
@@ -104,7 +104,7 @@ def filter_options() -> FilterOptions:
 
     models = stats.by_model(store())
     if models.empty:
-        today = datetime.now(timezone.utc).date()
+        today = datetime.now(UTC).date()
         return FilterOptions(0, today, today, [], [], list(SOURCES))
     labels = stats.by_label(store(), limit=LABEL_OPTIONS)
     return FilterOptions(

@@ -57,7 +57,7 @@ def layer_picker(predictor, model_ref: str, controls: CamControls) -> CamControl
     """
     try:
         choices = layers.candidate_layers(predictor.model)
-    except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
+    except Exception as exc:  # any failure becomes a message, never a traceback
         show_error(exc)
         choices = []
     saved = st.session_state.get(LAYER, AUTO_LAYER)
@@ -105,7 +105,7 @@ def overlay_panel(predictor, model_ref, image_key, item, predictions, controls: 
         blended = render.overlay(item.image.pixels, heatmap.values, alpha=controls.opacity, colormap=controls.colormap)
         colors = render.colorize(heatmap.values, controls.colormap)
         png = render.to_png_bytes(blended)
-    except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
+    except Exception as exc:  # any failure becomes a message, never a traceback
         with overlay_col:
             show_error(exc)
         return None
@@ -143,7 +143,7 @@ def _faithfulness(predictor, model_ref, image_key, item, heatmap, target) -> Non
         with st.spinner("Scoring the map…"):
             try:
                 results[cache_key] = faithfulness.deletion_insertion(predictor, item.image.pixels, heatmap, target)
-            except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
+            except Exception as exc:  # any failure becomes a message, never a traceback
                 show_error(exc)
                 return
     score = results[cache_key]
@@ -179,7 +179,7 @@ def _compare(predictor, model_ref, image_key, item, controls, refs, target) -> N
                         for method in cam.METHODS]
                 blends = [render.overlay(item.image.pixels, heatmap.values, controls.opacity, controls.colormap)
                           for heatmap in heatmap_pair]
-        except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
+        except Exception as exc:  # any failure becomes a message, never a traceback
             show_error(exc)
             return
         for column, method, blended in zip(st.columns(2), cam.METHODS, blends):
@@ -203,7 +203,7 @@ def _compare(predictor, model_ref, image_key, item, controls, refs, target) -> N
                                _target_index(model, result))
                 panels.append((ref, top, render.overlay(item.image.pixels, heatmap.values, controls.opacity,
                                                          controls.colormap)))
-    except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
+    except Exception as exc:  # any failure becomes a message, never a traceback
         show_error(exc)
         return
     for column, (ref, top, blended) in zip(st.columns(2), panels):
@@ -224,5 +224,5 @@ def feedback(image_key, item, class_names) -> None:
                         item.prediction_id, corrected_label=None if label == "(not sure)" else label, wrong=True, note=note
                     )
                     st.success("Thanks — stored with the prediction.")
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     show_error(exc)

@@ -11,12 +11,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from imgrec.tasks.base import Task
-from imgrec.registry import exports
-from imgrec.registry import catalog
-from imgrec.registry.card import CARD_FILE, MODEL_FILE, ModelCard
-from imgrec.core.settings import Settings
 from imgrec.core.errors import ImgrecError
+from imgrec.core.settings import Settings
+from imgrec.registry import catalog, exports
+from imgrec.registry.card import CARD_FILE, MODEL_FILE, ModelCard
+from imgrec.tasks.base import Task
 
 # Plain text symbols: a browser without an emoji font still draws them.
 STATUS_ICONS = {exports.STATUS_OK: "✓ ok", exports.STATUS_DIVERGING: "⚠ diverging", exports.STATUS_FAILED: "✗ failed"}

@@ -15,14 +15,13 @@ import pandas as pd
 import streamlit as st
 
 from imgrec.core.refs import ModelRef
-from imgrec.registry import catalog
-from imgrec.training import runs
 from imgrec.core.settings import get_settings
-from imgrec.registry.card import TRAINING_REPORT
-from imgrec.datasets.loading import AugmentConfig
-from imgrec.datasets.loading import dataset_split_args
+from imgrec.datasets.loading import AugmentConfig, dataset_split_args
 from imgrec.modeling.backbones import BACKBONES
+from imgrec.registry import catalog
+from imgrec.registry.card import TRAINING_REPORT
 from imgrec.tasks.registry import DEFAULT_TASK, task_named
+from imgrec.training import runs
 from imgrec.training.config import SCHEDULES, RunConfig
 from ui.charts import PRIMARY, SECONDARY
 from ui.widgets import apply_change
@@ -118,7 +117,7 @@ def run_form() -> RunConfig | None:
             class_weights=bool(class_weights), augment=augment, early_stopping_patience=int(patience),
             limit_per_class=int(limit) or None,
         )
-    except Exception as exc:  # noqa: BLE001 - a bad value becomes a message
+    except Exception as exc:  # a bad value becomes a message
         from ui.widgets import show_error
 
         show_error(exc)
@@ -153,7 +152,7 @@ def augmentation_preview(dataset: str, augment: AugmentConfig, size: int, images
         return
     try:
         loaded = load_dataset(dataset, {})  # the default split: any training images will do
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         st.caption(f"No preview: {exc}")
         return
     train = loaded.splits["train"]
@@ -244,10 +243,10 @@ def _run_actions(run: runs.Run, status: dict) -> None:
         if st.button("Cancel run", key=f"train.cancel.{run.id}", icon=":material/stop:"):
             runs.cancel(run.id, settings)
             st.rerun(scope="app")
-    elif state in runs.RESUMABLE_STATES:
-        if st.button("Resume run", key=f"train.resume.{run.id}", icon=":material/play_arrow:", type="primary"):
-            runs.resume(run.id, settings)
-            st.rerun(scope="app")
+    elif state in runs.RESUMABLE_STATES and st.button("Resume run", key=f"train.resume.{run.id}",
+                                                      icon=":material/play_arrow:", type="primary"):
+        runs.resume(run.id, settings)
+        st.rerun(scope="app")
 
 
 def format_seconds(seconds) -> str:
@@ -334,8 +333,8 @@ def evaluation_panel(model_ref: str, page: str, show_images: bool = True) -> Non
     """The test-set report of a trained model: metrics, per-class table, confusion heatmap with the
     misclassified images of the chosen cell, reliability diagram. ``page`` prefixes the widget keys;
     without ``show_images`` a toggle asks before the dataset is loaded for the gallery."""
-    from imgrec.tasks.classification_metrics import EvaluationReport
     from imgrec.registry.catalog import training_config
+    from imgrec.tasks.classification_metrics import EvaluationReport
 
     settings = get_settings()
     ref = ModelRef.parse(model_ref)
@@ -344,7 +343,7 @@ def evaluation_panel(model_ref: str, page: str, show_images: bool = True) -> Non
     try:
         card = catalog.load_card(name, version, settings)
         report = EvaluationReport.load(folder / TRAINING_REPORT)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         st.warning(f"No evaluation report for {model_ref}: {exc}")
         return
     st.markdown(f"#### Evaluation of `{model_ref}` on the {report.split} split ({report.samples} images)")
@@ -465,7 +464,7 @@ def misclassified_gallery(report, config: dict, picked: tuple[str, str] | None, 
         return
     try:
         loaded = load_dataset(dataset, dataset_split_args(config))  # the run's own splits: its indices
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         st.caption(f"Dataset '{dataset}' is not available here: {exc}")
         return
     split = loaded.splits[report.split]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import streamlit as st
 
@@ -90,7 +91,7 @@ def apply_change(action: Callable[[], Any], success: str, predictors: bool = Fal
     the success message shown on top."""
     try:
         action()
-    except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a traceback
+    except Exception as exc:  # any failure becomes a message, never a traceback
         show_error(exc)
         return
     registry_changed(predictors=predictors)

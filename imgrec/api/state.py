@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-
 import time
 from collections import OrderedDict
 from typing import Any
@@ -92,7 +91,7 @@ class ApiState:
             return await anyio.to_thread.run_sync(lambda: Predictor.load(*resolved, self.settings))
         except ModelError as exc:
             raise ApiError(422, "model_invalid", str(exc)) from None
-        except Exception as exc:  # noqa: BLE001 - a broken model file can fail anywhere inside Keras
+        except Exception as exc:
             log.exception("Loading model %s@%s failed", *resolved)
             raise ApiError(422, "model_invalid", f"Model {resolved[0]}@{resolved[1]} could not be loaded: {exc}") from None
 

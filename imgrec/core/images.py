@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from imgrec.core.settings import Settings
 from imgrec.core.errors import ImageError, UnsupportedFormatError
+from imgrec.core.settings import Settings
 
 # Pillow's format name -> the name we show people.  MPO is what many phones
 # write for JPEG (a JPEG with extra preview frames).

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imgrec.core.settings import Settings
 from imgrec.core.images import ACCEPTED_EXTENSIONS
+from imgrec.core.settings import Settings
 
 
 def list_samples(settings: Settings) -> dict[str, Path]:

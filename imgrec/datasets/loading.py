@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from imgrec.core.settings import Settings
 from imgrec.core.errors import ImageError, ImgrecError
-from imgrec.core.images import decode_image, resize
 from imgrec.core.files import write_atomically
+from imgrec.core.images import decode_image, resize
+from imgrec.core.settings import Settings
 
 
 class DatasetError(ImgrecError):

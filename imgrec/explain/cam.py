@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgrec.core.errors import ImageError, ModelError
-from imgrec.explain.layers import LAYER_SEPARATOR, final_layer, resolve_layer, score_head, tapped_model
 from imgrec.core.images import resize
+from imgrec.explain.layers import LAYER_SEPARATOR, final_layer, resolve_layer, score_head, tapped_model
 
 METHODS = ("gradcam", "gradcam++")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -13,7 +13,7 @@ from imgrec.explain.cam import Heatmap, check_image
 COLORMAPS = ("jet", "turbo", "viridis", "inferno", "magma")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lookup_table(colormap: str) -> np.ndarray:
     from matplotlib import colormaps
 

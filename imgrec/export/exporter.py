@@ -28,13 +28,23 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
+from imgrec.core.errors import first_line
+from imgrec.core.files import sha256_file, utc_timestamp, write_atomically
+from imgrec.core.images import decode_image, resize
+from imgrec.core.samples import list_samples
+from imgrec.core.settings import IMAGENET_MODEL_NAME, Settings
+from imgrec.datasets import loading
+from imgrec.inference.predictor import Predictor
+from imgrec.inference.runtimes import open_backend
 from imgrec.registry import catalog
+from imgrec.registry.card import MODEL_FILE, ModelCard
+from imgrec.registry.catalog import training_config
 from imgrec.registry.exports import (
     EXPORTS_DIR,
     FORMAT_INFO,
@@ -48,17 +58,7 @@ from imgrec.registry.exports import (
     parse_formats,
     read_parity,
 )
-from imgrec.registry.card import MODEL_FILE, ModelCard
-from imgrec.core.files import sha256_file, utc_timestamp, write_atomically
-from imgrec.core.settings import IMAGENET_MODEL_NAME, Settings
-from imgrec.core.errors import first_line
 from imgrec.tasks.registry import task_for
-from imgrec.datasets import loading
-from imgrec.registry.catalog import training_config
-from imgrec.core.images import decode_image, resize
-from imgrec.core.samples import list_samples
-from imgrec.inference.predictor import Predictor
-from imgrec.inference.runtimes import open_backend
 
 ONNX_OPSET = 17
 

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from imgrec.registry.card import ModelCard
-from imgrec.core.settings import Settings
-from imgrec.core.images import DecodedImage, resize
 from imgrec.core.errors import ImgrecError
+from imgrec.core.images import DecodedImage, resize
+from imgrec.core.settings import Settings
 from imgrec.inference import runtimes
-from imgrec.registry import catalog, exports
 from imgrec.inference.runtimes import MAX_BATCH
+from imgrec.registry import catalog, exports
+from imgrec.registry.card import ModelCard
 from imgrec.tasks.base import DecodeOptions
 from imgrec.tasks.registry import task_for
 

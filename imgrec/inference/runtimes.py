@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from imgrec.core.errors import ModelError
+from imgrec.core.settings import Settings
 from imgrec.registry import catalog, exports
 from imgrec.registry.card import ModelCard
-from imgrec.core.settings import Settings
-from imgrec.core.errors import ModelError
 
 # Images per inference call: every runtime (and the Keras predictor) splits larger batches into chunks.
 MAX_BATCH = 32

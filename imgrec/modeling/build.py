@@ -13,9 +13,8 @@ from collections.abc import Callable
 import keras
 from keras import layers, ops
 
-from imgrec.modeling.backbones import BACKBONES, BackboneSpec
 from imgrec.core.errors import ModelError, WeightsFallbackWarning
-
+from imgrec.modeling.backbones import BACKBONES, BackboneSpec
 
 BACKBONE_LAYER_NAME = "backbone"
 IMAGENET_INPUT_SIZE = (224, 224)

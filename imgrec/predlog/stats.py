@@ -39,19 +39,19 @@ VERDICTS = ("stable", "moderate shift", "major shift")
 NOT_ENOUGH_DATA = "not enough data"
 
 
-class _floor_to_int(FunctionElement):
+class _FloorToInt(FunctionElement):
     """floor(x) as an integer, for x >= 0 (score bins)."""
 
     type = sa.Integer()
     inherit_cache = True
 
 
-@compiles(_floor_to_int, "sqlite")
+@compiles(_FloorToInt, "sqlite")
 def _floor_to_int_sqlite(element, compiler, **kw):
     return f"CAST({compiler.process(element.clauses, **kw)} AS INTEGER)"  # truncation == floor when >= 0
 
 
-@compiles(_floor_to_int, "postgresql")
+@compiles(_FloorToInt, "postgresql")
 def _floor_to_int_postgresql(element, compiler, **kw):
     return f"CAST(FLOOR({compiler.process(element.clauses, **kw)}) AS INTEGER)"
 
@@ -631,7 +631,7 @@ def _share(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[float]:
 
 def _score_bin(score: sa.ColumnElement[float], bins: int) -> sa.Case:
     """Bin index of a score in [0, 1]: floor(score * bins), with 1.0 in the last bin."""
-    return sa.case((score >= 1.0, bins - 1), else_=_floor_to_int(score * bins))
+    return sa.case((score >= 1.0, bins - 1), else_=_FloorToInt(score * bins))
 
 
 def _percentiles(

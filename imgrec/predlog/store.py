@@ -9,7 +9,6 @@ failing with "database is locked". Read-side aggregation lives in ``imgrec.predl
 from __future__ import annotations
 
 import contextlib
-
 import functools
 import hashlib
 import json
@@ -18,19 +17,20 @@ import math
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from imgrec.core.errors import StoreError
 from imgrec.core.files import write_atomically
 from imgrec.core.settings import Settings
-from imgrec.core.errors import StoreError
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import io
 import itertools
 from typing import BinaryIO
 
-from imgrec.predlog import stats
 from imgrec.core.errors import StoreError
+from imgrec.predlog import stats
 
 FORMATS = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
@@ -65,5 +65,5 @@ def _write_parquet_page(page, destination, writer):
 
 def _text_columns_as_strings(page):
     # A text column that is all empty on one page would otherwise get a "null" type and clash with the next.
-    text = [name for name, dtype in page.dtypes.items() if dtype == object]
-    return page.astype({name: "string" for name in text})
+    text = [name for name, dtype in page.dtypes.items() if dtype == object]  # noqa: E721 - pandas' object dtype compares equal to the type
+    return page.astype(dict.fromkeys(text, "string"))

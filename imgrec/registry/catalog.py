@@ -11,10 +11,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from imgrec.registry.card import CARD_FILE, MODEL_FILE, TRAINING_REPORT, ModelCard
+from imgrec.core.errors import ImgrecError, ModelError, first_line
 from imgrec.core.files import sha256_file, write_atomically
 from imgrec.core.settings import IMAGENET_MODEL_NAME, Settings
-from imgrec.core.errors import ImgrecError, ModelError, first_line
+from imgrec.registry.card import CARD_FILE, MODEL_FILE, TRAINING_REPORT, ModelCard
 from imgrec.tasks.registry import task_for
 
 

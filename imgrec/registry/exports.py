@@ -96,7 +96,7 @@ def parse_formats(formats: Iterable[str] | str | None) -> list[str]:
     if formats is None:
         return list(FORMATS)
     if isinstance(formats, str):
-        formats = [part for part in formats.replace(",", " ").split()]
+        formats = formats.replace(",", " ").split()
     wanted = [f.strip().lower() for f in formats if f.strip()]
     if not wanted or wanted == ["all"]:
         return list(FORMATS)

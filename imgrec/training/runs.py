@@ -33,12 +33,12 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
+from imgrec.core.errors import ImgrecError
 from imgrec.core.files import utc_timestamp, write_atomically
 from imgrec.core.settings import PROJECT_ROOT, Settings
-from imgrec.core.errors import ImgrecError
 from imgrec.training.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def runs_dir(settings: Settings) -> Path:
 
 def new_run_id(name: str) -> str:
     slug = re.sub(r"[^a-zA-Z0-9_-]+", "-", name).strip("-")[:40] or "run"
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{slug}-{secrets.token_hex(2)}"
 
 

@@ -29,17 +29,17 @@ from pathlib import Path
 
 import numpy as np
 
-from imgrec.training import evaluation, runs
-from imgrec.training.config import RunConfig
-from imgrec.tasks.registry import task_named
-from imgrec.registry.card import ModelCard, TRAINING_REPORT
-from imgrec.core.settings import Settings
-from imgrec.datasets.loading import AugmentConfig, BUILTIN
 from imgrec.core.errors import ImgrecError, WeightsFallbackWarning
 from imgrec.core.files import write_atomically
+from imgrec.core.settings import Settings
 from imgrec.datasets import loading
-from imgrec.registry import catalog
+from imgrec.datasets.loading import BUILTIN, AugmentConfig
 from imgrec.modeling.backbones import BACKBONES
+from imgrec.registry import catalog
+from imgrec.registry.card import TRAINING_REPORT, ModelCard
+from imgrec.tasks.registry import task_named
+from imgrec.training import evaluation, runs
+from imgrec.training.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class _Trainer:
         elif frozen:
             set_trainable(backbone, 0)
         elif cut is not None:
-            set_trainable(backbone, len(backbone.layers) - [l.name for l in backbone.layers].index(cut))
+            set_trainable(backbone, len(backbone.layers) - [layer.name for layer in backbone.layers].index(cut))
         else:
             set_trainable(backbone, config.fine_tune_layers)
         start = max(self.state["epoch"], first_epoch)
