@@ -234,3 +234,34 @@ def test_export_prints_one_line_per_format_and_writes_the_parity_report(tiny_set
     assert (settings.models_dir / "tiny-cnn" / "1" / "exports" / "parity.json").exists()
     bad = run_cli(["export", "tiny-cnn", "--formats", "coreml"], settings)
     assert bad.returncode == 2 and "coreml" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_json_is_the_api_result_shape(tiny_settings, files, tmp_path):
+    """One result shape for both faces: the same keys and values for the same files (the API adds its request id)."""
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from imgrec.api.app import create_app
+
+    # A log of its own, so the shared tiny model's log keeps its row counts.
+    settings = dataclasses.replace(tiny_settings, data_dir=tmp_path / "data", default_model="tiny-cnn")
+
+    paths = [files / "red.png", files / "notes.jpg"]
+    result = run_cli(["predict", *map(str, paths), "--json", "--top-k", "3", "--no-log"], settings)
+    cli = [json.loads(line) for line in result.stdout.splitlines()]
+    with TestClient(create_app(settings, batching=False)) as http:
+        response = http.post("/predict", params={"top_k": 3},
+                             files=[("files", (path.name, path.read_bytes())) for path in paths])
+    assert response.status_code == 200, response.text
+    api = response.json()
+    for from_cli, from_api in zip(cli, api, strict=True):
+        assert set(from_api) - set(from_cli) == {"request_id"}
+        assert set(from_cli) - set(from_api) == set()
+        assert from_cli["filename"].endswith(from_api["filename"])
+        for key in set(from_cli) - {"filename", "latency_ms", "prediction_id", "predictions"}:
+            assert from_cli[key] == from_api[key], key
+    good_cli, good_api = cli[0]["predictions"], api[0]["predictions"]
+    assert [p["label"] for p in good_cli] == [p["label"] for p in good_api]
+    assert [p["score"] for p in good_cli] == pytest.approx([p["score"] for p in good_api], abs=1e-5)
+    assert cli[1]["error"] == api[1]["error"] == "unsupported_format" and cli[1]["status"] == 415
