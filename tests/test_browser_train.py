@@ -33,7 +33,7 @@ def test_launch_a_tiny_run_and_watch_the_curve_grow(tmp_path):
     with streamlit_server(settings) as url, browser_page() as page:
         page.goto(url)
         page.get_by_role("link", name=re.compile("^train$", re.I)).first.click()
-        page.get_by_text("Launch run").wait_for(timeout=120_000)
+        page.get_by_role("button", name="Launch run").wait_for(timeout=120_000)
         _pick(page, "Dataset", "A folder path…")
         page.get_by_role("textbox", name="Folder of class folders").fill(str(folder))
         page.get_by_role("textbox", name="Folder of class folders").press("Enter")
