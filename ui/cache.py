@@ -99,8 +99,8 @@ class FilterOptions:
 
 @st.cache_data(ttl=QUERY_TTL, show_spinner=False)
 def filter_options() -> FilterOptions:
-    from imgrec.predlog import stats
-    from imgrec.predlog.store import SOURCES
+    from imgrec.predlog import stats  # SQLAlchemy loads only on pages that read the log
+    from imgrec.predlog.store import SOURCES  # SQLAlchemy loads only on pages that read the log
 
     models = stats.by_model(store())
     if models.empty:
@@ -119,7 +119,7 @@ def filter_options() -> FilterOptions:
 
 @st.cache_data(ttl=QUERY_TTL, show_spinner=False)
 def summary(filters, threshold: float):
-    from imgrec.predlog import stats
+    from imgrec.predlog import stats  # SQLAlchemy loads only on pages that read the log
 
     return stats.summary(store(), filters, uncertain_threshold=threshold)
 
@@ -128,7 +128,7 @@ def _query(name: str):
     """A cached wrapper of ``imgrec.predlog.stats.<name>(store, filters, *args)``."""
 
     def run(filters, *args):
-        from imgrec.predlog import stats
+        from imgrec.predlog import stats  # SQLAlchemy loads only on pages that read the log
 
         return getattr(stats, name)(store(), filters, *args)
 
@@ -147,13 +147,16 @@ review_queue = _query("review_queue")
 
 @st.cache_data(ttl=QUERY_TTL, show_spinner="Preparing the export…", max_entries=4)
 def export(filters, fmt: str) -> bytes:
-    from imgrec.predlog.tabular import APP_ROW_LIMIT, export_predictions
+    from imgrec.predlog.tabular import (  # SQLAlchemy loads only on pages that read the log
+        APP_ROW_LIMIT,
+        export_predictions,
+    )
 
     return export_predictions(store(), filters, fmt, max_rows=APP_ROW_LIMIT)
 
 
 @st.cache_data(ttl=QUERY_TTL, show_spinner=False)
 def drift(window_a, window_b, filters):
-    from imgrec.predlog import stats
+    from imgrec.predlog import stats  # SQLAlchemy loads only on pages that read the log
 
     return stats.drift(store(), window_a, window_b, filters)

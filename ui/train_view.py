@@ -6,6 +6,7 @@ Everything here only calls :mod:`imgrec.training.runs`, :mod:`imgrec.training.tr
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
 from pathlib import Path
 
@@ -16,15 +17,16 @@ import streamlit as st
 
 from imgrec.core.refs import ModelRef
 from imgrec.core.settings import get_settings
+from imgrec.datasets import loading
 from imgrec.datasets.loading import AugmentConfig, dataset_split_args
 from imgrec.modeling.backbones import BACKBONES
 from imgrec.registry import catalog
 from imgrec.registry.card import TRAINING_REPORT
-from imgrec.tasks.registry import DEFAULT_TASK, task_named
+from imgrec.tasks.registry import DEFAULT_TASK, task_for, task_named
 from imgrec.training import runs
 from imgrec.training.config import SCHEDULES, RunConfig
 from ui.charts import PRIMARY, SECONDARY
-from ui.widgets import apply_change
+from ui.widgets import apply_change, show_error
 
 PICK = "train.pick_run"  # the run shown in the run panel (a launch selects the new run)
 REFRESH_SECONDS = 2.0
@@ -45,15 +47,11 @@ AUG_STRENGTHS = {  # field -> (label, max, default strength, help)
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=2)
 def load_dataset(source: str, split_args: dict):
-    from imgrec.datasets import loading
-
     return loading.load_dataset(source, get_settings(), min_per_class=1, **split_args)
 
 
 @st.cache_data(ttl=10, show_spinner="Checking the dataset…")
 def validate(source: str):
-    from imgrec.datasets import loading
-
     return loading.validate_folder(source).to_dict()
 
 
@@ -62,8 +60,6 @@ def validate(source: str):
 
 def run_form() -> RunConfig | None:
     """The run settings; returns a RunConfig when Launch is pressed (errors are shown, not raised)."""
-    from imgrec.datasets import loading
-
     settings = get_settings()
     choices = loading.dataset_choices(settings) + [FOLDER_CHOICE]
     left, middle, right = st.columns(3, gap="medium")
@@ -118,7 +114,6 @@ def run_form() -> RunConfig | None:
             limit_per_class=int(limit) or None,
         )
     except Exception as exc:  # a bad value becomes a message
-        from ui.widgets import show_error
 
         show_error(exc)
         return None
@@ -145,8 +140,6 @@ def augmentation_controls() -> AugmentConfig:
 
 
 def augmentation_preview(dataset: str, augment: AugmentConfig, size: int, images: int = 3, copies: int = 5) -> None:
-    from imgrec.datasets import loading
-
     if not dataset:
         st.caption("Choose a dataset to preview augmentations.")
         return
@@ -333,16 +326,13 @@ def evaluation_panel(model_ref: str, page: str, show_images: bool = True) -> Non
     """The test-set report of a trained model: metrics, per-class table, confusion heatmap with the
     misclassified images of the chosen cell, reliability diagram. ``page`` prefixes the widget keys;
     without ``show_images`` a toggle asks before the dataset is loaded for the gallery."""
-    from imgrec.registry.catalog import training_config
-    from imgrec.tasks.classification_metrics import EvaluationReport
-
     settings = get_settings()
     ref = ModelRef.parse(model_ref)
     name, version = ref.name, ref.version
     folder = catalog.model_dir(name, version, settings)
     try:
         card = catalog.load_card(name, version, settings)
-        report = EvaluationReport.load(folder / TRAINING_REPORT)
+        report = task_for(card).report_from_dict(json.loads((folder / TRAINING_REPORT).read_text()))
     except Exception as exc:
         st.warning(f"No evaluation report for {model_ref}: {exc}")
         return
@@ -369,7 +359,7 @@ def evaluation_panel(model_ref: str, page: str, show_images: bool = True) -> Non
                      column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("precision", "recall", "f1")})
     if show_images or st.toggle("Show the misclassified images", key=f"{page}.gallery.{model_ref}",
                                 help="Loads the dataset the model was evaluated on."):
-        misclassified_gallery(report, training_config(name, version, settings), picked, f"{page}.cell.{model_ref}")
+        misclassified_gallery(report, catalog.training_config(name, version, settings), picked, f"{page}.cell.{model_ref}")
     curves = folder / "curves.png"
     if curves.exists():
         with st.expander("Training curves (saved with the model)", icon=":material/show_chart:"):

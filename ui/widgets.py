@@ -10,6 +10,7 @@ from typing import Any
 import streamlit as st
 
 from imgrec.core.errors import ImgrecError
+from ui import cache
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,6 @@ def show_flash() -> None:
 def registry_changed(predictors: bool = False) -> None:
     """After a change to the registry: the model list other pages cache is stale (and the predictors,
     when the backend that serves a version changed)."""
-    from ui import cache
-
     cache.model_refs.clear()
     if predictors:
         cache.predictor.clear()
