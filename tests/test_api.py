@@ -18,20 +18,19 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
 
 from imgrec.core.settings import PROJECT_ROOT
-from tests.browser import settings_env
-from tests.conftest import TINY_CLASSES, build_tiny_model, make_settings, tiny_card
-from tests.servers import free_port, start, stop, tail, wait_until_ready
+from tests.helpers.api import Server
+from tests.helpers.models import TINY_CLASSES, build_tiny_model, tiny_card
+from tests.helpers.servers import free_port
+from tests.helpers.settings import make_settings, settings_env
 
 TOKEN = "test-admin-token-0123456789"
 UPLOAD_LIMIT = 300_000
-STARTUP_TIMEOUT_S = 120
 
 
 def jpeg(colour=(200, 30, 30), size=(64, 48)) -> bytes:
@@ -44,32 +43,6 @@ def png(colour=(20, 200, 30), size=(40, 40)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, colour).save(buffer, "PNG")
     return buffer.getvalue()
-
-
-class Server:
-    def __init__(self, settings, name: str, **env):
-        self.settings = settings
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = Path(settings.data_dir).parent / f"{name}-{self.port}.log"
-        self.env = {**os.environ, **settings_env(settings), "IMGREC_ADMIN_TOKEN": "", **env}
-        self.process = None
-
-    def start(self) -> None:
-        self.process = start(
-            [sys.executable, "-m", "imgrec", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            log_path=self.log_path, cwd=PROJECT_ROOT, env=self.env,
-        )
-
-    def wait_ready(self) -> None:
-        wait_until_ready(self.process, f"{self.url}/health/ready", self.log_path, STARTUP_TIMEOUT_S)
-
-    def log(self) -> str:
-        return tail(self.log_path)
-
-    def stop(self) -> None:
-        if self.process:
-            stop(self.process)
 
 
 @pytest.fixture(scope="module")
@@ -536,7 +509,7 @@ def test_starting_the_api_prunes_kept_uploads_past_retention(tmp_path, tiny_sett
 
     from imgrec.api.app import create_app
     from imgrec.predlog.store import open_store
-    from tests.store_fixtures import make_record
+    from tests.helpers.store_fixtures import make_record
 
     settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir, default_model="tiny-cnn",
                              keep_uploads=True, upload_retention_days=30)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pandas as pd
 import pytest
@@ -13,30 +13,15 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from imgrec.predlog import stats
 from imgrec.predlog.store import open_store
 from imgrec.predlog.tabular import FORMATS, export_predictions
-from tests.apptest import app_with_settings, elements
-from tests.store_fixtures import make_record
+from tests.helpers.app_seeds import ANALYTICS_START, seed_analytics_log
+from tests.helpers.apptest import app_with_settings, elements
+from tests.helpers.store_fixtures import make_record
 from ui import analytics_view as view
-
-START = datetime(2026, 11, 1, 9, 0)
-
-
-def seed(settings) -> None:
-    """40 predictions over 20 days: cats (confident, app) then dogs (unsure, api); 3 cat rows flagged."""
-    with open_store(settings) as store:
-        ids = []
-        for i in range(40):
-            cat = i < 20
-            ids.append(store.log_prediction(make_record(
-                i, label="cat" if cat else "dog", score=0.9 if cat else 0.4, source="app" if cat else "api",
-                latency_ms=10 + i, created_at=START + timedelta(days=i // 2),
-            )))
-        for prediction_id in ids[:3]:
-            store.add_feedback(prediction_id, corrected_label="lynx", wrong=True, note="ears")
 
 
 @pytest.fixture
 def seeded(settings):
-    seed(settings)
+    seed_analytics_log(settings)
     return settings
 
 
@@ -127,7 +112,7 @@ def test_model_filter_keeps_exactly_the_chosen_versions(monkeypatch, settings):
         for (name, version), count in counts.items():
             for _ in range(count):
                 store.log_prediction(make_record(f"pair-{index}", model_name=name, model_version=version,
-                                                 created_at=START + timedelta(hours=index)))
+                                                 created_at=ANALYTICS_START + timedelta(hours=index)))
                 index += 1
     with app_with_settings(monkeypatch, settings, page="pages/analytics.py") as at:
         at.run()
@@ -140,14 +125,14 @@ def test_model_filter_keeps_exactly_the_chosen_versions(monkeypatch, settings):
 
 
 def test_filters_from_keeps_each_model_with_its_version():
-    filters = view.filters_from((START.date(), START.date()), ["a@1", "b@2", "c@"], [], [], (0.0, 1.0))
+    filters = view.filters_from((ANALYTICS_START.date(), ANALYTICS_START.date()), ["a@1", "b@2", "c@"], [], [], (0.0, 1.0))
     assert filters.models == (("a", "1"), ("b", "2"), ("c", ""))
     assert (filters.model_names, filters.model_versions) == ((), ())
-    assert view.filters_from((START.date(), START.date()), [], [], [], (0.0, 1.0)).models == ()
+    assert view.filters_from((ANALYTICS_START.date(), ANALYTICS_START.date()), [], [], [], (0.0, 1.0)).models == ()
 
 
 def set_drift_windows(at, baseline_days: tuple[int, int], recent_days: tuple[int, int]) -> None:
-    day = lambda offset: (START + timedelta(days=offset)).date()  # noqa: E731
+    day = lambda offset: (ANALYTICS_START + timedelta(days=offset)).date()  # noqa: E731
     at.date_input(key="analytics.drift_a").set_value(tuple(map(day, baseline_days))).run()
     at.date_input(key="analytics.drift_b").set_value(tuple(map(day, recent_days))).run()
     assert not at.exception, at.exception
@@ -166,7 +151,7 @@ def test_drift_is_detected_between_cat_days_and_dog_days_and_not_between_two_cat
             for i in range(per_window):
                 store.log_prediction(make_record(
                     f"drift-{window}-{i}", label=label, score=score,
-                    created_at=START + timedelta(days=10 * window, hours=7 * i),  # 7 h x 31 < 10 days
+                    created_at=ANALYTICS_START + timedelta(days=10 * window, hours=7 * i),  # 7 h x 31 < 10 days
                 ))
     with app_with_settings(monkeypatch, settings, page="pages/analytics.py") as at:
         at.run()

@@ -7,37 +7,20 @@ import shutil
 
 import pytest
 
-from imgrec.export import exporter
 from imgrec.registry import catalog, exports
-from tests.apptest import app_with_settings, elements
-from tests.conftest import build_tiny_model, make_settings, tiny_card
-from tests.test_export import requires_export_runtimes
+from tests.helpers.app_seeds import SEEDED_FORMATS, seed_models
+from tests.helpers.apptest import app_with_settings, elements
+from tests.helpers.export import requires_export_runtimes
+from tests.helpers.settings import make_settings
 
 pytestmark = requires_export_runtimes
 
 PAGE = "pages/models.py"
 
 
-SEEDED_FORMATS = ["tflite-fp32", "tflite-int8", "onnx"]  # the quick ones; the rest show as not exported
-
-
-def seed(root, exported: bool = True):
-    """tiny-cnn@1 (active, exported to three formats) and tiny-cnn@2 (better metrics, not exported)."""
-    settings = make_settings(root)
-    model = build_tiny_model()
-    catalog.save_model(model, tiny_card().with_updates(metrics={"val_accuracy": 0.8, "val_loss": 0.6}), settings)
-    catalog.save_model(model, tiny_card().with_updates(
-        metrics={"val_accuracy": 0.85, "val_loss": 0.5, "test": {"accuracy": 0.83}},
-        description="Fine-tuned for two more epochs."), settings)
-    catalog.set_active_model("tiny-cnn", "1", settings)
-    if exported:
-        exporter.export_model("tiny-cnn", "1", SEEDED_FORMATS, settings)
-    return settings
-
-
 @pytest.fixture(scope="module")
 def seeded_template(tmp_path_factory):
-    return seed(tmp_path_factory.mktemp("models-template"))
+    return seed_models(tmp_path_factory.mktemp("models-template"))
 
 
 @pytest.fixture
@@ -200,7 +183,7 @@ def test_failed_and_diverging_exports_are_shown_with_their_reason(monkeypatch, s
 
 def test_a_shipped_model_shows_its_evaluation_with_real_misclassified_images(monkeypatch, tmp_path):
     from imgrec.core.settings import PROJECT_ROOT
-    from tests.conftest import shared_dir
+    from tests.helpers.settings import shared_dir
 
     if not (shared_dir() / "data" / "fashion-mnist").is_dir():
         pytest.skip("Fashion-MNIST not found (expected ../shared/data/fashion-mnist)")

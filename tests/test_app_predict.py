@@ -9,8 +9,8 @@ from PIL import Image
 
 from imgrec.explain import cam
 from imgrec.predlog.store import open_store
-from tests.apptest import app_with_settings, elements
-from tests.conftest import make_settings
+from tests.helpers.apptest import app_with_settings, elements
+from tests.helpers.settings import make_settings
 
 
 def png(colour=(200, 40, 40), size=(48, 40)) -> bytes:
@@ -176,7 +176,7 @@ def two_models_dir(tiny_settings, tmp_path_factory):
     import keras
 
     from imgrec.registry import catalog
-    from tests.conftest import TINY_CLASSES, TINY_SIZE, tiny_card
+    from tests.helpers.models import TINY_CLASSES, TINY_SIZE, tiny_card
 
     settings = make_settings(tmp_path_factory.mktemp("two-models"))
     shutil.copytree(tiny_settings.models_dir, settings.models_dir)

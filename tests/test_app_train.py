@@ -6,10 +6,10 @@ import pytest
 
 from imgrec.registry import catalog
 from imgrec.training import config, runs, trainer
-from tests.apptest import app_with_settings, elements
-from tests.conftest import make_settings
-from tests.test_data import make_image_folder
-from tests.test_train import tiny_config
+from tests.helpers.apptest import app_with_settings, elements
+from tests.helpers.datasets import make_image_folder
+from tests.helpers.settings import make_settings
+from tests.helpers.training import tiny_config
 
 PAGE = "pages/train.py"
 
@@ -110,7 +110,7 @@ def test_cancel_button_stops_a_live_run(monkeypatch, tmp_path):
     stops offering Cancel, and the worker ends the run as cancelled, which the page then shows."""
     import fcntl
 
-    from tests.test_train import wait_until
+    from tests.helpers.training import wait_until
 
     settings = make_settings(tmp_path)
     folder = make_image_folder(tmp_path / "ds", per_class=12)

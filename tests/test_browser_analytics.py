@@ -5,14 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tests.browser import browser_page, screenshot, streamlit_server
-from tests.test_app_analytics import seed
+from tests.helpers.app_seeds import seed_analytics_log
+from tests.helpers.browser import browser_page, screenshot, streamlit_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_filter_and_export(settings, tmp_path):
-    seed(settings)
+    seed_analytics_log(settings)
     with streamlit_server(settings) as url, browser_page() as page:
         page.goto(url)
         page.get_by_role("link", name="Analytics").click()

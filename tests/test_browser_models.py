@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 
 from imgrec.registry import catalog
-from tests.browser import browser_page, screenshot, streamlit_server
-from tests.test_app_models import seed
-from tests.test_export import requires_export_runtimes
+from tests.helpers.app_seeds import seed_models
+from tests.helpers.browser import browser_page, screenshot, streamlit_server
+from tests.helpers.export import requires_export_runtimes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, requires_export_runtimes]
 
 
 def test_parity_table_and_set_active(tmp_path):
-    settings = seed(tmp_path)
+    settings = seed_models(tmp_path)
     with streamlit_server(settings) as url, browser_page() as page:
         # A bookmark as the fresh server's very first request: the app's own navigation, not file names.
         page.goto(f"{url}/models")

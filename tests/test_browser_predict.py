@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import browser_page, screenshot, streamlit_server
-from tests.conftest import make_settings
+from tests.helpers.browser import browser_page, screenshot, streamlit_server
+from tests.helpers.settings import make_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -7,9 +7,9 @@ import re
 import pytest
 
 from imgrec.training import runs
-from tests.browser import browser_page, screenshot, streamlit_server
-from tests.conftest import make_settings
-from tests.test_data import make_image_folder
+from tests.helpers.browser import browser_page, screenshot, streamlit_server
+from tests.helpers.datasets import make_image_folder
+from tests.helpers.settings import make_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -4,28 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import pytest
 from PIL import Image
 
-from imgrec.core.settings import PROJECT_ROOT
-from tests.browser import settings_env
-
-
-def run_cli(args, settings, **extra_env):
-    """The CLI sees only these settings plus ``extra_env``: no ``IMGREC_*`` variable of the caller's
-    environment (a real database URL, a default model, ...) reaches it."""
-    env = {
-        **{name: value for name, value in os.environ.items() if not name.startswith("IMGREC_")},
-        **settings_env(settings),
-        **extra_env,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "imgrec", *args], capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=300
-    )
+from tests.helpers.cli import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +66,7 @@ def test_a_bad_setting_is_one_error_line_and_exit_code_2(settings, command):
 
 
 def test_top_k_and_prune_days_default_to_their_settings(tiny_settings, files, tmp_path):
-    from tests.conftest import make_settings
+    from tests.helpers.settings import make_settings
 
     settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir)
     predicted = run_cli(["predict", str(files / "red.png"), "--model", "tiny-cnn", "--json", "--no-log"], settings,
@@ -105,7 +89,7 @@ def test_real_photos_through_the_default_model_registered_on_first_use(
         imagenet_settings, tiny_settings, photos_dir, files, tmp_path):  # imagenet_settings: skips without weights
     import shutil
 
-    from tests.conftest import make_settings
+    from tests.helpers.settings import make_settings
 
     # A fresh clone: trained models are committed, the stock ImageNet model is not (nobody ran `init`).
     settings = make_settings(tmp_path)
@@ -124,7 +108,7 @@ def test_real_photos_through_the_default_model_registered_on_first_use(
 def test_predictions_are_logged_with_source_cli(tiny_settings, files, tmp_path, monkeypatch):
     from imgrec.predlog import stats
     from imgrec.predlog.store import open_store
-    from tests.conftest import make_settings
+    from tests.helpers.settings import make_settings
 
     settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir)
     # The caller's own settings must not reach the CLI: it logs to the test's database only.
@@ -145,7 +129,7 @@ def test_predictions_are_logged_with_source_cli(tiny_settings, files, tmp_path, 
 
 
 def test_stats_follow_the_uncertain_threshold_setting_and_show_recent_days(tiny_settings, files, tmp_path):
-    from tests.conftest import make_settings
+    from tests.helpers.settings import make_settings
 
     settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir)
     assert run_cli(["predict", str(files / "red.png"), "--model", "tiny-cnn"], settings).returncode == 0
@@ -160,7 +144,7 @@ def test_stats_follow_the_uncertain_threshold_setting_and_show_recent_days(tiny_
 
 def test_prune_deletes_kept_uploads_older_than_the_days_given(tiny_settings, files, tmp_path):
     from imgrec.predlog.store import open_store
-    from tests.conftest import make_settings
+    from tests.helpers.settings import make_settings
 
     settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir, keep_uploads=True)
     keep = {"IMGREC_KEEP_UPLOADS": "1"}
@@ -183,7 +167,7 @@ def test_prune_deletes_kept_uploads_older_than_the_days_given(tiny_settings, fil
 def test_log_export_writes_every_filtered_row_to_a_file_or_refuses_clearly(tiny_settings, files, tmp_path):
     import pandas as pd
 
-    from tests.conftest import make_settings
+    from tests.helpers.settings import make_settings
 
     settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir)
     paths = [str(files / "red.png")] * 3
@@ -208,7 +192,7 @@ def test_log_export_writes_every_filtered_row_to_a_file_or_refuses_clearly(tiny_
 
 
 def test_unwritable_log_still_prints_predictions(tiny_settings, files, tmp_path):
-    from tests.conftest import make_settings
+    from tests.helpers.settings import make_settings
 
     settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir)
     blocker = tmp_path / "not-a-dir"
@@ -223,7 +207,7 @@ def test_unwritable_log_still_prints_predictions(tiny_settings, files, tmp_path)
 def test_export_prints_one_line_per_format_and_writes_the_parity_report(tiny_settings, tmp_path):
     import shutil
 
-    from tests.conftest import make_settings
+    from tests.helpers.settings import make_settings
 
     settings = make_settings(tmp_path)
     shutil.copytree(tiny_settings.models_dir, settings.models_dir)

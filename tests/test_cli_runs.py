@@ -8,10 +8,10 @@ import pytest
 
 from imgrec.registry import catalog
 from imgrec.training import runs
-from tests.conftest import make_settings
-from tests.test_cli import run_cli
-from tests.test_data import make_image_folder
-from tests.test_train import tiny_config, wait_until
+from tests.helpers.cli import run_cli
+from tests.helpers.datasets import make_image_folder
+from tests.helpers.settings import make_settings
+from tests.helpers.training import tiny_config, wait_until
 
 
 def json_lines(result) -> list[dict]:

@@ -13,22 +13,8 @@ from PIL import Image
 
 from imgrec.datasets import loading
 from imgrec.datasets.loading import AugmentConfig, DatasetError
-from tests.conftest import make_settings
-
-COLOURS = {"red": 0, "green": 1, "blue": 2}
-
-
-def make_image_folder(root: Path, per_class: int = 12, size: int = 24, classes=tuple(COLOURS), seed: int = 0) -> Path:
-    """Class folders of small PNGs whose dominant colour is the class: learnable in a few steps."""
-    rng = np.random.default_rng(seed)
-    for name in classes:
-        folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 90, (size, size, 3)).astype(np.uint8)
-            pixels[..., COLOURS.get(name, 0)] += 150
-            Image.fromarray(pixels).save(folder / f"{i:03d}.png")
-    return root
+from tests.helpers.datasets import make_image_folder
+from tests.helpers.settings import make_settings
 
 
 def test_single_folder_is_split_stratified_and_deterministic(tmp_path):

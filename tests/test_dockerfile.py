@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from imgrec.core.settings import PROJECT_ROOT
-from tests.browser import settings_env
-from tests.servers import free_port, start, stop, wait_until_ready
+from tests.helpers.servers import free_port, start, stop, wait_until_ready
+from tests.helpers.settings import settings_env
 
 DOCKERFILE = PROJECT_ROOT / "deploy" / "Dockerfile"
 

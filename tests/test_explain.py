@@ -13,10 +13,7 @@ from imgrec.core.errors import ImageError, ImgrecError, ModelError
 from imgrec.core.images import decode_image
 from imgrec.explain import cam, faithfulness, layers, render
 from imgrec.modeling.build import build_model
-from imgrec.tasks.classification import ClassificationTask
-from tests.conftest import TINY_CLASSES, build_tiny_model
-
-CLASSIFICATION = ClassificationTask()
+from tests.helpers.models import CLASSIFICATION, TINY_CLASSES, build_tiny_model
 
 # Where the (main) cat is in cat.jpg, 512x341, as (x0, y0, x1, y1): read off the photo by eye.
 # It sits left of centre, from its ear tips (y ~ 35) down to the bottom edge; left of x ~ 50 is

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import shutil
 
@@ -17,15 +16,10 @@ from imgrec.inference.predictor import Predictor
 from imgrec.registry import catalog, exports
 from imgrec.tasks import classification
 from imgrec.tasks.base import DecodeOptions
-from tests.conftest import build_tiny_model, make_settings, tiny_card
+from tests.helpers.export import requires_export_runtimes
+from tests.helpers.models import CLASSIFICATION, build_tiny_model, tiny_card
+from tests.helpers.settings import make_settings
 
-CLASSIFICATION = classification.ClassificationTask()
-
-# The converters and runtimes are pinned in requirements.txt; without them every export would be "failed".
-MISSING_RUNTIMES = [m for m in ("tf2onnx", "onnxruntime", "ai_edge_litert") if importlib.util.find_spec(m) is None]
-requires_export_runtimes = pytest.mark.skipif(
-    bool(MISSING_RUNTIMES), reason=f"export converters/runtimes not installed: {', '.join(MISSING_RUNTIMES)}"
-)
 pytestmark = requires_export_runtimes
 
 

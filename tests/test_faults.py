@@ -21,8 +21,8 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
-from tests.conftest import make_settings
-from tests.reliability_report import Recorder
+from tests.helpers.reliability_report import Recorder
+from tests.helpers.settings import make_settings
 
 REFERENCES = (
     ("read-only database file (store level)",
@@ -231,8 +231,8 @@ def test_two_app_sessions_and_the_api_write_one_database_at_once(monkeypatch, ti
     """Two Predict-page sessions (AppTest, in two threads) and a real API process log into one SQLite file."""
     import httpx
 
-    from tests.apptest import app_with_settings
-    from tests.test_api import Server
+    from tests.helpers.api import Server
+    from tests.helpers.apptest import app_with_settings
 
     settings = fresh_settings(tiny_settings, tmp_path)
     from imgrec.predlog.store import open_store

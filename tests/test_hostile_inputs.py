@@ -1,11 +1,11 @@
-"""Every hostile or unusual upload of ``tests/hostile_inputs.py`` through the CLI, the API and the app.
+"""Every hostile or unusual upload of ``tests/helpers/hostile_inputs.py`` through the CLI, the API and the app.
 
 One module fixture runs the three faces once against one data dir (tiny model, a 1 MB upload limit,
 kept uploads on): the CLI in one ``python -m imgrec predict --json`` process for all cases, the API as
 one real ``imgrec serve`` process with one multipart request per case, and the app's Predict page under
 AppTest with the files uploaded a batch at a time.  The parametrised test then checks each case per face
 against its stated outcome; the last tests check what landed on disk and in the log.  Every outcome is
-recorded for RELIABILITY.md (``python -m tests.reliability_report``).
+recorded for RELIABILITY.md (``python -m tests.helpers.reliability_report``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ import numpy as np
 import pytest
 
 from imgrec.core.settings import PROJECT_ROOT
-from tests.browser import settings_env
-from tests.conftest import make_settings
-from tests.hostile_inputs import APP_REFUSED_NAMES, CASES, EXIF_UPRIGHT_SHAPE, FACES, SVG, UPLOAD_LIMIT, Case
-from tests.reliability_report import Recorder
+from tests.helpers.hostile_inputs import APP_REFUSED_NAMES, CASES, EXIF_UPRIGHT_SHAPE, FACES, SVG, UPLOAD_LIMIT, Case
+from tests.helpers.reliability_report import Recorder
+from tests.helpers.settings import make_settings, settings_env
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +80,7 @@ def world(tiny_settings, tmp_path_factory):
 @pytest.fixture(scope="module")
 def observed(world):
     """{face: {case name: {"accepted", "message", "status", ...}}} plus what each face printed."""
-    from tests.test_api import Server
+    from tests.helpers.api import Server
 
     server = Server(world["settings"], "hostile-api", **{k: v for k, v in world["env"].items()
                                                           if k.startswith("IMGREC_") and k not in
@@ -133,7 +132,7 @@ def _run_api(world, url: str) -> dict:
 
 
 def _run_app(world) -> dict:
-    from tests.apptest import app_with_settings
+    from tests.helpers.apptest import app_with_settings
     from ui.explain_view import HEATMAPS
 
     out = {"_process": {"exceptions": [], "errors_shown": [], "heatmaps": {}, "subheaders": []}}

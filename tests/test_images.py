@@ -8,7 +8,7 @@ from PIL import Image
 
 from imgrec.core.errors import ImageError
 from imgrec.core.images import ACCEPTED, decode_image, resize
-from tests.hostile_inputs import encode, gradient, png_bomb
+from tests.helpers.hostile_inputs import encode, gradient, png_bomb
 
 
 @pytest.mark.parametrize(

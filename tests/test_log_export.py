@@ -11,7 +11,7 @@ from imgrec.core.errors import StoreError
 from imgrec.predlog import stats
 from imgrec.predlog.store import Store
 from imgrec.predlog.tabular import export_predictions, write_predictions
-from tests.store_fixtures import make_record
+from tests.helpers.store_fixtures import make_record
 
 
 @pytest.fixture

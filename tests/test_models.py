@@ -14,10 +14,7 @@ from imgrec.modeling.backbones import BACKBONES
 from imgrec.modeling.build import Preprocess, build_model
 from imgrec.registry import catalog
 from imgrec.registry.card import CARD_FILE, MODEL_FILE, ModelCard
-from imgrec.tasks.classification import ClassificationTask
-from tests.conftest import TINY_SIZE, build_tiny_model, tiny_card
-
-CLASSIFICATION = ClassificationTask()
+from tests.helpers.models import CLASSIFICATION, TINY_SIZE, build_tiny_model, tiny_card
 
 
 def test_card_json_round_trip(tmp_path):

@@ -7,9 +7,9 @@ import pytest
 
 from imgrec.core.settings import PROJECT_ROOT
 from imgrec.training import runs, trainer
-from tests.conftest import make_settings
-from tests.test_data import make_image_folder
-from tests.test_train import tiny_config
+from tests.helpers.datasets import make_image_folder
+from tests.helpers.settings import make_settings
+from tests.helpers.training import tiny_config
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "explore_model.ipynb"
 

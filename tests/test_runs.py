@@ -7,8 +7,8 @@ import logging
 from imgrec.predlog.store import open_store
 from imgrec.training import runs
 from imgrec.training.config import RunConfig
-from tests.conftest import make_settings
-from tests.test_data import make_image_folder
+from tests.helpers.datasets import make_image_folder
+from tests.helpers.settings import make_settings
 
 A_DEAD_PID = 2**22 + 12345  # above the kernel's default pid_max: never a live process
 

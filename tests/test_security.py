@@ -14,7 +14,7 @@ import tomllib
 import pytest
 
 from imgrec.core.settings import MB, PROJECT_ROOT, Settings
-from tests.reliability_report import Recorder
+from tests.helpers.reliability_report import Recorder
 
 REFERENCES = (
     ("admin token required for /model/reload (401 missing/wrong/Basic, 403 when unset)",
@@ -81,8 +81,8 @@ def test_upload_limits_agree_across_faces():
 @pytest.mark.parametrize("limit_bytes", [20 * MB, 300_000, 5 * MB + 1])
 def test_the_app_uploader_limit_follows_the_settings(monkeypatch, tiny_settings, tmp_path, limit_bytes):
     """The widget takes whole MB: its limit must never be 0 (refuse everything) nor under the setting."""
-    from tests.apptest import app_with_settings
-    from tests.conftest import make_settings
+    from tests.helpers.apptest import app_with_settings
+    from tests.helpers.settings import make_settings
 
     settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir, default_model="tiny-cnn")
     monkeypatch.setenv("IMGREC_MAX_UPLOAD_BYTES", str(limit_bytes))

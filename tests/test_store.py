@@ -29,8 +29,8 @@ from imgrec.predlog.store import (
     prune_expired_uploads,
     uploads_table,
 )
-from tests.conftest import make_settings
-from tests.store_fixtures import (
+from tests.helpers.settings import make_settings
+from tests.helpers.store_fixtures import (
     BASE_TIME,
     fake_sha256,
     make_record,
@@ -39,7 +39,7 @@ from tests.store_fixtures import (
 )
 
 # Fixtures: database_url (each backend), store, postgres_cluster, postgres_url.
-pytest_plugins = ["tests.store_fixtures"]
+pytest_plugins = ["tests.helpers.store_fixtures"]
 
 HOSTILE = "'; DROP TABLE predictions; --"
 

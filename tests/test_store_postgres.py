@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from imgrec.core.errors import StoreError
 from imgrec.predlog import stats
 from imgrec.predlog.store import Store
-from tests.store_fixtures import BASE_TIME, make_record
+from tests.helpers.store_fixtures import BASE_TIME, make_record
 
-pytest_plugins = ["tests.store_fixtures"]  # postgres_cluster, postgres_url
+pytest_plugins = ["tests.helpers.store_fixtures"]  # postgres_cluster, postgres_url
 pytestmark = pytest.mark.postgres
 
 

@@ -12,30 +12,12 @@ import numpy as np
 import pytest
 
 from imgrec.registry import catalog
-from imgrec.tasks.classification import ClassificationTask
 from imgrec.training import runs, trainer
 from imgrec.training.config import ConfigError, RunConfig
-from tests.conftest import make_settings
-from tests.test_data import make_image_folder
-
-CLASSIFICATION = ClassificationTask()
-
-
-def tiny_config(folder, **overrides) -> RunConfig:
-    values = dict(name="tiny", dataset=str(folder), backbone="small_cnn", image_size=16, weights=None, epochs=2,
-                  batch_size=8, learning_rate=3e-3, early_stopping_patience=0, seed=0)
-    values.update(overrides)
-    return RunConfig(**values)
-
-
-def wait_until(predicate, timeout: float, what: str, run=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    log = run.log_tail(30) if run else ""
-    raise AssertionError(f"timed out waiting for {what}\n{log}")
+from tests.helpers.datasets import make_image_folder
+from tests.helpers.models import CLASSIFICATION
+from tests.helpers.settings import make_settings
+from tests.helpers.training import tiny_config, wait_until
 
 
 def test_run_config_from_yaml_and_validation(tmp_path):
@@ -239,7 +221,7 @@ def test_cancel_stops_at_a_safe_point_and_a_resume_finishes_the_run(tmp_path):
 def test_early_stopping_ends_the_run_when_val_accuracy_stops_improving(tmp_path):
     """Validation labels contradict the training labels (a derangement of the colours), so whatever
     the model learns cannot raise val accuracy: patience 1 stops long before the configured epochs."""
-    from tests.test_data import COLOURS
+    from tests.helpers.datasets import COLOURS
 
     settings = make_settings(tmp_path)
     root = tmp_path / "ds"

@@ -5,7 +5,7 @@ nothing to collide with) and runs with fsync off: it is disposable. PostgreSQL r
 root, so when the tests run as root the server runs as an unprivileged user (``postgres`` if the
 packages created it, else ``nobody``) via ``runuser``.
 
-Test modules load this file with ``pytest_plugins = ["tests.store_fixtures"]`` (one cluster per
+Test modules load this file with ``pytest_plugins = ["tests.helpers.store_fixtures"]`` (one cluster per
 session) and also import its helpers, hence PYTEST_DONT_REWRITE: it has no asserts to rewrite,
 and pytest would otherwise warn that the plugin was imported before it was registered.
 """

@@ -8,7 +8,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from imgrec.core.settings import PROJECT_ROOT, get_settings
-from tests.browser import settings_env
+from tests.helpers.settings import settings_env
 
 
 @contextlib.contextmanager

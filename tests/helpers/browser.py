@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from imgrec.core.settings import PROJECT_ROOT
-from tests.servers import free_port, start, stop, wait_until_ready
+from tests.helpers.servers import free_port, start, stop, wait_until_ready
+from tests.helpers.settings import settings_env
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 # Without the background-networking flags Chromium keeps trying hosts this closed network refuses.
@@ -26,16 +27,6 @@ def chromium_path() -> str:
     if not path:
         pytest.skip("Debian's chromium is not installed (`make test` installs it)")
     return path
-
-
-def settings_env(settings) -> dict[str, str]:
-    return {
-        "IMGREC_MODELS_DIR": str(settings.models_dir),
-        "IMGREC_DATA_DIR": str(settings.data_dir),
-        "IMGREC_SAMPLES_DIR": str(settings.samples_dir),
-        "IMGREC_DATABASE_URL": settings.database_url,
-        "IMGREC_DEFAULT_MODEL": settings.default_model,
-    }
 
 
 @contextlib.contextmanager
