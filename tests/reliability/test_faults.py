@@ -26,19 +26,19 @@ from tests.helpers.settings import make_settings
 
 REFERENCES = (
     ("read-only database file (store level)",
-     "tests/test_store.py::test_read_only_database_file_gives_a_clear_warning_and_keeps_the_prediction"),
-    ("unwritable log under the CLI", "tests/test_cli.py::test_unwritable_log_still_prints_predictions"),
+     "tests/predlog/test_store.py::test_read_only_database_file_gives_a_clear_warning_and_keeps_the_prediction"),
+    ("unwritable log under the CLI", "tests/cli/test_cli.py::test_unwritable_log_still_prints_predictions"),
     ("corrupt or missing model on API reload",
-     "tests/test_api.py::test_corrupt_or_missing_model_on_reload_keeps_the_old_one"),
-    ("reload under load", "tests/test_api.py::test_reload_under_load_fails_no_request"),
-    ("8 threads writing one SQLite file", "tests/test_store.py::test_eight_threads_write_4000_predictions"),
+     "tests/api/test_api.py::test_corrupt_or_missing_model_on_reload_keeps_the_old_one"),
+    ("reload under load", "tests/api/test_api.py::test_reload_under_load_fails_no_request"),
+    ("8 threads writing one SQLite file", "tests/predlog/test_store.py::test_eight_threads_write_4000_predictions"),
     ("4 processes opening a fresh SQLite file and writing",
-     "tests/test_store.py::test_four_processes_open_a_fresh_database_and_write_4000_predictions"),
+     "tests/predlog/test_store.py::test_four_processes_open_a_fresh_database_and_write_4000_predictions"),
     ("a process keeps writing while others open and close the same SQLite log",
-     "tests/test_store.py::test_a_store_that_created_the_file_keeps_writing_visibly_while_others_come_and_go"),
-    ("truncated model file", "tests/test_models.py::test_truncated_model_file_is_refused_by_checksum"),
+     "tests/predlog/test_store.py::test_a_store_that_created_the_file_keeps_writing_visibly_while_others_come_and_go"),
+    ("truncated model file", "tests/registry/test_models.py::test_truncated_model_file_is_refused_by_checksum"),
     ("training worker killed (SIGKILL) mid-run: marked interrupted, resumed with weights and optimizer state",
-     "tests/test_train.py::test_sigkill_then_resume_continues_from_the_saved_epoch"),
+     "tests/training/test_train.py::test_sigkill_then_resume_continues_from_the_saved_epoch"),
 )
 RECORDER = Recorder("faults", REFERENCES)
 TOKEN = "faults-admin-token-0123456789"

@@ -1,11 +1,10 @@
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from imgrec.core.errors import SettingsError
-from imgrec.core.settings import Settings
+from imgrec.core.settings import PROJECT_ROOT, Settings
 
 
 def test_environment_overrides_defaults(tmp_path):
@@ -35,5 +34,5 @@ def test_bad_values_name_the_variable(name, value, expected):
 
 def test_importing_the_package_and_settings_loads_nothing_heavy():
     code = "import sys, imgrec.core.settings, imgrec.core.images, imgrec.cli.main; print(sorted(m for m in ('tensorflow', 'keras', 'streamlit', 'cv2') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert out.stdout.strip() == "[]", out.stderr

@@ -18,16 +18,16 @@ from tests.helpers.reliability_report import Recorder
 
 REFERENCES = (
     ("admin token required for /model/reload (401 missing/wrong/Basic, 403 when unset)",
-     "tests/test_api.py::test_reload_needs_the_admin_token"),
+     "tests/api/test_api.py::test_reload_needs_the_admin_token"),
     ("filter values with quotes and SQL are data, not SQL",
-     "tests/test_store.py::test_hostile_filter_values_are_data_not_sql"),
+     "tests/predlog/test_store.py::test_hostile_filter_values_are_data_not_sql"),
     ("kept uploads named by content hash, never by user input",
-     "tests/test_store.py::test_kept_uploads_are_named_by_hash_whatever_the_user_called_them"),
+     "tests/predlog/test_store.py::test_kept_uploads_are_named_by_hash_whatever_the_user_called_them"),
     ("kept uploads named by content hash through every face",
-     "tests/test_hostile_inputs.py::test_files_land_only_under_uploads_with_hash_names"),
-    ("API body over the limit: 413 before reading", "tests/test_api.py::test_body_over_the_limit_is_413_before_it_is_read"),
+     "tests/reliability/test_hostile_inputs.py::test_files_land_only_under_uploads_with_hash_names"),
+    ("API body over the limit: 413 before reading", "tests/api/test_api.py::test_body_over_the_limit_is_413_before_it_is_read"),
     ("API streamed body over the limit: 413 while reading",
-     "tests/test_api.py::test_streamed_body_over_the_limit_is_413_while_streaming"),
+     "tests/api/test_api.py::test_streamed_body_over_the_limit_is_413_while_streaming"),
 )
 RECORDER = Recorder("security", REFERENCES)
 _write_outcomes = RECORDER.fixture()

@@ -1,4 +1,4 @@
-"""PostgreSQL-only checks. The shared store suite (tests/test_store.py) already runs on PostgreSQL too;
+"""PostgreSQL-only checks. The shared store suite (tests/predlog/test_store.py) already runs on PostgreSQL too;
 this adds what only PostgreSQL has: the throw-away cluster itself, percentile_cont agreeing with the
 SQLite OFFSET path on identical data, a read-only server, an unreachable server."""
 
