@@ -15,7 +15,8 @@ ANALYTICS_START = datetime(2026, 11, 1, 9, 0)
 
 
 def seed_analytics_log(settings) -> None:
-    """The Analytics page's log: 40 predictions over 20 days: cats (confident, app) then dogs (unsure, api); 3 cat rows flagged."""
+    """The Analytics page's log: 40 predictions over 20 days, cats (confident, app) then dogs (unsure, api);
+    3 cat rows flagged."""
     with open_store(settings) as store:
         ids = []
         for i in range(40):
@@ -32,7 +33,8 @@ SEEDED_FORMATS = ["tflite-fp32", "tflite-int8", "onnx"]  # the quick ones; the r
 
 
 def seed_models(root, exported: bool = True):
-    """The Models page's registry: tiny-cnn@1 (active, exported to three formats) and tiny-cnn@2 (better metrics, not exported)."""
+    """The Models page's registry: tiny-cnn@1 (active, exported to three formats) and tiny-cnn@2 (better metrics,
+    not exported)."""
     settings = make_settings(root)
     model = build_tiny_model()
     catalog.save_model(model, tiny_card().with_updates(metrics={"val_accuracy": 0.8, "val_loss": 0.6}), settings)
