@@ -29,7 +29,7 @@ import httpx
 from common import default_model_settings, machine, sample_photo
 
 from imgrec.core.settings import PROJECT_ROOT, get_settings
-from tests.servers import free_port, start, stop, wait_until_ready
+from tests.helpers.servers import free_port, start, stop, wait_until_ready
 
 HOST = "127.0.0.1"  # never anything but this machine
 

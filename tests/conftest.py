@@ -1,4 +1,8 @@
-"""Shared fixtures: isolated settings, a tiny real model, and the real ImageNet default model."""
+"""Shared fixtures: isolated settings, a tiny real model, and the real ImageNet default model.
+
+Fixtures only: the functions and constants they use live in ``tests/helpers/`` (import them from there,
+never from this file).
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgrec.core.settings import PROJECT_ROOT, Settings
-from imgrec.tasks.classification import ClassificationTask
-
-CLASSIFICATION = ClassificationTask()
-
-TINY_CLASSES = ("cat", "dog", "bird")
-TINY_SIZE = (32, 32)
-
-
-def shared_dir() -> Path:
-    return PROJECT_ROOT.parent / "shared"
+from imgrec.core.settings import Settings
+from tests.helpers.models import build_tiny_model, tiny_card
+from tests.helpers.settings import make_settings, shared_dir
 
 
 @pytest.fixture(scope="session")
@@ -29,39 +25,9 @@ def photos_dir() -> Path:
     return path
 
 
-def make_settings(root: Path, **overrides) -> Settings:
-    values = dict(models_dir=root / "models", data_dir=root / "data", samples_dir=root / "samples")
-    values.update(overrides)
-    return Settings(**values)
-
-
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     return make_settings(tmp_path)
-
-
-def build_tiny_model(seed: int = 0):
-    """A real (untrained but deterministic) small CNN: every code path runs, in milliseconds."""
-    import keras
-
-    from imgrec.modeling.build import build_model
-
-    keras.utils.set_random_seed(seed)
-    return build_model("small_cnn", len(TINY_CLASSES), TINY_SIZE, weights=None, head=CLASSIFICATION.head)
-
-
-def tiny_card(name: str = "tiny-cnn", version: str = ""):
-    from imgrec.registry.card import ModelCard
-
-    return ModelCard(
-        name=name,
-        version=version,
-        backbone="small_cnn",
-        input_size=TINY_SIZE,
-        preprocessing="unit",
-        class_names=TINY_CLASSES,
-        dataset="generated",
-    )
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,27 @@
+"""Isolated settings for tests, and the same settings as the environment a subprocess reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imgrec.core.settings import PROJECT_ROOT, Settings
+
+
+def shared_dir() -> Path:
+    return PROJECT_ROOT.parent / "shared"
+
+
+def make_settings(root: Path, **overrides) -> Settings:
+    values = dict(models_dir=root / "models", data_dir=root / "data", samples_dir=root / "samples")
+    values.update(overrides)
+    return Settings(**values)
+
+
+def settings_env(settings) -> dict[str, str]:
+    return {
+        "IMGREC_MODELS_DIR": str(settings.models_dir),
+        "IMGREC_DATA_DIR": str(settings.data_dir),
+        "IMGREC_SAMPLES_DIR": str(settings.samples_dir),
+        "IMGREC_DATABASE_URL": settings.database_url,
+        "IMGREC_DEFAULT_MODEL": settings.default_model,
+    }
