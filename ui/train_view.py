@@ -18,7 +18,8 @@ import streamlit as st
 from imgrec.core.refs import ModelRef
 from imgrec.core.settings import get_settings
 from imgrec.datasets import loading
-from imgrec.datasets.loading import AugmentConfig, dataset_split_args
+from imgrec.datasets.augment import AugmentConfig, preview_augmentations
+from imgrec.datasets.loading import dataset_split_args
 from imgrec.modeling.backbones import BACKBONES
 from imgrec.registry import catalog
 from imgrec.registry.card import TRAINING_REPORT
@@ -151,7 +152,7 @@ def augmentation_preview(dataset: str, augment: AugmentConfig, size: int, images
     train = loaded.splits["train"]
     picks = np.random.default_rng(0).choice(len(train), size=min(images, len(train)), replace=False)
     originals = np.stack([train.load_image(int(i), (size, size)) for i in picks])
-    grid = loading.preview_augmentations(originals, augment, copies=copies, seed=int(st.session_state.get("train.aug.seed", 0)))
+    grid = preview_augmentations(originals, augment, copies=copies, seed=int(st.session_state.get("train.aug.seed", 0)))
     if st.button("Shuffle", key="train.aug.shuffle", icon=":material/shuffle:"):
         st.session_state["train.aug.seed"] = int(st.session_state.get("train.aug.seed", 0)) + 1
         st.rerun()

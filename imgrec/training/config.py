@@ -7,7 +7,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from imgrec.core.errors import ImgrecError
-from imgrec.datasets.loading import BUILTIN, AugmentConfig
+from imgrec.datasets.augment import AugmentConfig
+from imgrec.datasets.loading import BUILTIN
 from imgrec.modeling.backbones import BACKBONES
 from imgrec.tasks.registry import DEFAULT_TASK, TASKS
 

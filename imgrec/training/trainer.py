@@ -33,7 +33,8 @@ from imgrec.core.errors import ImgrecError, WeightsFallbackWarning
 from imgrec.core.files import write_atomically
 from imgrec.core.settings import Settings
 from imgrec.datasets import loading
-from imgrec.datasets.loading import BUILTIN, AugmentConfig
+from imgrec.datasets.augment import AugmentConfig, augmentation_layers
+from imgrec.datasets.loading import BUILTIN
 from imgrec.modeling.backbones import BACKBONES
 from imgrec.registry import catalog
 from imgrec.registry.card import TRAINING_REPORT, ModelCard
@@ -230,7 +231,7 @@ class _Trainer:
 
     def _image_datasets(self, augment: AugmentConfig):
         config, splits, n = self.config, self.dataset.splits, self.dataset.num_classes
-        layers = loading.augmentation_layers(augment, config.seed)
+        layers = augmentation_layers(augment, config.seed)
         common = dict(image_size=config.image_size, num_classes=n, batch_size=config.batch_size)
         train = loading.make_tf_dataset(splits["train"], shuffle=True, augment=layers, seed=config.seed,
                                      cache=splits["train"].paths is not None, **common)

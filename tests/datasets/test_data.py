@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from imgrec.datasets import loading
-from imgrec.datasets.loading import AugmentConfig, DatasetError
+from imgrec.datasets.augment import AugmentConfig, augmentation_layers, preview_augmentations
+from imgrec.datasets.loading import DatasetError
 from tests.helpers.datasets import make_image_folder
 from tests.helpers.settings import make_settings
 
@@ -162,13 +163,13 @@ def test_pipeline_from_paths_and_arrays(tmp_path):
 
 
 def test_augmentation_is_off_by_default_and_each_layer_changes_images():
-    assert loading.augmentation_layers(AugmentConfig()) is None
+    assert augmentation_layers(AugmentConfig()) is None
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (2, 24, 24, 3)).astype(np.uint8)
     strengths = dict(rotation=0.2, zoom=0.3, brightness=0.4, contrast=0.5, saturation=0.8, hue=0.3, cutout=0.5)
     for name, value in [("flip", True), *strengths.items()]:
         config = AugmentConfig(**{name: value})
-        out = loading.preview_augmentations(images, config, copies=4, seed=1)
+        out = preview_augmentations(images, config, copies=4, seed=1)
         assert out.shape == (2, 4, 24, 24, 3) and out.dtype == np.uint8
         assert np.any(out != images[:, None]), name
     with pytest.raises(DatasetError, match="Unknown augmentation"):
