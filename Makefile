@@ -22,7 +22,7 @@ endif
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup setup-dev run test test-fast lint api bench browser clean
+.PHONY: setup setup-dev run test test-fast lint api bench browser deploy-tools clean
 
 # Runtime pins, then the package itself (editable, so the `imgrec` command runs this checkout).
 setup: $(VENV)/.installed $(KERAS_HOME_STAMP)
@@ -62,7 +62,23 @@ lint: setup-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
-test: lint browser
+# What the deployment tests (tests/deploy/) need: Debian's docker.io (the engine is started here when it is not
+# running), debootstrap (the local base image), prometheus (with promtool), and checkov in a venv of its own.
+CHECKOV := $(VENV)/checkov/bin/checkov
+deploy-tools: $(CHECKOV)
+	@missing=""; for pair in dockerd:docker.io docker:docker.io debootstrap:debootstrap prometheus:prometheus promtool:prometheus; do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	@docker info >/dev/null 2>&1 || { echo "starting dockerd (log: $(VENV)/dockerd.log)"; \
+		nohup dockerd >$(VENV)/dockerd.log 2>&1 & \
+		for i in $$(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done; docker info >/dev/null; }
+
+$(CHECKOV): deploy/requirements-checkov.txt
+	test -x $(VENV)/checkov/bin/python || $(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet --disable-pip-version-check -r deploy/requirements-checkov.txt
+	touch $@
+
+test: lint browser deploy-tools
 	$(PY) -m pytest -q
 
 test-fast: lint

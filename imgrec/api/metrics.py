@@ -20,8 +20,13 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r,
         )
         self.inference_latency = Histogram(
-            "imgrec_inference_duration_seconds", "Time of one inference call (one whole batch).",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=r,
+            "imgrec_inference_duration_seconds", "Time of one inference call (one whole batch), by model and runtime.",
+            ["model", "runtime"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "imgrec_batch_queue_wait_seconds", "Time a request's images waited in the queue before their batch ran.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=r,
         )
         self.batch_size = Histogram(
             "imgrec_batch_size", "Images per inference call.", buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r
@@ -36,10 +41,18 @@ class Metrics:
         self.model_info = Info("imgrec_model", "The model being served.", registry=r)
         self.reloads = Counter("imgrec_model_reloads", "Model reloads by outcome.", ["outcome"], registry=r)
         self.queue_depth = Gauge("imgrec_batch_queue_depth", "Requests waiting for a batch.", registry=r)
+        self.model_ready = Gauge("imgrec_model_ready", "1 while a model is loaded and serving, else 0.", registry=r)
+        self.log_failures = Counter(
+            "imgrec_prediction_log_failures", "Predictions answered but not written to the prediction log.",
+            registry=r,
+        )
 
-    def observe_batch(self, images: int, seconds: float) -> None:
+    def observe_run(self, predictor, images: int, seconds: float, waits=()) -> None:
+        """One inference call of ``predictor`` on ``images`` images; ``waits``: each request's time in the queue."""
         self.batch_size.observe(images)
-        self.inference_latency.observe(seconds)
+        self.inference_latency.labels(predictor.card.ref, predictor.backend_name).observe(seconds)
+        for wait in waits:
+            self.queue_wait.observe(wait)
 
     def model_loaded(self, card, seconds: float) -> None:
         self.model_load.set(seconds)

@@ -48,6 +48,7 @@ class ApiState:
         self.extra_lock = asyncio.Lock()
         self.started = time.time()
         self.metrics.queue_depth.set_function(lambda: self.batcher.depth if self.batcher else 0)
+        self.metrics.model_ready.set_function(lambda: 0 if self.served is None else 1)
 
     async def startup(self) -> None:
         try:
@@ -59,7 +60,8 @@ class ApiState:
             await self.ensure_store()  # if the database is down, serve anyway; /health/ready says so
         if self.batching:
             s = self.settings
-            self.batcher = Batcher(s.batch_max_size, s.batch_max_wait_ms, s.batch_queue_size, self.metrics.observe_batch)
+            self.batcher = Batcher(s.batch_max_size, s.batch_max_wait_ms, s.batch_queue_size,
+                                   run_observer=self.metrics.observe_run)
             self.batcher.start()
 
     async def shutdown(self) -> None:
@@ -160,6 +162,7 @@ class ApiState:
 
     def serve(self, predictor, uploads, options: DecodeOptions, user_agent: str | None, metadata: dict | None):
         """Runs in a worker thread: the shared decode -> predict -> log path, inference through the batcher."""
-        proxy = BatchedPredictor(predictor, self.batcher, on_batch=self.metrics.observe_batch)
+        proxy = BatchedPredictor(predictor, self.batcher,
+                                 on_batch=lambda images, seconds: self.metrics.observe_run(predictor, images, seconds))
         return serve_uploads(proxy, uploads, options, self.settings, self.prediction_log, source="api",
                              user_agent=user_agent, metadata=metadata)

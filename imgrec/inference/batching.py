@@ -30,6 +30,7 @@ class _Work:
     predictor: object  # imgrec.inference.predictor.Predictor
     batch: np.ndarray  # prepared uint8 (N, H, W, 3)
     future: Future = field(default_factory=Future)
+    queued: float = field(default_factory=time.perf_counter)
 
 
 @dataclass(frozen=True)
@@ -41,16 +42,20 @@ class BatchOutcome:
 
 # Called after each batch with (images in the batch, inference seconds).
 BatchObserver = Callable[[int, float], None]
+# The same with the predictor first and, last, each request's seconds in the queue before its batch ran.
+RunObserver = Callable[[object, int, float, list[float]], None]
 
 
 class Batcher:
     """One thread that runs queued work in batches. ``start()`` once, ``stop()`` at shutdown."""
 
-    def __init__(self, max_size: int, max_wait_ms: float, queue_size: int, observer: BatchObserver | None = None):
+    def __init__(self, max_size: int, max_wait_ms: float, queue_size: int, observer: BatchObserver | None = None,
+                 run_observer: RunObserver | None = None):
         self.max_size = max(1, int(max_size))
         self.max_wait = max(0.0, float(max_wait_ms)) / 1000
         self._queue: queue.Queue[_Work | None] = queue.Queue(maxsize=max(1, int(queue_size)))
         self._observer = observer
+        self._run_observer = run_observer
         self._thread: threading.Thread | None = None
         self._carry: _Work | None = None  # taken from the queue but did not fit in the last batch
 
@@ -117,6 +122,7 @@ class Batcher:
             try:
                 stacked = np.concatenate([work.batch for work in group])
                 started = time.perf_counter()
+                waits = [started - work.queued for work in group]
                 probabilities = group[0].predictor.predict_batch(stacked)
                 seconds = time.perf_counter() - started
             except BaseException as exc:  # noqa: BLE001 - every waiting request must hear about it
@@ -125,6 +131,8 @@ class Batcher:
                 continue
             if self._observer is not None:
                 self._observer(len(stacked), seconds)
+            if self._run_observer is not None:
+                self._run_observer(group[0].predictor, len(stacked), seconds, waits)
             latency_ms = seconds * 1000 / len(stacked)
             start = 0
             for work in group:

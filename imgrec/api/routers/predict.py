@@ -116,4 +116,6 @@ def _result(outcome: Outcome, rid: str | None, state: ApiState) -> dict[str, Any
     if outcome.ok:
         headline, _ = task_for(outcome.card).log_labels(outcome.result)[0]
         state.metrics.predictions.labels(headline).inc()
+        if outcome.log_warning:
+            state.metrics.log_failures.inc()
     return {**outcome.to_json(), "request_id": rid}
