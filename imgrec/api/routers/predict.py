@@ -104,12 +104,46 @@ def _parse_metadata(raw) -> dict | None:
     if len(raw.encode()) > MAX_METADATA_BYTES:
         raise ApiError(422, "invalid_metadata", f"metadata is {len(raw.encode())} bytes; at most {MAX_METADATA_BYTES} allowed.")
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_refuse_constant)
     except ValueError as exc:
         raise ApiError(422, "invalid_metadata", f"metadata is not valid JSON ({exc}). Expected a JSON object.") from None
     if not isinstance(value, dict):
         raise ApiError(422, "invalid_metadata", f"metadata is a JSON {type(value).__name__}; expected a JSON object.")
+    problem = _unstorable_text(value)
+    if problem:
+        raise ApiError(422, "invalid_metadata", f"metadata cannot be stored: {problem}.")
     return value
+
+
+def _refuse_constant(name: str):
+    """``json.loads`` accepts NaN and Infinity, which are not JSON: no database column would take them."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _unstorable_text(value, depth: int = 0) -> str | None:
+    """Why a parsed metadata value cannot be stored, or None: PostgreSQL's JSONB refuses NUL characters,
+    and a lone surrogate (an escaped half of a UTF-16 pair) has no UTF-8 form for either backend."""
+    if depth > 32:
+        return "it is nested more than 32 levels deep"
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "a string holds a NUL character (\\u0000)"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a string holds a lone surrogate (an unpaired \\ud800-\\udfff escape)"
+        return None
+    if isinstance(value, dict):
+        items = [item for pair in value.items() for item in pair]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        problem = _unstorable_text(item, depth + 1)
+        if problem:
+            return problem
+    return None
 
 
 def _result(outcome: Outcome, rid: str | None, state: ApiState) -> dict[str, Any]:
