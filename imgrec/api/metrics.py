@@ -30,6 +30,10 @@ class Metrics:
         self.overloaded = Counter(
             "imgrec_overloaded_requests", "Requests refused with 503 because the queue was full.", registry=r
         )
+        self.client_disconnects = Counter(
+            "imgrec_client_disconnects", "Requests whose client hung up before the body was read (status 499).",
+            registry=r,
+        )
         self.model_load = Gauge(
             "imgrec_model_load_seconds", "Seconds the served model took to load and warm up.", registry=r
         )

@@ -101,7 +101,10 @@ class ApiServer:
         return self
 
     def log(self) -> str:
-        return tail(self.log_path, 20000)
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def tail(self) -> str:
+        return tail(self.log_path)
 
     def stop(self) -> None:
         if self.process:
