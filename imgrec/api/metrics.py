@@ -38,6 +38,10 @@ class Metrics:
             "imgrec_model_load_seconds", "Seconds the served model took to load and warm up.", registry=r
         )
         self.model_info = Info("imgrec_model", "The model being served.", registry=r)
+        self.model_loads = Counter(
+            "imgrec_model_query_loads", "Models loaded for ?model= (one load per model, however many asked).",
+            ["model"], registry=r,
+        )
         self.reloads = Counter("imgrec_model_reloads", "Model reloads by outcome.", ["outcome"], registry=r)
         self.queue_depth = Gauge("imgrec_batch_queue_depth", "Requests waiting for a batch.", registry=r)
 

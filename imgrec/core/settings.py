@@ -44,6 +44,12 @@ class Settings:
     batch_max_size: int = 16
     batch_max_wait_ms: float = 5.0
     batch_queue_size: int = 256
+    # Models the API serves for ?model= (comma-separated name or name@version); empty: every registered one.
+    api_models: str = ""
+    # Models kept loaded for ?model= besides the served one (least recently used goes first).
+    api_resident_models: int = 2
+    # How long a request waits for its ?model= to load before a 503 model_loading (the load goes on).
+    api_model_load_wait_s: float = 5.0
 
     @property
     def database_url_resolved(self) -> str:

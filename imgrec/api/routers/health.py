@@ -42,6 +42,7 @@ async def health(state: State):
             "waiting": state.batcher.depth if state.batcher else 0,
             "in_flight": state.inflight,
         },
+        "models": state.models_check(),
         "uptime_s": round(time.time() - state.started, 1),
     }
     return JSONResponse(body, 200 if ready else 503)
