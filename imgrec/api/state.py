@@ -172,18 +172,14 @@ class ApiState:
         return self.prediction_log.error
 
     async def database_check(self) -> dict[str, Any]:
-        """Can the prediction log be reached? Answers within ``HEALTH_TIMEOUT_S`` whatever the database does."""
+        """Can the prediction log be written? Answers within ``HEALTH_TIMEOUT_S`` whatever the database does."""
         with anyio.move_on_after(HEALTH_TIMEOUT_S):
             store = await self.ensure_store()
             if store is None:
                 return {"ok": False, "error": self.store_error}
 
-            def ping():
-                with store.engine.connect() as connection:
-                    connection.exec_driver_sql("SELECT 1")
-
-            try:
-                await anyio.to_thread.run_sync(ping, abandon_on_cancel=True)
+            try:  # a write, rolled back: a database that answers reads but refuses writes is not ready
+                await anyio.to_thread.run_sync(store.check_writable, abandon_on_cancel=True)
             except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
                 return {"ok": False, "backend": store.backend, "error": store.explain(exc)}
             return {"ok": True, "backend": store.backend}

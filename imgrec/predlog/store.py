@@ -265,6 +265,7 @@ class Store:
         engine = sa.create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
         sa.event.listen(engine, "connect", _configure_sqlite_connection)
         sa.event.listen(engine, "begin", _begin_sqlite_transaction)
+        sa.event.listen(engine, "handle_error", _stale_connection)
         return engine
 
     def _upgrade_to_head(self) -> None:
@@ -328,19 +329,25 @@ class Store:
         created_at = as_utc_naive(record.created_at) if record.created_at else utc_now()
         stored_path = self._kept_path(record) if self.keep_uploads and record.image_bytes else None
         new_file = None
-        try:
-            # The rows first, the file last inside the transaction: a database that refuses the rows
-            # (read-only, full) leaves no file behind, and a failed file write rolls the rows back.
-            with self._write_engine.begin() as connection:
-                upload_id = self._upload_id(connection, record, stored_path, created_at)
-                prediction_id = self._insert_prediction(connection, record, upload_id, created_at)
-                if stored_path is not None:
-                    new_file = self._keep_upload(record, stored_path)
-            return prediction_id
-        except (SQLAlchemyError, OSError) as exc:
-            if new_file is not None:  # written, then the commit failed: no row points at it
-                new_file.unlink(missing_ok=True)
-            raise StoreError(f"Prediction not logged: {self.explain(exc)}.") from exc
+        for attempt in (1, 2):
+            try:
+                # The rows first, the file last inside the transaction: a database that refuses the rows
+                # (read-only, full) leaves no file behind, and a failed file write rolls the rows back.
+                with self._write_engine.begin() as connection:
+                    upload_id = self._upload_id(connection, record, stored_path, created_at)
+                    prediction_id = self._insert_prediction(connection, record, upload_id, created_at)
+                    if stored_path is not None:
+                        new_file = self._keep_upload(record, stored_path)
+                return prediction_id
+            except (SQLAlchemyError, OSError) as exc:
+                if new_file is not None:  # written, then the commit failed: no row points at it
+                    new_file.unlink(missing_ok=True)
+                    new_file = None
+                # A stale connection (see _stale_connection) was dropped with its pool: once more, on a new one.
+                if attempt == 1 and getattr(exc, "connection_invalidated", False):
+                    continue
+                raise StoreError(f"Prediction not logged: {self.explain(exc)}.") from exc
+        raise AssertionError("unreachable")
 
     def log_prediction_safely(self, record: PredictionRecord) -> tuple[int | None, str | None]:
         """``(prediction_id, None)``, or ``(None, warning)`` when logging failed: never raises.
@@ -481,6 +488,16 @@ class Store:
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(training_runs_table).order_by(training_runs_table.c.run_id.desc()))
             return [dict(row._mapping) for row in rows]
+
+    def check_writable(self) -> None:
+        """Write and roll back (the readiness check): a database that only answers reads is not ready.
+        Raises ``SQLAlchemyError`` (a stale read-only connection is dropped on the way, see _stale_connection)."""
+        with self._write_engine.connect() as connection:
+            transaction = connection.begin()
+            try:
+                connection.exec_driver_sql("UPDATE alembic_version SET version_num = version_num")
+            finally:
+                transaction.rollback()
 
     def count_predictions(self) -> int:
         with self.engine.connect() as connection:
@@ -674,6 +691,15 @@ def _configure_sqlite_connection(dbapi_connection, _connection_record) -> None:
         cursor.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; safe with WAL
     finally:
         cursor.close()
+
+
+def _stale_connection(context) -> None:
+    """SQLite opens a file it may not write read-only, and such a connection stays read-only after the
+    file is writable again: treat "readonly database" as a lost connection, so SQLAlchemy drops it and
+    every connection pooled with it (the next checkout opens the file afresh)."""
+    original = context.original_exception
+    if "readonly database" in str(original).lower():
+        context.is_disconnect = True
 
 
 def _begin_sqlite_transaction(connection: Connection) -> None:

@@ -77,24 +77,27 @@ def copy_models(tiny_settings, root: Path) -> Path:
 
 
 class ApiServer:
-    """``python -m imgrec serve`` on 127.0.0.1 with ``IMGREC_*`` from ``env``; ``user`` runs it unprivileged."""
+    """``python -m imgrec serve`` on 127.0.0.1 with ``IMGREC_*`` from ``env``.
 
-    def __init__(self, root: Path, env: dict[str, str], *, user: str | None = None, name: str = "api"):
+    ``unprivileged``: the server runs without the capabilities that let root ignore file permissions
+    (``setpriv`` drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH), so a ``chmod 444`` file is read-only to
+    it, as to a server run by a non-root user (the interpreter stays readable: it belongs to root).
+    """
+
+    def __init__(self, root: Path, env: dict[str, str], *, unprivileged: bool = False, name: str = "api"):
         self.root = root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = root / f"{name}-{self.port}.log"
-        self.user = user
+        self.unprivileged = unprivileged
         self.env = {**os.environ, "IMGREC_ADMIN_TOKEN": "", "IMGREC_SAMPLES_DIR": str(root / "samples"),
                     "KERAS_HOME": str(root / "keras"), "HOME": str(root), **env}
         self.process = None
 
     def start(self, wait: bool = True) -> ApiServer:
         command = [sys.executable, "-m", "imgrec", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        if self.user:
-            command = ["runuser", "-u", self.user, "--", "env", *(f"{k}={v}" for k, v in self.env.items()
-                                                               if k.startswith(("IMGREC_", "KERAS", "HOME", "TF_",
-                                                                                "PYTHON", "PATH"))), *command]
+        if self.unprivileged:
+            command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *command]
         self.process = start(command, log_path=self.log_path, cwd=PROJECT_ROOT, env=self.env)
         if wait:
             wait_until_ready(self.process, f"{self.url}/health/live", self.log_path, STARTUP_TIMEOUT_S)
