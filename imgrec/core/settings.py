@@ -40,6 +40,8 @@ class Settings:
     uncertain_threshold: float = 0.5
     keep_uploads: bool = False
     upload_retention_days: int = 30
+    # Longest a prediction waits for its log write (then it is answered with a log warning).
+    log_timeout_s: float = 3.0
     # API micro-batching.
     batch_max_size: int = 16
     batch_max_wait_ms: float = 5.0

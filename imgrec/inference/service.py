@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 UNSUPPORTED_FORMAT, INVALID_IMAGE = "unsupported_format", "invalid_image"
 # The HTTP status an upload's own problem maps to (the API answers it; the CLI prints it in --json).
 ERROR_STATUS = {UNSUPPORTED_FORMAT: 415, INVALID_IMAGE: 422}
+MAX_PENDING_WRITES = 16
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class PredictionLog:
         self.error: str | None = None
         self._store = None
         self._lock = threading.Lock()
+        # Log writes run in threads of their own, at most this many at once (a hung database holds them).
+        self._writers = threading.BoundedSemaphore(MAX_PENDING_WRITES)
 
     @property
     def opened(self):
@@ -103,6 +107,32 @@ class PredictionLog:
                     self.error = str(exc)
                     log.error("%s", exc)
         return self._store
+
+    def write(self, store, record) -> tuple[int | None, str | None]:
+        """``(prediction_id, None)``, or ``(None, warning)``: never raises, and never waits longer than
+        ``settings.log_timeout_s`` whatever the database does (a write still running then may land later)."""
+        timeout = self.settings.log_timeout_s
+        deadline = time.monotonic() + timeout
+        if not self._writers.acquire(timeout=timeout):
+            warning = (f"Prediction not logged: {MAX_PENDING_WRITES} earlier writes are still waiting for the "
+                       f"database at {store.location}.")
+            log.warning("%s", warning)
+            return None, warning
+        done, outcome = threading.Event(), {}
+
+        def run():
+            try:
+                outcome["result"] = store.log_prediction_safely(record)
+            finally:
+                self._writers.release()
+                done.set()
+
+        threading.Thread(target=run, name="imgrec-log-write", daemon=True).start()
+        if not done.wait(max(0.0, deadline - time.monotonic())):
+            warning = f"Prediction not logged: the database at {store.location} did not answer within {timeout:g} s."
+            log.warning("%s", warning)
+            return None, warning
+        return outcome["result"]
 
     def close(self) -> None:
         if self._store is not None:
@@ -179,7 +209,7 @@ def log_outcomes(prediction_log: PredictionLog | None, outcomes: list[Outcome], 
             metadata=metadata,
             image_bytes=outcome.upload.data if settings.keep_uploads else None,
         )
-        outcome.prediction_id, outcome.log_warning = store.log_prediction_safely(record)
+        outcome.prediction_id, outcome.log_warning = prediction_log.write(store, record)
 
 
 def serve_uploads(predictor: Predictor, uploads: list[Upload | Outcome], options: DecodeOptions, settings: Settings,

@@ -44,6 +44,15 @@ SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
 KEPT_UPLOAD_PATTERN = re.compile(r"([0-9a-f]{64})\.[a-z]+")
 TEMP_UPLOAD_SUFFIX = ".part"
+PG_CONNECT_ARGS = {
+    "connect_timeout": 5,
+    "options": "-c statement_timeout=10000 -c lock_timeout=5000 -c idle_in_transaction_session_timeout=30000",
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10000,
+}
 MAX_LENGTHS = {"model_name": 128, "model_version": 64, "session_id": 64, "format": 16}
 
 metadata = sa.MetaData(
@@ -252,7 +261,11 @@ class Store:
     def _create_engine(self) -> sa.Engine:
         if self.backend == "postgresql":
             # A server that never answers must not stall start-up, a page or /stats.
-            return sa.create_engine(self.url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+            # A server that stops answering mid-query must not hold a connection for ever: the server ends
+            # statements, lock waits and forgotten transactions, TCP keepalives and tcp_user_timeout notice a
+            # silent peer (they do not apply to Unix sockets: the log's deadline covers those, see
+            # imgrec.inference.service.PredictionLog.write).
+            return sa.create_engine(self.url, pool_pre_ping=True, pool_timeout=10, connect_args=PG_CONNECT_ARGS)
         path = self.sqlite_path
         read_only = self.url.query.get("mode") == "ro" or self.url.query.get("immutable") == "1"
         if path is not None and not read_only:

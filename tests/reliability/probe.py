@@ -117,6 +117,22 @@ class ApiServer:
         return httpx.Client(base_url=self.url, timeout=timeout)
 
 
+def cluster_processes(cluster) -> list:
+    """The postmaster of a ``tests.store_fixtures`` cluster and all its children (psutil processes)."""
+    import psutil
+
+    pid = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
+    postmaster = psutil.Process(pid)
+    return [postmaster, *postmaster.children(recursive=True)]
+
+
+def signal_cluster(cluster, signum) -> int:
+    processes = cluster_processes(cluster)
+    for process in processes:
+        process.send_signal(signum)
+    return len(processes)
+
+
 def metric_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
     """``(labels, value)`` of every sample of metric ``name`` in Prometheus text."""
     found = []
