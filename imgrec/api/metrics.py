@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 
 class Metrics:
@@ -52,3 +53,21 @@ class Metrics:
     def model_loaded(self, card, seconds: float) -> None:
         self.model_load.set(seconds)
         self.model_info.info(card.identity())
+
+
+class SpoolCollector:
+    """The prediction log's spool (``imgrec.predlog.spool``) as metrics, read when scraped."""
+
+    def __init__(self, stats):
+        self.stats = stats  # () -> Spool.stats() dict
+
+    def collect(self):
+        stats = self.stats()
+        for name, key, text in (
+            ("imgrec_log_spooled", "spooled", "Predictions the database refused or did not take in time, kept in the spool."),
+            ("imgrec_log_replayed", "replayed", "Spooled predictions written to the database later."),
+            ("imgrec_log_dropped", "dropped", "Predictions not logged at all: the spool was full or unwritable."),
+        ):
+            yield CounterMetricFamily(name, text, value=stats[key])
+        yield GaugeMetricFamily("imgrec_log_spool_records", "Predictions waiting in the spool.", value=stats["records"])
+        yield GaugeMetricFamily("imgrec_log_spool_bytes", "Bytes the spool holds.", value=stats["bytes"])

@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 
 from imgrec.api.errors import RETRY_AFTER_S, ApiError
-from imgrec.api.metrics import Metrics
+from imgrec.api.metrics import Metrics, SpoolCollector
 from imgrec.core.errors import ModelError, SettingsError
 from imgrec.core.refs import ModelRef, ModelRefError
 from imgrec.core.settings import Settings
@@ -41,6 +41,7 @@ class ApiState:
         self.loading: dict[tuple[str, str], asyncio.Task] = {}  # one load per model, shared by its requests
         self.allowed = _allow_list(settings.api_models)
         self.prediction_log = PredictionLog(settings, serving=True, open_on_use=False)
+        self.metrics.registry.register(SpoolCollector(lambda: self.prediction_log.spool.stats()))
         self.batcher: Batcher | None = None
         self.inflight = 0
         # Each waiting request holds one worker thread; enough of them to fill several batches.
@@ -62,6 +63,7 @@ class ApiState:
             s = self.settings
             self.batcher = Batcher(s.batch_max_size, s.batch_max_wait_ms, s.batch_queue_size, self.metrics.observe_batch)
             self.batcher.start()
+        self.prediction_log.replay_soon()  # what an earlier run left in the spool
 
     async def shutdown(self) -> None:
         if self.batcher is not None:

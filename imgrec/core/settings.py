@@ -42,6 +42,8 @@ class Settings:
     upload_retention_days: int = 30
     # Longest a prediction waits for its log write (then it is answered with a log warning).
     log_timeout_s: float = 3.0
+    # The local spool for predictions the database refuses (data_dir/spool); past this, records are dropped.
+    log_spool_max_bytes: int = 100 * MB
     # API micro-batching.
     batch_max_size: int = 16
     batch_max_wait_ms: float = 5.0

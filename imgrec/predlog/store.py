@@ -53,6 +53,7 @@ PG_CONNECT_ARGS = {
     "keepalives_count": 3,
     "tcp_user_timeout": 10000,
 }
+KEY_PATTERN = re.compile(r"[0-9a-f]{32}")
 MAX_LENGTHS = {"model_name": 128, "model_version": 64, "session_id": 64, "format": 16}
 
 metadata = sa.MetaData(
@@ -98,6 +99,8 @@ predictions_table = sa.Table(
     sa.Column("session_id", sa.String(64), nullable=True),
     sa.Column("user_agent", sa.Text, nullable=True),
     sa.Column("metadata", JSON_TYPE, nullable=True),
+    # Set by the faces (a UUID per prediction): writing the same record twice leaves one row.
+    sa.Column("request_key", sa.String(32), nullable=True),
     sa.CheckConstraint("source IN ('app', 'api', 'cli')", name="source"),
     # The trailing columns make these indexes covering for the analytics in imgrec.predlog.stats, so the
     # common aggregates read only the index (no lookup per row): see bench/analytics.py.
@@ -109,6 +112,7 @@ predictions_table = sa.Table(
     sa.Index("ix_predictions_day", "created_day", "model_name", "model_version", "latency_ms"),
     sa.Index("ix_predictions_top1_score", "top1_score"),
     sa.Index("ix_predictions_latency_ms", "latency_ms"),
+    sa.Index("uq_predictions_request_key", "request_key", unique=True),
 )
 
 feedback_table = sa.Table(
@@ -164,6 +168,8 @@ class PredictionRecord:
     image_bytes: bytes | None = field(default=None, repr=False)
     # Defaults to now; set it only to import or seed history.
     created_at: datetime | None = None
+    # Idempotency key (32 hex digits): a second write of the same key returns the first row's id.
+    key: str | None = None
 
 
 def utc_now() -> datetime:
@@ -265,7 +271,11 @@ class Store:
             # statements, lock waits and forgotten transactions, TCP keepalives and tcp_user_timeout notice a
             # silent peer (they do not apply to Unix sockets: the log's deadline covers those, see
             # imgrec.inference.service.PredictionLog.write).
-            return sa.create_engine(self.url, pool_pre_ping=True, pool_timeout=10, connect_args=PG_CONNECT_ARGS)
+            # What the URL sets itself wins; its own server options come first.
+            connect_args = {key: value for key, value in PG_CONNECT_ARGS.items() if key not in self.url.query}
+            if "options" in self.url.query:
+                connect_args["options"] = f"{self.url.query['options']} {PG_CONNECT_ARGS['options']}"
+            return sa.create_engine(self.url, pool_pre_ping=True, pool_timeout=10, connect_args=connect_args)
         path = self.sqlite_path
         read_only = self.url.query.get("mode") == "ro" or self.url.query.get("immutable") == "1"
         if path is not None and not read_only:
@@ -569,8 +579,9 @@ class Store:
         self, connection: Connection, record: PredictionRecord, upload_id: int, created_at: datetime
     ) -> int:
         ranked = sorted(((str(label), float(score)) for label, score in record.top_k), key=lambda pair: -pair[1])
+        statements = _statements(self.backend)
         result = connection.execute(
-            _statements(self.backend).insert_prediction,
+            statements.insert_prediction if record.key is None else statements.insert_keyed_prediction,
             {
                 "upload_id": upload_id,
                 "model_name": record.model_name,
@@ -585,9 +596,15 @@ class Store:
                 "session_id": record.session_id,
                 "user_agent": record.user_agent,
                 "metadata": record.metadata,
+                "request_key": record.key,
             },
         )
-        return result.inserted_primary_key[0]
+        if record.key is None:
+            return result.inserted_primary_key[0]
+        prediction_id = result.scalar()
+        if prediction_id is None:  # written before (a replay after a lost answer): the same row
+            prediction_id = connection.scalar(statements.keyed_prediction_id, {"request_key": record.key})
+        return prediction_id
 
     def explain(self, exc: BaseException) -> str:
         """What went wrong, in words a person can act on (the driver's text follows for details)."""
@@ -617,6 +634,8 @@ class _WriteStatements:
     upload_id: sa.Select
     set_stored_path: sa.Update
     insert_prediction: sa.Insert
+    insert_keyed_prediction: sa.Insert
+    keyed_prediction_id: sa.Select
 
 
 @functools.cache
@@ -631,6 +650,12 @@ def _statements(backend: str) -> _WriteStatements:
         .where(uploads.id == sa.bindparam("upload_id"), uploads.stored_path.is_(None))
         .values(stored_path=sa.bindparam("stored_path")),
         insert_prediction=predictions_table.insert(),
+        insert_keyed_prediction=insert(predictions_table)
+        .on_conflict_do_nothing(index_elements=["request_key"])
+        .returning(predictions_table.c.id),
+        keyed_prediction_id=sa.select(predictions_table.c.id).where(
+            predictions_table.c.request_key == sa.bindparam("request_key")
+        ),
     )
 
 
@@ -660,15 +685,21 @@ def prune_expired_uploads(store: Store, settings: Settings) -> int:
         return 0
 
 
+class RecordInvalid(StoreError):
+    """The record itself cannot be stored (no retry will change that)."""
+
+
 def _validate(record: PredictionRecord) -> None:
     problem = _record_problem(record)
     if problem:
-        raise StoreError(f"Prediction not logged: {problem}.")
+        raise RecordInvalid(f"Prediction not logged: {problem}.")
 
 
 def _record_problem(record: PredictionRecord) -> str | None:
     if not isinstance(record.sha256, str) or not SHA256_PATTERN.fullmatch(record.sha256):
         return "sha256 must be 64 lowercase hex digits"
+    if record.key is not None and not (isinstance(record.key, str) and KEY_PATTERN.fullmatch(record.key)):
+        return "key must be 32 lowercase hex digits"
     if record.source not in SOURCES:
         return f"source {record.source!r} is not one of {', '.join(SOURCES)}"
     if not record.top_k:

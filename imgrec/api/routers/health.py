@@ -34,6 +34,7 @@ async def health(state: State):
         "status": "ready" if ready else "not ready",
         "model": model,
         "database": database,
+        "spool": state.prediction_log.spool.stats(),
         "batching": {
             "enabled": state.batcher is not None,
             "max_size": s.batch_max_size,
