@@ -44,6 +44,8 @@ class Settings:
     log_timeout_s: float = 3.0
     # The local spool for predictions the database refuses (data_dir/spool); past this, records are dropped.
     log_spool_max_bytes: int = 100 * MB
+    # Longest the API waits for a request body (then 408 and the connection is closed).
+    body_timeout_s: float = 30.0
     # API micro-batching.
     batch_max_size: int = 16
     batch_max_wait_ms: float = 5.0

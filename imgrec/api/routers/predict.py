@@ -57,16 +57,24 @@ async def predict(
     if not content_type.lower().startswith("multipart/form-data"):
         raise ApiError(415, "unsupported_media_type",
                        f"Expected a multipart/form-data body with image files in field 'files'; got '{content_type}'.")
+    # The body is read first, within a time limit: a slow sender holds no place in the queue and not for long.
+    timeout = state.settings.body_timeout_s
+    try:
+        with anyio.fail_after(timeout):
+            uploads, metadata = await _read_body(request)
+    except TimeoutError:
+        raise ApiError(408, "request_timeout", f"The request body was not received within {timeout:g} s.",
+                       {"Connection": "close"}) from None
     if state.inflight >= state.settings.batch_queue_size:
         raise Overloaded(f"{state.inflight} requests are already waiting.")
     state.inflight += 1
     try:
-        return await _predict(request, top_k or state.settings.default_top_k, model, state, rid)
+        return await _predict(request, uploads, metadata, top_k or state.settings.default_top_k, model, state, rid)
     finally:
         state.inflight -= 1
 
 
-async def _predict(request: Request, top_k: int, model: str | None, state: ApiState, rid: str | None):
+async def _read_body(request: Request) -> tuple[list[Upload], dict | None]:
     try:
         form = await request.form(max_files=MAX_FILES, max_fields=8, max_part_size=BODY_OVERHEAD_BYTES)
     except StarletteHTTPException as exc:
@@ -83,6 +91,11 @@ async def _predict(request: Request, top_k: int, model: str | None, state: ApiSt
         metadata = _parse_metadata(form.get("metadata"))
     finally:
         await form.close()
+    return uploads, metadata
+
+
+async def _predict(request: Request, uploads: list[Upload], metadata: dict | None, top_k: int, model: str | None,
+                   state: ApiState, rid: str | None):
     predictor = await state.predictor_for(model)
     user_agent = (request.headers.get("user-agent") or "")[:MAX_USER_AGENT] or None
     outcomes = await anyio.to_thread.run_sync(
