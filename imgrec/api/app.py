@@ -56,7 +56,11 @@ def create_app(settings: Settings | None = None, *, batching: bool | None = None
     settings = settings or _settings_from_environment()
     if batching is None:
         batching = settings.batch_max_size > 1
-    state = ApiState(settings, batching)
+    try:
+        state = ApiState(settings, batching)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(STARTUP_FAILURE) from None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

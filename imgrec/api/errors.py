@@ -7,8 +7,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from imgrec.api.metrics import Metrics
 from imgrec.core.errors import ImageError, ModelError, StoreError
@@ -18,6 +19,9 @@ log = logging.getLogger(__name__)
 
 LIMIT_HINT = "The limit holds for all files of one request together: send large images in separate requests."
 RETRY_AFTER_S = 1
+# Not sent to anyone (the client is gone): the status request metrics record for a client that hung up
+# before its request was read (nginx's convention).
+CLIENT_CLOSED_REQUEST = 499
 # Where ObservabilityMiddleware keeps the request id in the ASGI scope; every error body carries it.
 REQUEST_ID_KEY = "imgrec.request_id"
 
@@ -27,6 +31,7 @@ ERROR_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_parameter",
@@ -99,6 +104,13 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError):
         return error_response(request.scope, 503, "store_unavailable", str(exc))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_disconnect(request: Request, exc: ClientDisconnect):
+        # The client hung up mid-upload: nothing went wrong here, and there is no one to answer.
+        metrics.client_disconnects.inc()
+        log.info("Client hung up before its request to %s was read", request.url.path)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 
 class Metrics:
@@ -35,10 +36,18 @@ class Metrics:
         self.overloaded = Counter(
             "imgrec_overloaded_requests", "Requests refused with 503 because the queue was full.", registry=r
         )
+        self.client_disconnects = Counter(
+            "imgrec_client_disconnects", "Requests whose client hung up before the body was read (status 499).",
+            registry=r,
+        )
         self.model_load = Gauge(
             "imgrec_model_load_seconds", "Seconds the served model took to load and warm up.", registry=r
         )
         self.model_info = Info("imgrec_model", "The model being served.", registry=r)
+        self.model_loads = Counter(
+            "imgrec_model_query_loads", "Models loaded for ?model= (one load per model, however many asked).",
+            ["model"], registry=r,
+        )
         self.reloads = Counter("imgrec_model_reloads", "Model reloads by outcome.", ["outcome"], registry=r)
         self.queue_depth = Gauge("imgrec_batch_queue_depth", "Requests waiting for a batch.", registry=r)
         self.model_ready = Gauge("imgrec_model_ready", "1 while a model is loaded and serving, else 0.", registry=r)
@@ -57,3 +66,21 @@ class Metrics:
     def model_loaded(self, card, seconds: float) -> None:
         self.model_load.set(seconds)
         self.model_info.info(card.identity())
+
+
+class SpoolCollector:
+    """The prediction log's spool (``imgrec.predlog.spool``) as metrics, read when scraped."""
+
+    def __init__(self, stats):
+        self.stats = stats  # () -> Spool.stats() dict
+
+    def collect(self):
+        stats = self.stats()
+        for name, key, text in (
+            ("imgrec_log_spooled", "spooled", "Predictions the database refused or did not take in time, kept in the spool."),
+            ("imgrec_log_replayed", "replayed", "Spooled predictions written to the database later."),
+            ("imgrec_log_dropped", "dropped", "Predictions not logged at all: the spool was full or unwritable."),
+        ):
+            yield CounterMetricFamily(name, text, value=stats[key])
+        yield GaugeMetricFamily("imgrec_log_spool_records", "Predictions waiting in the spool.", value=stats["records"])
+        yield GaugeMetricFamily("imgrec_log_spool_bytes", "Bytes the spool holds.", value=stats["bytes"])

@@ -11,8 +11,8 @@ from typing import Any
 import anyio
 
 from imgrec.api.errors import RETRY_AFTER_S, ApiError
-from imgrec.api.metrics import Metrics
-from imgrec.core.errors import ModelError
+from imgrec.api.metrics import Metrics, SpoolCollector
+from imgrec.core.errors import ModelError, SettingsError
 from imgrec.core.refs import ModelRef, ModelRefError
 from imgrec.core.settings import Settings
 from imgrec.inference.batching import BatchedPredictor, Batcher
@@ -23,7 +23,6 @@ from imgrec.tasks.base import DecodeOptions
 
 log = logging.getLogger(__name__)
 
-MAX_EXTRA_MODELS = 2  # models other than the served one kept loaded for ?model=
 HEALTH_TIMEOUT_S = 5
 STARTUP_STORE_TIMEOUT_S = 30
 
@@ -38,14 +37,17 @@ class ApiState:
         self.served = None  # the Predictor answering requests without ?model=; swapped atomically
         self.load_error: str | None = None
         self.loaded_at: float | None = None
-        self.extra: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self.extra: OrderedDict[tuple[str, str], Any] = OrderedDict()  # resident ?model= models, LRU first
+        self.loading: dict[tuple[str, str], asyncio.Task] = {}  # one load per model, shared by its requests
+        self.allowed = _allow_list(settings.api_models)
         self.prediction_log = PredictionLog(settings, serving=True, open_on_use=False)
+        self.metrics.registry.register(SpoolCollector(lambda: self.prediction_log.spool.stats()))
         self.batcher: Batcher | None = None
         self.inflight = 0
         # Each waiting request holds one worker thread; enough of them to fill several batches.
         self.limiter = anyio.CapacityLimiter(max(8, min(settings.batch_queue_size, 64)))
         self.reload_lock = asyncio.Lock()
-        self.extra_lock = asyncio.Lock()
+        self.load_lock = asyncio.Lock()  # one ?model= load at a time: loads are CPU-heavy
         self.started = time.time()
         self.metrics.queue_depth.set_function(lambda: self.batcher.depth if self.batcher else 0)
         self.metrics.model_ready.set_function(lambda: 0 if self.served is None else 1)
@@ -63,6 +65,7 @@ class ApiState:
             self.batcher = Batcher(s.batch_max_size, s.batch_max_wait_ms, s.batch_queue_size,
                                    run_observer=self.metrics.observe_run)
             self.batcher.start()
+        self.prediction_log.replay_soon()  # what an earlier run left in the spool
 
     async def shutdown(self) -> None:
         if self.batcher is not None:
@@ -98,7 +101,12 @@ class ApiState:
             raise ApiError(422, "model_invalid", f"Model {resolved[0]}@{resolved[1]} could not be loaded: {exc}") from None
 
     async def predictor_for(self, model: str | None):
-        """The served model, or the one ``?model=name[@version]`` names (loaded once, then kept)."""
+        """The served model, or the one ``?model=name[@version]`` names.
+
+        Only models of ``IMGREC_API_MODELS`` (when set) are served. A model not yet resident is loaded
+        once, in the background, whoever asks; a request waits ``api_model_load_wait_s`` for it, then
+        gets 503 ``model_loading`` (the load goes on). At most ``api_resident_models`` stay loaded.
+        """
         served = self.served
         if not model:
             if served is None:
@@ -112,13 +120,50 @@ class ApiState:
         resolved = await self._resolve(ref.name, ref.version)
         if served is not None and (served.card.name, served.card.version) == resolved:
             return served
-        async with self.extra_lock:
-            if resolved not in self.extra:
-                self.extra[resolved] = await self._load(resolved)
-                while len(self.extra) > MAX_EXTRA_MODELS:
-                    self.extra.popitem(last=False)
+        if not self.is_allowed(resolved):
+            raise ApiError(404, "model_not_found", f"Model {ref} is not served by this API.")
+        predictor = self.extra.get(resolved)
+        if predictor is not None:
             self.extra.move_to_end(resolved)
-            return self.extra[resolved]
+            return predictor
+        task = self.loading.get(resolved)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._load_extra(resolved))
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved: no warning
+            self.loading[resolved] = task
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.settings.api_model_load_wait_s)
+        except TimeoutError:
+            raise ApiError(503, "model_loading", f"Model {resolved[0]}@{resolved[1]} is being loaded; retry shortly.",
+                           {"Retry-After": str(RETRY_AFTER_S)}) from None
+
+    def is_allowed(self, resolved: tuple[str, str]) -> bool:
+        return self.allowed is None or resolved[0] in self.allowed or "@".join(resolved) in self.allowed
+
+    async def _load_extra(self, resolved: tuple[str, str]):
+        try:
+            async with self.load_lock:
+                if resolved in self.extra:
+                    return self.extra[resolved]
+                started = time.perf_counter()
+                predictor = await self._load(resolved)
+                self.extra[resolved] = predictor
+                self.metrics.model_loads.labels("@".join(resolved)).inc()
+                while len(self.extra) > max(0, self.settings.api_resident_models):
+                    evicted, _ = self.extra.popitem(last=False)
+                    log.info("Unloaded %s@%s (least recently used)", *evicted)
+                log.info("Loaded %s@%s for ?model= in %.2f s", *resolved, time.perf_counter() - started)
+                return predictor
+        finally:
+            self.loading.pop(resolved, None)
+
+    def models_check(self) -> dict[str, Any]:
+        return {
+            "resident": ["@".join(key) for key in self.extra],
+            "loading": ["@".join(key) for key in self.loading],
+            "resident_limit": self.settings.api_resident_models,
+            "allowed": sorted(self.allowed) if self.allowed is not None else "all",
+        }
 
     async def ensure_store(self):
         """The store, opened now if it could not be before (say the database came up after us)."""
@@ -131,18 +176,14 @@ class ApiState:
         return self.prediction_log.error
 
     async def database_check(self) -> dict[str, Any]:
-        """Can the prediction log be reached? Answers within ``HEALTH_TIMEOUT_S`` whatever the database does."""
+        """Can the prediction log be written? Answers within ``HEALTH_TIMEOUT_S`` whatever the database does."""
         with anyio.move_on_after(HEALTH_TIMEOUT_S):
             store = await self.ensure_store()
             if store is None:
                 return {"ok": False, "error": self.store_error}
 
-            def ping():
-                with store.engine.connect() as connection:
-                    connection.exec_driver_sql("SELECT 1")
-
-            try:
-                await anyio.to_thread.run_sync(ping, abandon_on_cancel=True)
+            try:  # a write, rolled back: a database that answers reads but refuses writes is not ready
+                await anyio.to_thread.run_sync(store.check_writable, abandon_on_cancel=True)
             except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
                 return {"ok": False, "backend": store.backend, "error": store.explain(exc)}
             return {"ok": True, "backend": store.backend}
@@ -166,3 +207,14 @@ class ApiState:
                                  on_batch=lambda images, seconds: self.metrics.observe_run(predictor, images, seconds))
         return serve_uploads(proxy, uploads, options, self.settings, self.prediction_log, source="api",
                              user_agent=user_agent, metadata=metadata)
+
+
+def _allow_list(text: str) -> set[str] | None:
+    """``IMGREC_API_MODELS`` as a set of ``name`` and ``name@version`` entries; None allows every model."""
+    entries = [entry.strip() for entry in text.split(",") if entry.strip()]
+    if not entries:
+        return None
+    try:
+        return {str(ModelRef.parse(entry)) for entry in entries}
+    except ModelRefError as exc:
+        raise SettingsError(f"IMGREC_API_MODELS: {exc}") from None

@@ -45,4 +45,6 @@ def run(args, settings: Settings) -> int:
             if outcome.log_warning and outcome.log_warning not in warnings_shown:
                 warnings_shown.add(outcome.log_warning)
                 print(f"warning: {outcome.log_warning}", file=sys.stderr)
+    if prediction_log is not None:  # records an earlier run (or this one) spooled, while the database answers
+        prediction_log.replay_now(settings.log_timeout_s)
     return EXIT_SOME_FAILED if failures else EXIT_OK

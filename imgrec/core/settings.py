@@ -40,10 +40,22 @@ class Settings:
     uncertain_threshold: float = 0.5
     keep_uploads: bool = False
     upload_retention_days: int = 30
+    # Longest a prediction waits for its log write (then it is answered with a log warning).
+    log_timeout_s: float = 3.0
+    # The local spool for predictions the database refuses (data_dir/spool); past this, records are dropped.
+    log_spool_max_bytes: int = 100 * MB
+    # Longest the API waits for a request body (then 408 and the connection is closed).
+    body_timeout_s: float = 30.0
     # API micro-batching.
     batch_max_size: int = 16
     batch_max_wait_ms: float = 5.0
     batch_queue_size: int = 256
+    # Models the API serves for ?model= (comma-separated name or name@version); empty: every registered one.
+    api_models: str = ""
+    # Models kept loaded for ?model= besides the served one (least recently used goes first).
+    api_resident_models: int = 2
+    # How long a request waits for its ?model= to load before a 503 model_loading (the load goes on).
+    api_model_load_wait_s: float = 5.0
 
     @property
     def database_url_resolved(self) -> str:

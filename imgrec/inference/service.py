@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 UNSUPPORTED_FORMAT, INVALID_IMAGE = "unsupported_format", "invalid_image"
 # The HTTP status an upload's own problem maps to (the API answers it; the CLI prints it in --json).
 ERROR_STATUS = {UNSUPPORTED_FORMAT: 415, INVALID_IMAGE: 422}
+MAX_PENDING_WRITES = 16
+REPLAY_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,11 @@ class PredictionLog:
         self.error: str | None = None
         self._store = None
         self._lock = threading.Lock()
+        # Log writes run in threads of their own, at most this many at once (a hung database holds them).
+        self._writers = threading.BoundedSemaphore(MAX_PENDING_WRITES)
+        self._spool = None
+        self._replayer: threading.Thread | None = None
+        self._closed = False
 
     @property
     def opened(self):
@@ -104,7 +113,98 @@ class PredictionLog:
                     log.error("%s", exc)
         return self._store
 
+    @property
+    def spool(self):
+        """The local spool that takes what the database refuses (``imgrec.predlog.spool``)."""
+        if self._spool is None:
+            from imgrec.predlog.spool import Spool
+
+            with self._lock:
+                if self._spool is None:
+                    self._spool = Spool(self.settings.data_dir / "spool", self.settings.log_spool_max_bytes)
+        return self._spool
+
+    def write(self, store, record) -> tuple[int | None, str | None]:
+        """``(prediction_id, None)``, or ``(None, warning)``: never raises, and never waits longer than
+        ``settings.log_timeout_s`` whatever the database does. A record the database refuses, or does
+        not take in time, goes to the spool (replayed when the database is back; idempotent by key)."""
+        from imgrec.predlog.store import RecordInvalid
+
+        timeout = self.settings.log_timeout_s
+        deadline = time.monotonic() + timeout
+        if store is None:
+            return None, self._spool_record(record, f"the prediction log is unavailable ({self.error or 'not opened yet'})")
+        if not self._writers.acquire(timeout=timeout):
+            return None, self._spool_record(record, f"{MAX_PENDING_WRITES} earlier writes are still waiting for "
+                                                    f"the database at {store.location}")
+        done, outcome, handed_over = threading.Event(), {}, threading.Lock()
+
+        def run():
+            try:
+                outcome["result"] = store.log_prediction(record), None
+            except RecordInvalid as exc:
+                log.warning("%s", exc)
+                outcome["result"] = None, str(exc)
+            except Exception as exc:  # whatever the database did, the record goes to the spool
+                log.warning("%s", exc, exc_info=not isinstance(exc, ImgrecError))
+                with handed_over:  # once the request has gone on without us, the record is spooled already
+                    if "late" not in outcome:
+                        why = str(exc).removeprefix("Prediction not logged: ").rstrip(".")
+                        outcome["result"] = None, self._spool_record(record, why)
+            finally:
+                self._writers.release()
+                done.set()
+            if "result" in outcome and outcome["result"][0] is not None:
+                self.replay_soon()
+
+        threading.Thread(target=run, name="imgrec-log-write", daemon=True).start()
+        if done.wait(max(0.0, deadline - time.monotonic())):
+            return outcome["result"]
+        with handed_over:
+            if "result" in outcome:
+                return outcome["result"]
+            outcome["late"] = True
+        return None, self._spool_record(record, f"the database at {store.location} did not answer within {timeout:g} s")
+
+    def _spool_record(self, record, why: str) -> str:
+        if self.spool.put(record):
+            self.replay_soon()
+            return (f"Prediction not logged yet: {why}; it is kept in the local spool and written to the database "
+                    "when it is back.")
+        return f"Prediction not logged: {why}, and the local spool is full or unwritable (dropped)."
+
+    def replay_soon(self) -> None:
+        """Start the background replay of the spool if it holds anything (one thread per face)."""
+        if self._spool is None and not (self.settings.data_dir / "spool").is_dir():
+            return
+        if not self.spool.pending():
+            return
+        with self._lock:
+            if self._replayer is not None and self._replayer.is_alive():
+                return
+            self._replayer = threading.Thread(target=self._replay_loop, name="imgrec-log-replay", daemon=True)
+            self._replayer.start()
+
+    def _replay_loop(self) -> None:
+        while not self._closed and self.spool.pending():
+            store = self.store() if (self.open_on_use or self.serving) else self._store
+            if store is not None:
+                try:
+                    self.spool.replay(store)
+                except Exception:  # the replay tries again; the records stay on disk
+                    log.exception("Replaying the log spool failed")
+            if self.spool.pending():
+                time.sleep(REPLAY_INTERVAL_S)
+
+    def replay_now(self, deadline_s: float) -> int:
+        """Replay what the spool holds, for at most ``deadline_s`` (the CLI, before it exits)."""
+        store = self._store
+        if store is None or not (self.settings.data_dir / "spool").is_dir():
+            return 0
+        return self.spool.replay(store, deadline=time.monotonic() + deadline_s)
+
     def close(self) -> None:
+        self._closed = True
         if self._store is not None:
             self._store.close()
 
@@ -150,7 +250,7 @@ def log_outcomes(prediction_log: PredictionLog | None, outcomes: list[Outcome], 
                  session_id: str | None = None, user_agent: str | None = None,
                  metadata: dict | None = None) -> None:
     """Write each result to the log; a failed write leaves a warning on the outcome, never an exception."""
-    from imgrec.predlog.store import PredictionRecord  # SQLAlchemy loads only once something is logged
+    from imgrec.predlog.store import PredictionRecord, utc_now  # SQLAlchemy loads only once something is logged
 
     if prediction_log is None:
         return
@@ -158,10 +258,6 @@ def log_outcomes(prediction_log: PredictionLog | None, outcomes: list[Outcome], 
     store = prediction_log.store() if wanted and prediction_log.open_on_use else prediction_log.opened
     for outcome in outcomes:
         if not outcome.ok:
-            continue
-        if store is None:
-            why = prediction_log.error or "not opened yet"
-            outcome.log_warning = f"Prediction not logged: the prediction log is unavailable ({why})."
             continue
         record = PredictionRecord(
             sha256=outcome.image.sha256,
@@ -178,8 +274,10 @@ def log_outcomes(prediction_log: PredictionLog | None, outcomes: list[Outcome], 
             user_agent=user_agent,
             metadata=metadata,
             image_bytes=outcome.upload.data if settings.keep_uploads else None,
+            created_at=utc_now(),  # the prediction's time, also when the record is written later from the spool
+            key=uuid.uuid4().hex,
         )
-        outcome.prediction_id, outcome.log_warning = store.log_prediction_safely(record)
+        outcome.prediction_id, outcome.log_warning = prediction_log.write(store, record)
 
 
 def serve_uploads(predictor: Predictor, uploads: list[Upload | Outcome], options: DecodeOptions, settings: Settings,

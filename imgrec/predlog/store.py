@@ -44,6 +44,16 @@ SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
 KEPT_UPLOAD_PATTERN = re.compile(r"([0-9a-f]{64})\.[a-z]+")
 TEMP_UPLOAD_SUFFIX = ".part"
+PG_CONNECT_ARGS = {
+    "connect_timeout": 5,
+    "options": "-c statement_timeout=10000 -c lock_timeout=5000 -c idle_in_transaction_session_timeout=30000",
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10000,
+}
+KEY_PATTERN = re.compile(r"[0-9a-f]{32}")
 MAX_LENGTHS = {"model_name": 128, "model_version": 64, "session_id": 64, "format": 16}
 
 metadata = sa.MetaData(
@@ -89,6 +99,8 @@ predictions_table = sa.Table(
     sa.Column("session_id", sa.String(64), nullable=True),
     sa.Column("user_agent", sa.Text, nullable=True),
     sa.Column("metadata", JSON_TYPE, nullable=True),
+    # Set by the faces (a UUID per prediction): writing the same record twice leaves one row.
+    sa.Column("request_key", sa.String(32), nullable=True),
     sa.CheckConstraint("source IN ('app', 'api', 'cli')", name="source"),
     # The trailing columns make these indexes covering for the analytics in imgrec.predlog.stats, so the
     # common aggregates read only the index (no lookup per row): see bench/analytics.py.
@@ -100,6 +112,7 @@ predictions_table = sa.Table(
     sa.Index("ix_predictions_day", "created_day", "model_name", "model_version", "latency_ms"),
     sa.Index("ix_predictions_top1_score", "top1_score"),
     sa.Index("ix_predictions_latency_ms", "latency_ms"),
+    sa.Index("uq_predictions_request_key", "request_key", unique=True),
 )
 
 feedback_table = sa.Table(
@@ -155,6 +168,8 @@ class PredictionRecord:
     image_bytes: bytes | None = field(default=None, repr=False)
     # Defaults to now; set it only to import or seed history.
     created_at: datetime | None = None
+    # Idempotency key (32 hex digits): a second write of the same key returns the first row's id.
+    key: str | None = None
 
 
 def utc_now() -> datetime:
@@ -252,7 +267,15 @@ class Store:
     def _create_engine(self) -> sa.Engine:
         if self.backend == "postgresql":
             # A server that never answers must not stall start-up, a page or /stats.
-            return sa.create_engine(self.url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+            # A server that stops answering mid-query must not hold a connection for ever: the server ends
+            # statements, lock waits and forgotten transactions, TCP keepalives and tcp_user_timeout notice a
+            # silent peer (they do not apply to Unix sockets: the log's deadline covers those, see
+            # imgrec.inference.service.PredictionLog.write).
+            # What the URL sets itself wins; its own server options come first.
+            connect_args = {key: value for key, value in PG_CONNECT_ARGS.items() if key not in self.url.query}
+            if "options" in self.url.query:
+                connect_args["options"] = f"{self.url.query['options']} {PG_CONNECT_ARGS['options']}"
+            return sa.create_engine(self.url, pool_pre_ping=True, pool_timeout=10, connect_args=connect_args)
         path = self.sqlite_path
         read_only = self.url.query.get("mode") == "ro" or self.url.query.get("immutable") == "1"
         if path is not None and not read_only:
@@ -265,6 +288,7 @@ class Store:
         engine = sa.create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
         sa.event.listen(engine, "connect", _configure_sqlite_connection)
         sa.event.listen(engine, "begin", _begin_sqlite_transaction)
+        sa.event.listen(engine, "handle_error", _stale_connection)
         return engine
 
     def _upgrade_to_head(self) -> None:
@@ -328,19 +352,25 @@ class Store:
         created_at = as_utc_naive(record.created_at) if record.created_at else utc_now()
         stored_path = self._kept_path(record) if self.keep_uploads and record.image_bytes else None
         new_file = None
-        try:
-            # The rows first, the file last inside the transaction: a database that refuses the rows
-            # (read-only, full) leaves no file behind, and a failed file write rolls the rows back.
-            with self._write_engine.begin() as connection:
-                upload_id = self._upload_id(connection, record, stored_path, created_at)
-                prediction_id = self._insert_prediction(connection, record, upload_id, created_at)
-                if stored_path is not None:
-                    new_file = self._keep_upload(record, stored_path)
-            return prediction_id
-        except (SQLAlchemyError, OSError) as exc:
-            if new_file is not None:  # written, then the commit failed: no row points at it
-                new_file.unlink(missing_ok=True)
-            raise StoreError(f"Prediction not logged: {self.explain(exc)}.") from exc
+        for attempt in (1, 2):
+            try:
+                # The rows first, the file last inside the transaction: a database that refuses the rows
+                # (read-only, full) leaves no file behind, and a failed file write rolls the rows back.
+                with self._write_engine.begin() as connection:
+                    upload_id = self._upload_id(connection, record, stored_path, created_at)
+                    prediction_id = self._insert_prediction(connection, record, upload_id, created_at)
+                    if stored_path is not None:
+                        new_file = self._keep_upload(record, stored_path)
+                return prediction_id
+            except (SQLAlchemyError, OSError) as exc:
+                if new_file is not None:  # written, then the commit failed: no row points at it
+                    new_file.unlink(missing_ok=True)
+                    new_file = None
+                # A stale connection (see _stale_connection) was dropped with its pool: once more, on a new one.
+                if attempt == 1 and getattr(exc, "connection_invalidated", False):
+                    continue
+                raise StoreError(f"Prediction not logged: {self.explain(exc)}.") from exc
+        raise AssertionError("unreachable")
 
     def log_prediction_safely(self, record: PredictionRecord) -> tuple[int | None, str | None]:
         """``(prediction_id, None)``, or ``(None, warning)`` when logging failed: never raises.
@@ -482,6 +512,16 @@ class Store:
             rows = connection.execute(sa.select(training_runs_table).order_by(training_runs_table.c.run_id.desc()))
             return [dict(row._mapping) for row in rows]
 
+    def check_writable(self) -> None:
+        """Write and roll back (the readiness check): a database that only answers reads is not ready.
+        Raises ``SQLAlchemyError`` (a stale read-only connection is dropped on the way, see _stale_connection)."""
+        with self._write_engine.connect() as connection:
+            transaction = connection.begin()
+            try:
+                connection.exec_driver_sql("UPDATE alembic_version SET version_num = version_num")
+            finally:
+                transaction.rollback()
+
     def count_predictions(self) -> int:
         with self.engine.connect() as connection:
             return connection.scalar(sa.select(sa.func.count()).select_from(predictions_table))
@@ -539,8 +579,9 @@ class Store:
         self, connection: Connection, record: PredictionRecord, upload_id: int, created_at: datetime
     ) -> int:
         ranked = sorted(((str(label), float(score)) for label, score in record.top_k), key=lambda pair: -pair[1])
+        statements = _statements(self.backend)
         result = connection.execute(
-            _statements(self.backend).insert_prediction,
+            statements.insert_prediction if record.key is None else statements.insert_keyed_prediction,
             {
                 "upload_id": upload_id,
                 "model_name": record.model_name,
@@ -555,9 +596,15 @@ class Store:
                 "session_id": record.session_id,
                 "user_agent": record.user_agent,
                 "metadata": record.metadata,
+                "request_key": record.key,
             },
         )
-        return result.inserted_primary_key[0]
+        if record.key is None:
+            return result.inserted_primary_key[0]
+        prediction_id = result.scalar()
+        if prediction_id is None:  # written before (a replay after a lost answer): the same row
+            prediction_id = connection.scalar(statements.keyed_prediction_id, {"request_key": record.key})
+        return prediction_id
 
     def explain(self, exc: BaseException) -> str:
         """What went wrong, in words a person can act on (the driver's text follows for details)."""
@@ -587,6 +634,8 @@ class _WriteStatements:
     upload_id: sa.Select
     set_stored_path: sa.Update
     insert_prediction: sa.Insert
+    insert_keyed_prediction: sa.Insert
+    keyed_prediction_id: sa.Select
 
 
 @functools.cache
@@ -601,6 +650,12 @@ def _statements(backend: str) -> _WriteStatements:
         .where(uploads.id == sa.bindparam("upload_id"), uploads.stored_path.is_(None))
         .values(stored_path=sa.bindparam("stored_path")),
         insert_prediction=predictions_table.insert(),
+        insert_keyed_prediction=insert(predictions_table)
+        .on_conflict_do_nothing(index_elements=["request_key"])
+        .returning(predictions_table.c.id),
+        keyed_prediction_id=sa.select(predictions_table.c.id).where(
+            predictions_table.c.request_key == sa.bindparam("request_key")
+        ),
     )
 
 
@@ -630,15 +685,21 @@ def prune_expired_uploads(store: Store, settings: Settings) -> int:
         return 0
 
 
+class RecordInvalid(StoreError):
+    """The record itself cannot be stored (no retry will change that)."""
+
+
 def _validate(record: PredictionRecord) -> None:
     problem = _record_problem(record)
     if problem:
-        raise StoreError(f"Prediction not logged: {problem}.")
+        raise RecordInvalid(f"Prediction not logged: {problem}.")
 
 
 def _record_problem(record: PredictionRecord) -> str | None:
     if not isinstance(record.sha256, str) or not SHA256_PATTERN.fullmatch(record.sha256):
         return "sha256 must be 64 lowercase hex digits"
+    if record.key is not None and not (isinstance(record.key, str) and KEY_PATTERN.fullmatch(record.key)):
+        return "key must be 32 lowercase hex digits"
     if record.source not in SOURCES:
         return f"source {record.source!r} is not one of {', '.join(SOURCES)}"
     if not record.top_k:
@@ -674,6 +735,15 @@ def _configure_sqlite_connection(dbapi_connection, _connection_record) -> None:
         cursor.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; safe with WAL
     finally:
         cursor.close()
+
+
+def _stale_connection(context) -> None:
+    """SQLite opens a file it may not write read-only, and such a connection stays read-only after the
+    file is writable again: treat "readonly database" as a lost connection, so SQLAlchemy drops it and
+    every connection pooled with it (the next checkout opens the file afresh)."""
+    original = context.original_exception
+    if "readonly database" in str(original).lower():
+        context.is_disconnect = True
 
 
 def _begin_sqlite_transaction(connection: Connection) -> None:

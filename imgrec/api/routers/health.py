@@ -34,6 +34,7 @@ async def health(state: State):
         "status": "ready" if ready else "not ready",
         "model": model,
         "database": database,
+        "spool": state.prediction_log.spool.stats(),
         "batching": {
             "enabled": state.batcher is not None,
             "max_size": s.batch_max_size,
@@ -42,6 +43,7 @@ async def health(state: State):
             "waiting": state.batcher.depth if state.batcher else 0,
             "in_flight": state.inflight,
         },
+        "models": state.models_check(),
         "uptime_s": round(time.time() - state.started, 1),
     }
     return JSONResponse(body, 200 if ready else 503)

@@ -57,16 +57,24 @@ async def predict(
     if not content_type.lower().startswith("multipart/form-data"):
         raise ApiError(415, "unsupported_media_type",
                        f"Expected a multipart/form-data body with image files in field 'files'; got '{content_type}'.")
+    # The body is read first, within a time limit: a slow sender holds no place in the queue and not for long.
+    timeout = state.settings.body_timeout_s
+    try:
+        with anyio.fail_after(timeout):
+            uploads, metadata = await _read_body(request)
+    except TimeoutError:
+        raise ApiError(408, "request_timeout", f"The request body was not received within {timeout:g} s.",
+                       {"Connection": "close"}) from None
     if state.inflight >= state.settings.batch_queue_size:
         raise Overloaded(f"{state.inflight} requests are already waiting.")
     state.inflight += 1
     try:
-        return await _predict(request, top_k or state.settings.default_top_k, model, state, rid)
+        return await _predict(request, uploads, metadata, top_k or state.settings.default_top_k, model, state, rid)
     finally:
         state.inflight -= 1
 
 
-async def _predict(request: Request, top_k: int, model: str | None, state: ApiState, rid: str | None):
+async def _read_body(request: Request) -> tuple[list[Upload], dict | None]:
     try:
         form = await request.form(max_files=MAX_FILES, max_fields=8, max_part_size=BODY_OVERHEAD_BYTES)
     except StarletteHTTPException as exc:
@@ -83,6 +91,11 @@ async def _predict(request: Request, top_k: int, model: str | None, state: ApiSt
         metadata = _parse_metadata(form.get("metadata"))
     finally:
         await form.close()
+    return uploads, metadata
+
+
+async def _predict(request: Request, uploads: list[Upload], metadata: dict | None, top_k: int, model: str | None,
+                   state: ApiState, rid: str | None):
     predictor = await state.predictor_for(model)
     user_agent = (request.headers.get("user-agent") or "")[:MAX_USER_AGENT] or None
     outcomes = await anyio.to_thread.run_sync(
@@ -104,12 +117,46 @@ def _parse_metadata(raw) -> dict | None:
     if len(raw.encode()) > MAX_METADATA_BYTES:
         raise ApiError(422, "invalid_metadata", f"metadata is {len(raw.encode())} bytes; at most {MAX_METADATA_BYTES} allowed.")
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_refuse_constant)
     except ValueError as exc:
         raise ApiError(422, "invalid_metadata", f"metadata is not valid JSON ({exc}). Expected a JSON object.") from None
     if not isinstance(value, dict):
         raise ApiError(422, "invalid_metadata", f"metadata is a JSON {type(value).__name__}; expected a JSON object.")
+    problem = _unstorable_text(value)
+    if problem:
+        raise ApiError(422, "invalid_metadata", f"metadata cannot be stored: {problem}.")
     return value
+
+
+def _refuse_constant(name: str):
+    """``json.loads`` accepts NaN and Infinity, which are not JSON: no database column would take them."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _unstorable_text(value, depth: int = 0) -> str | None:
+    """Why a parsed metadata value cannot be stored, or None: PostgreSQL's JSONB refuses NUL characters,
+    and a lone surrogate (an escaped half of a UTF-16 pair) has no UTF-8 form for either backend."""
+    if depth > 32:
+        return "it is nested more than 32 levels deep"
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "a string holds a NUL character (\\u0000)"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a string holds a lone surrogate (an unpaired \\ud800-\\udfff escape)"
+        return None
+    if isinstance(value, dict):
+        items = [item for pair in value.items() for item in pair]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        problem = _unstorable_text(item, depth + 1)
+        if problem:
+            return problem
+    return None
 
 
 def _result(outcome: Outcome, rid: str | None, state: ApiState) -> dict[str, Any]:
