@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 PORT ?= 8501
+APP_ADDRESS ?= 127.0.0.1
 API_PORT ?= 8000
 
 # Keras reads KERAS_HOME only if it can write there, else it tries to download:
@@ -48,7 +49,7 @@ $(VENV)/keras_home/.copied:
 
 run: setup
 	$(PY) -m imgrec init
-	$(PY) -m streamlit run streamlit_app.py --server.port $(PORT)
+	$(PY) -m streamlit run streamlit_app.py --server.port $(PORT) --server.address $(APP_ADDRESS)
 
 api: setup
 	$(PY) -m imgrec init

@@ -10,7 +10,7 @@ from imgrec.registry import catalog, exports
 from imgrec.tasks.registry import task_for
 from ui import models_view as view
 from ui import train_view
-from ui.widgets import apply_change, ensure_routed, flash, show_error, show_flash
+from ui.widgets import LOCKED, admin_unlocked, apply_change, ensure_routed, flash, plain, show_error, show_flash
 
 ensure_routed()
 settings = get_settings()
@@ -27,16 +27,20 @@ except Exception as exc:  # any failure becomes a message, never a traceback
     show_error(exc)
     st.stop()
 
+unlocked = admin_unlocked(settings)
+locked_help = None if unlocked else LOCKED
+
 if not cards:
     st.info("No models are registered yet. Train one on the Train page, or register the stock ImageNet model.",
             icon=":material/inventory_2:")
-    if st.button("Register the ImageNet MobileNetV2", key="models.init", icon=":material/add:"):
+    if st.button("Register the ImageNet MobileNetV2", key="models.init", icon=":material/add:", disabled=not unlocked,
+                 help=locked_help):
         with st.spinner("Registering the default model…"):
             apply_change(lambda: catalog.ensure_default_model(settings), "Registered the ImageNet MobileNetV2.")
     st.stop()
 
 if active:
-    st.success(f"Active model: **{active}** — the Predict page lists it first; the API serves it after "
+    st.success(f"Active model: **{plain(active)}** — the Predict page lists it first; the API serves it after "
                "`POST /model/reload`.", icon=":material/radio_button_checked:")
 else:
     st.warning("The active model is missing: pick one below and make it active.", icon=":material/warning:")
@@ -55,10 +59,11 @@ card_tab, evaluation_tab, exports_tab, compare_tab, files_tab, delete_tab = st.t
 ])
 
 with card_tab:
-    st.subheader(card.ref, anchor=False)
+    st.subheader(plain(card.ref), anchor=False)
     if is_active:
         st.button("Active model", key="models.activate", disabled=True, icon=":material/check:")
-    elif st.button("Make this the active model", key="models.activate", type="primary", icon=":material/star:"):
+    elif st.button("Make this the active model", key="models.activate", type="primary", icon=":material/star:",
+                   disabled=not unlocked, help=locked_help):
         apply_change(lambda: catalog.set_active_model(card.name, card.version, settings),
                           f"{card.ref} is now the active model. The API switches on `POST /model/reload`.")
     view.card_panel(card)
@@ -67,7 +72,7 @@ with evaluation_tab:
     if train_view.has_evaluation(ref):
         train_view.evaluation_panel(ref, page="models", show_images=False)  # tabs all run: load data on request
     else:
-        st.info(f"{card.ref} has no evaluation report: only models trained here (Train page or "
+        st.info(f"{plain(card.ref)} has no evaluation report: only models trained here (Train page or "
                 "`imgrec train`) carry one.", icon=":material/fact_check:")
 
 with exports_tab:
@@ -80,12 +85,13 @@ with exports_tab:
         view.parity_table(report, task_for(card))
         view.parity_notes(report)
     else:
-        st.info(f"{card.ref} has no exports yet. Pick formats and run them: each is checked against the Keras "
+        st.info(f"{plain(card.ref)} has no exports yet. Pick formats and run them: each is checked against the Keras "
                 "model on held-out images.", icon=":material/conversion_path:")
     with st.form("models.export_form", border=True):
         formats = st.multiselect("Formats", exports.FORMATS, default=list(exports.FORMATS), key="models.formats",
                                  format_func=lambda f: exports.FORMAT_INFO[f][0])
-        run = st.form_submit_button("Run exports", icon=":material/play_arrow:", type="primary")
+        run = st.form_submit_button("Run exports", icon=":material/play_arrow:", type="primary", disabled=not unlocked,
+                                    help=locked_help)
     if run:
         if not formats:
             st.warning("Pick at least one format.", icon=":material/warning:")
@@ -114,7 +120,8 @@ with exports_tab:
         chosen = st.selectbox("Serve predictions with", choices, key=f"models.serving.{ref}",
                               index=choices.index(current) if current in choices else 0,
                               format_func=view.serving_choice_label)
-        if chosen != current and st.button("Use this backend", key="models.serving.apply"):
+        if chosen != current and st.button("Use this backend", key="models.serving.apply", disabled=not unlocked,
+                                           help=locked_help):
             apply_change(lambda: exports.set_serving_backend(card.name, card.version, chosen, settings),
                               f"{card.ref} is now served with {view.serving_choice_label(chosen)}.",
                               predictors=True)
@@ -138,13 +145,14 @@ with files_tab:
 
 with delete_tab:
     if is_active:
-        st.info(f"{card.ref} is the active model and cannot be deleted. Make another version active first.",
+        st.info(f"{plain(card.ref)} is the active model and cannot be deleted. Make another version active first.",
                 icon=":material/lock:")
     else:
-        st.warning(f"Deleting {card.ref} removes its model file, card and every export. This cannot be undone.",
+        st.warning(f"Deleting {plain(card.ref)} removes its model file, card and every export. This cannot be undone.",
                    icon=":material/delete_forever:")
-        confirmed = st.checkbox(f"Yes, delete {card.ref}", key=f"models.delete.confirm.{ref}")
-        if st.button("Delete version", key="models.delete", disabled=not confirmed, icon=":material/delete:"):
+        confirmed = st.checkbox(f"Yes, delete {plain(card.ref)}", key=f"models.delete.confirm.{ref}")
+        if st.button("Delete version", key="models.delete", disabled=not (confirmed and unlocked),
+                     icon=":material/delete:", help=locked_help):
             def delete() -> None:
                 catalog.delete_version(card.name, card.version, settings)
                 st.session_state.pop("models.ref", None)  # the deleted version can no longer be selected

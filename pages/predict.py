@@ -14,7 +14,7 @@ from imgrec.inference.service import Upload, serve_uploads
 from imgrec.tasks.base import DecodeOptions
 from ui import cache, explain_view
 from ui.charts import top_k_bars
-from ui.widgets import ensure_routed, forget_other_inputs, session_id, show_error
+from ui.widgets import ensure_routed, forget_other_inputs, plain, session_id, show_error
 
 ensure_routed()
 settings = get_settings()
@@ -100,12 +100,12 @@ if new:
 for key, name, _ in inputs:
     item = results[(key, model_ref)]
     st.divider()
-    st.subheader(name, anchor=False)
+    st.subheader(plain(name), anchor=False)
     if not item.ok:
-        st.error(item.error, icon=":material/broken_image:")
+        st.error(plain(item.error), icon=":material/broken_image:")
         continue
     if item.log_warning:
-        st.warning(item.log_warning, icon=":material/database:")
+        st.warning(plain(item.log_warning), icon=":material/database:")
     predictions = item.result.predictions[:top_k]
     best = predictions[0]
     images_col, chart_col = st.columns([3, 1.3], gap="medium")
@@ -118,11 +118,11 @@ for key, name, _ in inputs:
                                          overlay_col, heatmap_col)
     with chart_col:
         if best.score < threshold:
-            st.warning(f"**Uncertain** — best guess *{best.label}* at {best.score:.1%}", icon=":material/help:")
+            st.warning(f"**Uncertain** — best guess *{plain(best.label)}* at {best.score:.1%}", icon=":material/help:")
         else:
-            st.success(f"**{best.label}** — {best.score:.1%}", icon=":material/check_circle:")
+            st.success(f"**{plain(best.label)}** — {best.score:.1%}", icon=":material/check_circle:")
         st.altair_chart(top_k_bars(predictions, threshold), width="stretch")
-        st.caption(f"{item.card.ref} · {item.result.latency_ms:.0f} ms")
+        st.caption(f"{plain(item.card.ref)} · {item.result.latency_ms:.0f} ms")
     if heatmap is not None:
         explain_view.details(predictor, model_ref, key, item, heatmap, cam_controls, refs)
     explain_view.feedback(key, item, predictor.card.class_names)

@@ -7,7 +7,7 @@ import streamlit as st
 from imgrec.core.settings import get_settings
 from imgrec.training import runs
 from ui import train_view as view
-from ui.widgets import ensure_routed, show_error, show_flash
+from ui.widgets import admin_unlocked, ensure_routed, show_error, show_flash
 
 ensure_routed()
 settings = get_settings()
@@ -15,6 +15,7 @@ st.title("Train")
 st.caption("Transfer learning on a folder of class folders or a built-in dataset. "
            "Each run trains in its own process; one at a time, the others queue.")
 show_flash()
+admin_unlocked(settings)  # asks for the token in the sidebar while changes need it
 
 with st.expander("New run", expanded=not runs.list_runs(settings), icon=":material/add_circle:"):
     config = view.run_form()

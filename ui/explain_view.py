@@ -17,7 +17,7 @@ from imgrec.explain import cam, faithfulness, layers, render
 from imgrec.tasks.base import DecodeOptions
 from ui import cache
 from ui.charts import curves
-from ui.widgets import forget_other_inputs, show_error
+from ui.widgets import forget_other_inputs, plain, show_error
 
 HEATMAPS = "predict.heatmaps"
 FAITHFULNESS = "predict.faithfulness"
@@ -67,7 +67,7 @@ def layer_picker(predictor, model_ref: str, controls: CamControls) -> CamControl
     layer = st.selectbox("Layer", [AUTO_LAYER, *choices], key=LAYER, disabled=not controls.enabled,
                          help="The layer whose feature maps are explained, for every image.")
     if missing:
-        st.caption(f"{model_ref} has no layer {saved}: using the automatic layer.")
+        st.caption(f"{plain(model_ref)} has no layer {plain(saved)}: using the automatic layer.")
     return replace(controls, layer=None if layer == AUTO_LAYER else layer)
 
 
@@ -109,7 +109,7 @@ def overlay_panel(predictor, model_ref, image_key, item, predictions, controls: 
         with overlay_col:
             show_error(exc)
         return None
-    overlay_col.image(blended, caption=f"{METHOD_TITLES[controls.method]} for “{target_label}” · layer {heatmap.layer}",
+    overlay_col.image(blended, caption=f"{METHOD_TITLES[controls.method]} for “{plain(target_label)}” · layer {plain(heatmap.layer)}",
                       width="stretch")
     heatmap_col.image(colors, caption="Heatmap alone", width="stretch")
     download_col.download_button(
@@ -207,7 +207,7 @@ def _compare(predictor, model_ref, image_key, item, controls, refs, target) -> N
         show_error(exc)
         return
     for column, (ref, top, blended) in zip(st.columns(2), panels):
-        column.image(blended, caption=f"{ref}: {top[0].label} {top[0].score:.1%}", width="stretch")
+        column.image(blended, caption=f"{plain(ref)}: {plain(top[0].label)} {top[0].score:.1%}", width="stretch")
         column.caption(" · ".join(f"{p.label} {p.score:.1%}" for p in top))
 
 

@@ -16,6 +16,7 @@ from imgrec.core.settings import Settings
 from imgrec.registry import catalog, exports
 from imgrec.registry.card import CARD_FILE, MODEL_FILE, ModelCard
 from imgrec.tasks.base import Task
+from ui.widgets import plain
 
 # Plain text symbols: a browser without an emoji font still draws them.
 STATUS_ICONS = {exports.STATUS_OK: "✓ ok", exports.STATUS_DIVERGING: "⚠ diverging", exports.STATUS_FAILED: "✗ failed"}
@@ -55,17 +56,17 @@ def card_panel(card: ModelCard) -> None:
     with left:
         st.markdown(
             "\n".join([
-                f"- **Backbone:** {card.backbone}",
+                f"- **Backbone:** {plain(card.backbone)}",
                 f"- **Input size:** {card.input_size[0]} × {card.input_size[1]} RGB (raw 0–255; "
                 f"`{card.preprocessing}` preprocessing inside the model)",
-                f"- **Dataset:** {card.dataset}",
-                f"- **Task:** {card.task}",
+                f"- **Dataset:** {plain(card.dataset)}",
+                f"- **Task:** {plain(card.task)}",
                 f"- **Created:** {card.created.replace('T', ' ')}",
                 f"- **Classes:** {card.num_classes}",
             ])
         )
         if card.description:
-            st.caption(card.description)
+            st.caption(plain(card.description))
     with right:
         metrics = flat_metrics(card.metrics)
         if not metrics:

@@ -27,7 +27,7 @@ from imgrec.tasks.registry import DEFAULT_TASK, task_for, task_named
 from imgrec.training import runs
 from imgrec.training.config import SCHEDULES, RunConfig
 from ui.charts import PRIMARY, SECONDARY
-from ui.widgets import apply_change, show_error
+from ui.widgets import LOCKED, apply_change, may_change, plain, show_error
 
 PICK = "train.pick_run"  # the run shown in the run panel (a launch selects the new run)
 REFRESH_SECONDS = 2.0
@@ -101,8 +101,9 @@ def run_form() -> RunConfig | None:
         augmentation_preview(dataset, augment, size)
     if dataset and choice == FOLDER_CHOICE:
         dataset_report_panel(dataset)
+    unlocked = may_change(get_settings())
     if not st.button("Launch run", type="primary", icon=":material/play_arrow:", key="train.launch",
-                     disabled=not dataset):
+                     disabled=not (dataset and unlocked), help=None if unlocked else LOCKED):
         return None
     try:
         return RunConfig(
@@ -147,7 +148,7 @@ def augmentation_preview(dataset: str, augment: AugmentConfig, size: int, images
     try:
         loaded = load_dataset(dataset, {})  # the default split: any training images will do
     except Exception as exc:
-        st.caption(f"No preview: {exc}")
+        st.caption(f"No preview: {plain(exc)}")
         return
     train = loaded.splits["train"]
     picks = np.random.default_rng(0).choice(len(train), size=min(images, len(train)), replace=False)
@@ -173,7 +174,7 @@ def dataset_report_panel(source: str) -> None:
             frame = pd.DataFrame(report["counts"], index=report["class_names"])
             st.dataframe(frame, width="stretch")
         for issue in report["issues"]:
-            (st.error if issue["severity"] == "error" else st.warning)(issue["message"])
+            (st.error if issue["severity"] == "error" else st.warning)(plain(issue["message"]))
         if report["skipped"]:
             st.dataframe(pd.DataFrame(report["skipped"]), width="stretch", hide_index=True)
 
@@ -187,7 +188,7 @@ def run_panel(run_id: str) -> None:
     try:
         run = runs.get_run(run_id, settings)
     except runs.RunError as exc:
-        st.warning(str(exc))
+        st.warning(plain(exc))
         return
     live = run.status()["state"] in runs.LIVE_STATES
 
@@ -198,7 +199,7 @@ def run_panel(run_id: str) -> None:
             st.rerun(scope="app")  # finished: redraw the page once (report, history), stop refreshing
         _status_header(run, status)
         if status.get("warning"):
-            st.warning(status["warning"], icon=":material/warning:")
+            st.warning(plain(status["warning"]), icon=":material/warning:")
         metrics = run.metrics()
         if metrics:
             st.altair_chart(curves_chart(metrics), width="stretch", key=f"train.curves.{run.id}")
@@ -227,18 +228,22 @@ def _status_header(run: runs.Run, status: dict) -> None:
     cols[2].metric("ETA", format_seconds(status.get("eta_seconds")) if state == runs.RUNNING else "–")
     cols[3].metric("Epoch time", format_seconds(status.get("train_seconds")), help="Time spent in finished epochs.")
     if status.get("error"):
-        st.error(status["error"])
+        st.error(plain(status["error"]))
 
 
 def _run_actions(run: runs.Run, status: dict) -> None:
     state = status["state"]
     settings = get_settings()
+    unlocked = may_change(settings)
+    locked_help = None if unlocked else LOCKED
     if state in runs.LIVE_STATES and not run.cancel_requested():
-        if st.button("Cancel run", key=f"train.cancel.{run.id}", icon=":material/stop:"):
+        if st.button("Cancel run", key=f"train.cancel.{run.id}", icon=":material/stop:", disabled=not unlocked,
+                     help=locked_help):
             runs.cancel(run.id, settings)
             st.rerun(scope="app")
     elif state in runs.RESUMABLE_STATES and st.button("Resume run", key=f"train.resume.{run.id}",
-                                                      icon=":material/play_arrow:", type="primary"):
+                                                      icon=":material/play_arrow:", type="primary",
+                                                      disabled=not unlocked, help=locked_help):
         runs.resume(run.id, settings)
         st.rerun(scope="app")
 
@@ -335,7 +340,7 @@ def evaluation_panel(model_ref: str, page: str, show_images: bool = True) -> Non
         card = catalog.load_card(name, version, settings)
         report = task_for(card).report_from_dict(json.loads((folder / TRAINING_REPORT).read_text()))
     except Exception as exc:
-        st.warning(f"No evaluation report for {model_ref}: {exc}")
+        st.warning(f"No evaluation report for {plain(model_ref)}: {plain(exc)}")
         return
     st.markdown(f"#### Evaluation of `{model_ref}` on the {report.split} split ({report.samples} images)")
     summary = report.summary()
@@ -374,7 +379,8 @@ def activate_button(model_ref: str) -> None:
     name, version = ref.name, ref.version
     if catalog.active_model(settings) == (name, version):
         st.success("This is the active model.", icon=":material/verified:")
-    elif st.button("Make this the active model", key=f"train.activate.{model_ref}", icon=":material/verified:"):
+    elif st.button("Make this the active model", key=f"train.activate.{model_ref}", icon=":material/verified:",
+                   disabled=not may_change(settings), help=None if may_change(settings) else LOCKED):
         apply_change(lambda: catalog.set_active_model(name, version, settings), f"{model_ref} is now the active model.")
 
 
@@ -434,7 +440,7 @@ def misclassified_gallery(report, config: dict, picked: tuple[str, str] | None, 
             verdict = f"{count} correct predictions."
         else:
             verdict = f"{count} misclassified image(s) below." if count else "no images."
-        st.markdown(f"Selected cell: true **{picked[0]}**, predicted **{picked[1]}** — {verdict}")
+        st.markdown(f"Selected cell: true **{plain(picked[0])}**, predicted **{plain(picked[1])}** — {verdict}")
     names = report.class_names
     totals = {f"{names[i]}|{names[j]}": n for i, row in enumerate(report.confusion) for j, n in enumerate(row)}
     cells = sorted(report.errors, key=lambda k: -totals.get(k, 0))
@@ -456,7 +462,7 @@ def misclassified_gallery(report, config: dict, picked: tuple[str, str] | None, 
     try:
         loaded = load_dataset(dataset, dataset_split_args(config))  # the run's own splits: its indices
     except Exception as exc:
-        st.caption(f"Dataset '{dataset}' is not available here: {exc}")
+        st.caption(f"Dataset '{plain(dataset)}' is not available here: {plain(exc)}")
         return
     split = loaded.splits[report.split]
     true_class, predicted_class = key.split("|", 1)

@@ -9,7 +9,7 @@ import pytest
 
 from imgrec.registry import catalog, exports
 from tests.helpers.app_seeds import SEEDED_FORMATS, seed_models
-from tests.helpers.apptest import app_with_settings, elements
+from tests.helpers.apptest import app_with_settings, elements, shown
 from tests.helpers.export import requires_export_runtimes
 from tests.helpers.settings import make_settings
 
@@ -48,7 +48,7 @@ def test_cards_and_parity_table(monkeypatch, seeded):
     with app_with_settings(monkeypatch, seeded, page=PAGE) as at:
         at.run()
         assert not at.exception, at.exception
-        assert "tiny-cnn@1" in at.success[0].value  # the active model
+        assert "tiny-cnn@1" in shown(at.success[0].value)  # the active model
         overview = next(f for f in _frames(at) if "Backbone" in f.columns)
         assert list(overview["Version"]) == ["1", "2"] and list(overview["Active"]) == [True, False]
         assert list(overview["Exports ok"])[1] == "none"
@@ -79,7 +79,7 @@ def test_set_the_active_model(monkeypatch, seeded):
         at.button(key="models.activate").click().run()
         assert not at.exception, at.exception
         assert catalog.active_model(seeded) == ("tiny-cnn", "2")
-        assert any("tiny-cnn@2 is now the active model" in s.value for s in at.success)
+        assert any("tiny-cnn@2 is now the active model" in shown(s.value) for s in at.success)
         assert at.selectbox(key="models.ref").options[0] == "tiny-cnn@2"
 
 
@@ -109,7 +109,7 @@ def test_run_exports_from_the_page(monkeypatch, seeded):
         assert not at.exception, at.exception
         report = exports.read_parity("tiny-cnn", "2", seeded)
         assert set(report["exports"]) == {"tflite-fp32", "onnx"}
-        assert any("Exports of tiny-cnn@2 finished" in s.value for s in at.success)
+        assert any("Exports of tiny-cnn@2 finished" in shown(s.value) for s in at.success)
         parity = next(f for f in _frames(at) if "Top-1 agreement" in f.columns)
         assert (parity["Status"] == "— not exported").sum() == len(exports.FORMATS) - 2
         assert list(parity.loc[parity["Status"] != "— not exported", "Format"]) == ["TFLite float32", "ONNX (tf2onnx)"]
@@ -136,7 +136,7 @@ def test_delete_needs_confirmation_and_never_the_active_one(monkeypatch, seeded)
         at.button(key="models.delete").click().run()
         assert not at.exception, at.exception
         assert catalog.versions("tiny-cnn", seeded) == ["1"]
-        assert any("Deleted tiny-cnn@2" in s.value for s in at.success)
+        assert any("Deleted tiny-cnn@2" in shown(s.value) for s in at.success)
         assert at.selectbox(key="models.ref").options == ["tiny-cnn@1"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -40,3 +41,9 @@ def elements(at, kind: str) -> list:
 
     walk(at._tree)
     return found
+
+
+def shown(value: str) -> str:
+    """What a person reads of an element's Markdown source: the app escapes user and model text
+    (``ui.widgets.plain``); a rendered backslash escape is the character alone, a word joiner invisible."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", value).replace("\u2060", "")

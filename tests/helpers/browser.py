@@ -30,18 +30,21 @@ def chromium_path() -> str:
 
 
 @contextlib.contextmanager
-def streamlit_server(settings, timeout: float = 90):
+def streamlit_server(settings, timeout: float = 90, address: str | None = "127.0.0.1", with_process: bool = False):
+    """``streamlit run`` of the app; ``address=None`` leaves the address to ``.streamlit/config.toml``."""
     port = free_port()
     log_path = Path(settings.data_dir) / f"streamlit-{port}.log"
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    address_args = [] if address is None else ["--server.address", address]
     process = start(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
+         *address_args, "--server.headless", "true"],
         log_path=log_path, cwd=PROJECT_ROOT, env={**os.environ, **settings_env(settings)},
     )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(process, f"{url}/_stcore/health", log_path, timeout)
-        yield url
+        yield (url, process) if with_process else url
     finally:
         stop(process, timeout=15)
 
