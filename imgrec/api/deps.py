@@ -6,6 +6,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from imgrec.api.errors import REQUEST_ID_KEY, ApiError
 from imgrec.api.state import ApiState
@@ -23,7 +24,12 @@ State = Annotated[ApiState, Depends(get_state)]
 RequestId = Annotated[str | None, Depends(request_id)]
 
 
-def require_admin(request: Request, state: State) -> None:
+# Declares the bearer scheme in the OpenAPI schema; ``require_admin`` reads the header itself.
+_ADMIN_BEARER = HTTPBearer(auto_error=False, scheme_name="adminToken", description="IMGREC_ADMIN_TOKEN")
+
+
+def require_admin(request: Request, state: State,
+                  _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_ADMIN_BEARER)] = None) -> None:
     expected = state.settings.admin_token
     if not expected:
         raise ApiError(403, "admin_disabled",

@@ -8,16 +8,18 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from imgrec.api.deps import State
+from imgrec.api.schemas import Health, Liveness, Readiness
 
 router = APIRouter()
 
 
-@router.get("/health/live")
+@router.get("/health/live", responses={200: {"model": Liveness, "description": "The process serves"}})
 async def health_live():
     return {"status": "alive"}
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", responses={200: {"model": Readiness, "description": "Ready"},
+                                          503: {"model": Readiness, "description": "Not ready: no model or no database"}})
 async def health_ready(state: State):
     model, database = state.model_check(), await state.database_check()
     ready = model["ok"] and database["ok"]
@@ -25,7 +27,8 @@ async def health_ready(state: State):
     return JSONResponse(body, 200 if ready else 503)
 
 
-@router.get("/health")
+@router.get("/health", responses={200: {"model": Health, "description": "Ready, with details"},
+                                    503: {"model": Health, "description": "Not ready, with details"}})
 async def health(state: State):
     model, database = state.model_check(), await state.database_check()
     ready = model["ok"] and database["ok"]

@@ -8,12 +8,15 @@ from fastapi import APIRouter, Depends, Request
 
 from imgrec.api.deps import RequestId, State, require_admin
 from imgrec.api.errors import ApiError
+from imgrec.api.schemas import RELOAD_BODY, ReloadResult, errors
 from imgrec.core.refs import NAME_PATTERN
 
 router = APIRouter()
 
 
-@router.post("/model/reload", dependencies=[Depends(require_admin)])
+@router.post("/model/reload", dependencies=[Depends(require_admin)], openapi_extra=RELOAD_BODY,
+             responses={200: {"model": ReloadResult, "description": "The new model is loaded, warmed and served"},
+                        **errors(401, 403, 404, 413, 422)})
 async def reload_model(request: Request, state: State, rid: RequestId):
     name, version = _reload_target(await request.body())
     async with state.reload_lock:

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from imgrec.api.deps import RequestId, State
 from imgrec.api.errors import ApiError
 from imgrec.api.middleware import BODY_OVERHEAD_BYTES
+from imgrec.api.schemas import FileError, PredictionResult, errors
 from imgrec.api.state import ApiState
 from imgrec.inference.batching import Overloaded
 from imgrec.inference.service import Outcome, Upload
@@ -34,7 +35,8 @@ _PREDICT_BODY = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1,
+                                  "maxItems": MAX_FILES},
                         "metadata": {"type": "string", "description": "JSON object, at most 4 KiB"},
                     },
                     "required": ["files"],
@@ -45,7 +47,14 @@ _PREDICT_BODY = {
 }
 
 
-@router.post("/predict", openapi_extra=_PREDICT_BODY)
+_PREDICT_RESPONSES = {
+    200: {"model": PredictionResult | list[PredictionResult | FileError],
+          "description": "One file: its result object. Several files: a list, one result or file error per file"},
+    **errors(404, 408, 413, 415, 422, 503, s503="The queue is full (overloaded), or no model is loaded or it is loading"),
+}
+
+
+@router.post("/predict", openapi_extra=_PREDICT_BODY, responses=_PREDICT_RESPONSES)
 async def predict(
     request: Request,
     state: State,

@@ -7,11 +7,13 @@ from fastapi import APIRouter
 
 from imgrec.api.deps import State
 from imgrec.api.errors import ApiError
+from imgrec.api.schemas import Stats, errors
 
 router = APIRouter()
 
 
-@router.get("/stats")
+@router.get("/stats", responses={200: {"model": Stats, "description": "The aggregates"},
+                                   **errors(503, s503="The prediction log is unreachable")})
 async def stats(state: State):
     store = await state.ensure_store()
     if store is None:
