@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -514,7 +515,15 @@ class Store:
 
     def check_writable(self) -> None:
         """Write and roll back (the readiness check): a database that only answers reads is not ready.
-        Raises ``SQLAlchemyError`` (a stale read-only connection is dropped on the way, see _stale_connection)."""
+        Raises ``SQLAlchemyError`` (a stale read-only connection is dropped on the way, see _stale_connection).
+
+        A SQLite connection opened before the file turned read-only still writes (through its open file and
+        the WAL), so that write alone would say ready while every new connection fails: the file itself is
+        checked first."""
+        path = self.sqlite_path
+        if path is not None and path.exists() and not os.access(path, os.W_OK):
+            raise sa.exc.OperationalError("check_writable", {}, sqlite3.OperationalError(
+                "attempt to write a readonly database"))
         with self._write_engine.connect() as connection:
             transaction = connection.begin()
             try:
