@@ -524,12 +524,20 @@ class Store:
         if path is not None and path.exists() and not os.access(path, os.W_OK):
             raise sa.exc.OperationalError("check_writable", {}, sqlite3.OperationalError(
                 "attempt to write a readonly database"))
-        with self._write_engine.connect() as connection:
-            transaction = connection.begin()
+        for attempt in (1, 2):
             try:
-                connection.exec_driver_sql("UPDATE alembic_version SET version_num = version_num")
-            finally:
-                transaction.rollback()
+                with self._write_engine.connect() as connection:
+                    transaction = connection.begin()
+                    try:
+                        connection.exec_driver_sql("UPDATE alembic_version SET version_num = version_num")
+                    finally:
+                        transaction.rollback()
+                return
+            except SQLAlchemyError as exc:
+                # A connection opened while the file was read-only was dropped with its pool: once more, afresh.
+                if attempt == 1 and getattr(exc, "connection_invalidated", False):
+                    continue
+                raise
 
     def count_predictions(self) -> int:
         with self.engine.connect() as connection:

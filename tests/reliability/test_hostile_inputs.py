@@ -132,7 +132,7 @@ def _run_api(world, url: str) -> dict:
 
 
 def _run_app(world) -> dict:
-    from tests.helpers.apptest import app_with_settings
+    from tests.helpers.apptest import app_with_settings, shown
     from ui.explain_view import HEATMAPS
 
     out = {"_process": {"exceptions": [], "errors_shown": [], "heatmaps": {}, "subheaders": []}}
@@ -147,8 +147,8 @@ def _run_app(world) -> dict:
                     [(case.app_filename, world["data"][case.name], _mime(case.filename)) for case in batch]
                 ).run()
                 out["_process"]["exceptions"] += [str(e.value) for e in at.exception]
-                out["_process"]["errors_shown"] += [e.value for e in at.error]
-                out["_process"]["subheaders"] += [s.value for s in at.main.subheader]
+                out["_process"]["errors_shown"] += [shown(e.value) for e in at.error]
+                out["_process"]["subheaders"] += [shown(s.value) for s in at.main.subheader]
                 results = {item.upload.filename: item for item in at.session_state["predict.results"].values()}
                 for case in batch:
                     item = results.get(case.app_filename)
