@@ -25,7 +25,7 @@ from tests.helpers.servers import free_port
 pytest_plugins = ["tests.helpers.store_fixtures"]
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(2400)]
 
-MAX_IMAGE_BYTES = 3.2e9  # TensorFlow alone is 1.3 GB installed; the rest of the pinned runtime set ~1.3 GB
+MAX_IMAGE_BYTES = 3.7e9  # TensorFlow alone is 1.3 GB installed; Ray ~0.25 GB, OpenCV, SciPy, scikit-learn, PyAV; the rest ~1.5 GB
 READY_TIMEOUT_S = 240
 TOKEN = "container-test-token"
 NO_DOWNLOADS = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
