@@ -10,9 +10,9 @@ import pytest
 from imgrec.core.settings import Settings
 from imgrec.modeling.darknet import (
     DarknetError,
+    build_model,
     import_darknet,
     parse_cfg,
-    build_model,
     shipped_detector_dir,
     shipped_detector_files,
 )
@@ -36,9 +36,9 @@ def shipped(stem: str):
 @pytest.mark.parametrize("stem", ["yolo-fastest-1.1-xl", "yolo-fastest-1.1"])
 def test_importing_the_shipped_darknet_files_gives_the_shipped_keras_model(stem, photos_dir):
     import keras
+    from PIL import Image
 
     from imgrec.core.images import resize
-    from PIL import Image
 
     cfg, weights, _names = shipped(stem)
     imported = import_darknet(cfg, weights)
