@@ -321,11 +321,6 @@ def read_names(path: Path) -> list[str]:
     return names
 
 
-def shipped_detector_dir(settings: Settings) -> Path:
-    """Where the shared material keeps the pretrained detectors (beside the shared data folder)."""
-    return settings.shared_data_dir.parent / "detection"
-
-
 def fetch_instructions(stem: str) -> str:
     """How to get and import a shipped detector by hand on a machine without the shared folder."""
     folder = f"https://github.com/{UPSTREAM_REPOSITORY}/tree/{UPSTREAM_COMMIT}/{UPSTREAM_FOLDER}"
@@ -338,7 +333,7 @@ def shipped_detector_files(stem: str, settings: Settings) -> tuple[Path, Path, P
     """The checked ``.cfg``, ``.weights`` and ``coco.names`` of a shipped detector; nothing is downloaded."""
     if stem not in SHIPPED_DETECTORS:
         raise DarknetError(f"No shipped detector '{stem}'. Expected one of: {', '.join(SHIPPED_DETECTORS)}.")
-    folder = shipped_detector_dir(settings) / stem
+    folder = settings.shared_detection_dir / stem
     files = (folder / f"{stem}.cfg", folder / f"{stem}.weights", folder / "coco.names")
     missing = [path.name for path in files if not path.is_file()]
     if missing:

@@ -13,7 +13,6 @@ from imgrec.modeling.darknet import (
     build_model,
     import_darknet,
     parse_cfg,
-    shipped_detector_dir,
     shipped_detector_files,
 )
 from imgrec.modeling.yolo_spec import YoloHeadSpec
@@ -29,7 +28,7 @@ def shipped(stem: str):
     try:
         return shipped_detector_files(stem, Settings())
     except DarknetError:
-        pytest.skip(f"the shipped detectors are not in {shipped_detector_dir(Settings()).name}/ (../shared)")
+        pytest.skip(f"the shipped detectors are not in {Settings().shared_detection_dir.name}/ (../shared)")
 
 
 @pytest.mark.slow
@@ -73,7 +72,7 @@ def test_a_renamed_or_altered_shipped_file_is_refused_by_its_checksum(tmp_path):
 
 
 def test_without_the_shared_folder_the_error_says_what_to_fetch_and_how_to_import(tmp_path):
-    settings = Settings(shared_data_dir=tmp_path / "shared" / "data")
+    settings = Settings(shared_detection_dir=tmp_path / "detection")
     with pytest.raises(DarknetError) as caught:
         shipped_detector_files("yolo-fastest-1.1-xl", settings)
     message = str(caught.value)
