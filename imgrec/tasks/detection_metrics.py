@@ -17,6 +17,7 @@ from imgrec.core.files import utc_timestamp, write_atomically
 IOU_50 = 0  # index of IoU 0.5 in COCOeval's thresholds .50:.05:.95
 AREA_ALL = 0  # index of the "all" area range
 MAX_DETECTIONS_100 = 2  # index of maxDets=100, the one COCO's AP uses
+DETECTION_REPORT = "detection_report.json"  # written beside a detector by `imgrec evaluate`
 
 
 class DetectionEvaluationError(ImgrecError):
@@ -68,6 +69,7 @@ class DetectionReport:
     model: str = ""
     dataset: str = ""
     score_threshold: float | None = None
+    best_class_only: bool = False  # each box gave only its best class (else every class over the threshold)
     notes: list[str] = field(default_factory=list)  # what was left out of the evaluation, and why
     created: str = field(default_factory=utc_timestamp)
     task: str = "detection"
