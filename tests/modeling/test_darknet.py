@@ -16,12 +16,7 @@ from imgrec.modeling.darknet import (
     shipped_detector_files,
 )
 from imgrec.modeling.yolo_spec import YoloHeadSpec
-
-HEADER = np.array([0, 2, 0], "<i4").tobytes() + np.array([0], "<i8").tobytes()  # version 0.2: 64-bit "seen"
-
-
-def weights_file(values) -> bytes:
-    return HEADER + np.asarray(values, "<f4").tobytes()
+from tests.helpers.darknet import WEIGHTS_HEADER, weights_file
 
 
 def shipped(stem: str):
@@ -122,7 +117,7 @@ def test_too_short_or_too_long_a_weights_file_is_refused_naming_the_counts():
     with pytest.raises(DarknetError, match=r"holds 50 float32 values but the .cfg uses 48 \(2 left over\)"):
         build_model(sections, weights_file(np.zeros(50)))
     with pytest.raises(DarknetError, match="not a whole number of float32 values"):
-        build_model(sections, HEADER + b"\0" * 6)
+        build_model(sections, WEIGHTS_HEADER + b"\0" * 6)
 
 
 TINY_V4_CFG = """
