@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -40,8 +41,6 @@ def add_parser(commands) -> None:
 
 
 def _fraction(text: str) -> float:
-    import argparse
-
     try:
         value = float(text)
     except ValueError:

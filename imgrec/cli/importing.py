@@ -9,7 +9,7 @@ from imgrec.core.errors import ModelError
 from imgrec.core.files import sha256_file
 from imgrec.core.refs import ModelRef
 from imgrec.core.settings import Settings
-from imgrec.modeling.darknet import import_darknet, read_names
+from imgrec.modeling.darknet import NAMES_FILE, import_darknet, is_shipped_cfg, read_names
 from imgrec.registry.detectors import register_detector
 
 
@@ -27,7 +27,7 @@ def add_parser(commands) -> None:
 
 def run_darknet(args, settings: Settings) -> int:
     name = ModelRef.parse(args.name or args.cfg.stem).name
-    class_names = read_names(args.names)
+    class_names = read_names(args.names, NAMES_FILE if is_shipped_cfg(args.cfg) else None)
     imported = import_darknet(args.cfg, args.weights)
     if len(class_names) != imported.spec.num_classes:
         raise ModelError(f"{args.names.name} names {len(class_names)} classes but {args.cfg.name} has "

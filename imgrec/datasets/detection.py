@@ -211,7 +211,11 @@ def _read_json(path: Path) -> dict:
 
 def _read_coco(path: Path, collector: _Collector) -> None:
     if path.is_dir():
-        path = next(path.glob("*.json"))
+        candidates = sorted(path.glob("*.json"))
+        if len(candidates) != 1:
+            raise DatasetError(f"{path} holds {len(candidates)} .json files. Expected one COCO annotation file "
+                               "(or name the file itself).")
+        path = candidates[0]
     data = _read_json(path)
     try:
         categories = {int(c["id"]): str(c["name"]) for c in data["categories"]}

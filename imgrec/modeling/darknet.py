@@ -29,6 +29,7 @@ KNOWN_SHA256 = {
     "yolo-fastest-1.1.cfg": "f6df5775c1e862998cf69046eba9265be3ae84dfe8b2caab7529823f0795bf70",
     "coco.names": "634a1132eb33f8091d60f2c346ababe8b905ae08387037aed883953b7329af84",
 }
+NAMES_FILE = "coco.names"
 SHIPPED_DETECTORS = ("yolo-fastest-1.1-xl", "yolo-fastest-1.1")  # each a folder and the stem of its files
 
 
@@ -43,25 +44,25 @@ class Section:
     options: dict[str, str] = field(default_factory=dict)
 
     def integer(self, key: str, default: int | None = None) -> int:
-        return int(self._value(key, default))
+        return self._parse(key, default, int, "a whole number")
 
     def number(self, key: str, default: float | None = None) -> float:
-        return float(self._value(key, default))
+        return self._parse(key, default, float, "a number")
 
     def integers(self, key: str) -> list[int]:
-        return [int(part) for part in self._value(key, None).split(",") if part.strip()]
+        return self._parse(key, None, lambda raw: [int(part) for part in raw.split(",") if part.strip()],
+                           "whole numbers separated by commas")
 
-    def _value(self, key: str, default):
+    def _parse(self, key: str, default, parse, expected: str):
         raw = self.options.get(key)
         if raw is None:
             if default is None:
                 raise DarknetError(f"[{self.kind}] at line {self.line} has no '{key}'. Expected '{key}=...'.")
             return default
         try:
-            float(raw.split(",")[0])
+            return parse(raw)
         except ValueError:
-            raise DarknetError(f"[{self.kind}] at line {self.line}: {key}={raw!r} is not a number.") from None
-        return raw
+            raise DarknetError(f"[{self.kind}] at line {self.line}: {key}={raw!r}. Expected {expected}.") from None
 
 
 @dataclass(frozen=True)
@@ -294,7 +295,9 @@ def import_darknet(cfg_path: Path, weights_path: Path) -> DarknetModel:
     for path in (cfg_path, weights_path):
         if not Path(path).is_file():
             raise DarknetError(f"{path} is not a file. Expected a Darknet .cfg and its .weights.")
-        verify_known_file(Path(path))
+    verify_known_file(Path(cfg_path))
+    # The shipped weights stand beside their .cfg whatever the weights file is called.
+    verify_known_file(Path(weights_path), f"{Path(cfg_path).stem}.weights" if is_shipped_cfg(cfg_path) else None)
     try:
         text = Path(cfg_path).read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -302,23 +305,37 @@ def import_darknet(cfg_path: Path, weights_path: Path) -> DarknetModel:
     return build_model(parse_cfg(text), Path(weights_path).read_bytes(), source=Path(weights_path).name)
 
 
-def verify_known_file(path: Path) -> None:
-    """A file named like one of the shipped upstream files must be that file, byte for byte."""
-    expected = KNOWN_SHA256.get(path.name)
+def verify_known_file(path: Path, known_as: str | None = None) -> None:
+    """A file named like one of the shipped upstream files (or standing in for ``known_as``) must be that
+    file, byte for byte."""
+    name = known_as or path.name
+    expected = KNOWN_SHA256.get(name)
     if expected and (actual := sha256_file(path)) != expected:
-        raise DarknetError(f"{path} has sha256 {actual}. Expected {expected}, the file of {UPSTREAM_REPOSITORY} "
-                           f"at commit {UPSTREAM_COMMIT}; {fetch_instructions(path.name.split('.')[0])}")
+        raise DarknetError(f"{path} has sha256 {actual}. Expected {expected}, {name} of {UPSTREAM_REPOSITORY} "
+                           f"at commit {UPSTREAM_COMMIT}. To import the shipped detectors, "
+                           f"{fetch_instructions(name.rsplit('.', 1)[0]) if name != NAMES_FILE else _fetch_any()}")
 
 
-def read_names(path: Path) -> list[str]:
-    """Class names of a Darknet ``.names`` file: one a line, blank lines skipped."""
+def is_shipped_cfg(path: Path) -> bool:
+    """Whether ``path`` is named like one of the shipped detectors' ``.cfg`` (its class names are then coco.names)."""
+    return Path(path).suffix == ".cfg" and Path(path).stem in SHIPPED_DETECTORS
+
+
+def read_names(path: Path, known_as: str | None = None) -> list[str]:
+    """Class names of a Darknet ``.names`` file: one a line, blank lines skipped; checked by sha256 only when it
+    stands in for a shipped file (``known_as``), so people's own ``coco.names`` files stay theirs."""
     if not Path(path).is_file():
         raise DarknetError(f"{path} is not a file. Expected a .names file with one class name a line.")
-    verify_known_file(Path(path))
+    if known_as:
+        verify_known_file(Path(path), known_as)
     names = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     if not names:
         raise DarknetError(f"{path} holds no class names. Expected one class name a line.")
     return names
+
+
+def _fetch_any() -> str:
+    return " or ".join(fetch_instructions(stem) for stem in SHIPPED_DETECTORS)
 
 
 def fetch_instructions(stem: str) -> str:
@@ -334,7 +351,7 @@ def shipped_detector_files(stem: str, settings: Settings) -> tuple[Path, Path, P
     if stem not in SHIPPED_DETECTORS:
         raise DarknetError(f"No shipped detector '{stem}'. Expected one of: {', '.join(SHIPPED_DETECTORS)}.")
     folder = settings.shared_detection_dir / stem
-    files = (folder / f"{stem}.cfg", folder / f"{stem}.weights", folder / "coco.names")
+    files = (folder / f"{stem}.cfg", folder / f"{stem}.weights", folder / NAMES_FILE)
     missing = [path.name for path in files if not path.is_file()]
     if missing:
         raise DarknetError(f"{folder} lacks {', '.join(missing)}. Nothing is downloaded: {fetch_instructions(stem)}")

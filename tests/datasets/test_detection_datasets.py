@@ -94,3 +94,12 @@ def test_an_empty_set_an_unknown_layout_and_a_broken_file_are_clear_errors(tmp_p
     broken.write_text('{"images": [{"id": 1}], "annotations": [], "categories": []}')
     with pytest.raises(DatasetError, match="malformed entry.*file_name"):
         load_detection_dataset(broken)
+
+
+def test_a_folder_with_several_coco_files_asks_for_the_file_itself(tmp_path):
+    root = tmp_path / "coco"
+    write_coco(root)
+    assert load_detection_dataset(root).format == "coco"  # the one .json of the folder
+    (root / "other.json").write_text("{}")
+    with pytest.raises(DatasetError, match="holds 2 .json files. Expected one COCO annotation file"):
+        load_detection_dataset(root, "coco")

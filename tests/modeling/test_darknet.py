@@ -9,10 +9,13 @@ import pytest
 
 from imgrec.core.settings import Settings
 from imgrec.modeling.darknet import (
+    NAMES_FILE,
     DarknetError,
     build_model,
     import_darknet,
+    is_shipped_cfg,
     parse_cfg,
+    read_names,
     shipped_detector_files,
 )
 from imgrec.modeling.yolo_spec import YoloHeadSpec
@@ -232,8 +235,19 @@ def test_route_groups_depthwise_shortcut_maxpool_and_upsample_build_and_survive_
         ("[net]\nwidth=8\nheight=8\n[route]\nlayers=-3\n[yolo]\nclasses=1\nanchors=1,1\n",
          "refers to layer -3, which is not an earlier layer"),
         ("[net]\nwidth=8\nheight=8\n", r"no \[yolo\] section"),
+        ("[net]\nwidth=8\nheight=8\n[convolutional]\nfilters=1.5\n[yolo]\nclasses=1\nanchors=1,1\n",
+         r"\[convolutional\] at line 4: filters='1.5'. Expected a whole number"),
     ],
 )
 def test_unsupported_or_broken_cfg_files_are_refused_clearly(cfg, message):
     with pytest.raises(DarknetError, match=message):
         build_model(parse_cfg(cfg), weights_file(np.zeros(64)))
+
+
+def test_names_files_are_checked_only_when_they_stand_in_for_the_shipped_coco_names(tmp_path):
+    own = tmp_path / "coco.names"
+    own.write_text("apple\npear\n")
+    assert read_names(own) == ["apple", "pear"]  # someone's own model with its own coco.names
+    with pytest.raises(DarknetError, match="has sha256 .* Expected 634a1132.*coco.names of dog-qiuqiu/Yolo-Fastest"):
+        read_names(own, NAMES_FILE)
+    assert is_shipped_cfg(tmp_path / "yolo-fastest-1.1-xl.cfg") and not is_shipped_cfg(tmp_path / "mine.cfg")
