@@ -250,6 +250,8 @@ class DetectionTask(Task):
                        mean_score_diff=round(float(np.mean(score_diffs)), 6) if score_diffs else None,
                        reference_boxes=sum(len(r.detections) for r in expected))
         reasons = []
+        if not figures["reference_boxes"]:
+            reasons.append("Keras finds no boxes on the held-out images, so box agreement cannot be judged")
         if share < MIN_MATCHED_SHARE:
             reasons.append(f"{share:.1%} of boxes match Keras's at IoU ≥ {MATCH_IOU} (below {MIN_MATCHED_SHARE:.0%})")
         if agreement is not None and agreement < MIN_LABEL_AGREEMENT:
