@@ -27,6 +27,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from imgrec.core.errors import StoreError
 from imgrec.predlog.store import (
+    NO_DETECTIONS_LABEL,
     Store,
     as_utc_naive,
     detections_table,
@@ -115,7 +116,9 @@ class Filters:
                 sa.or_(*(sa.and_(P.model_name == name, P.model_version == version) for name, version in self.models))
             )
         if self.detected_labels:
-            conditions.append(sa.exists().where(D.prediction_id == P.id, D.label.in_(self.detected_labels)))
+            # Its own alias: queries over the detections table itself must not correlate with it.
+            boxes = detections_table.alias("filter_boxes").c
+            conditions.append(sa.exists().where(boxes.prediction_id == P.id, boxes.label.in_(self.detected_labels)))
         if self.min_confidence is not None:
             conditions.append(P.top1_score >= float(self.min_confidence))
         if self.max_confidence is not None:
@@ -367,6 +370,52 @@ def latency_over_time(store: Store, filters: Filters = NO_FILTERS) -> pd.DataFra
             rows.append((day, count, mean, p50, p95))
     columns = ["day", "predictions", "mean_latency_ms", "p50_latency_ms", "p95_latency_ms"]
     return _with_iso_days(pd.DataFrame(rows, columns=columns))
+
+
+# -- detections --------------------------------------------------------------------------------
+
+
+def objects_by_day(store: Store, filters: Filters = NO_FILTERS) -> pd.DataFrame:
+    """Detected objects per UTC day and class of the filtered predictions (long format: pivot on the page)."""
+    query = (
+        sa.select(P.created_day.label("day"), D.label, sa.func.count().label("objects"))
+        .join_from(detections_table, predictions_table, D.prediction_id == P.id)
+        .where(*filters.conditions())
+        .group_by(P.created_day, D.label)
+        .order_by(P.created_day, D.label)
+    )
+    return _with_iso_days(_frame(store, "objects by day", query))
+
+
+def objects_per_image(store: Store, filters: Filters = NO_FILTERS) -> pd.DataFrame:
+    """How many of the filtered detector predictions found 0, 1, 2, … objects (classifiers' rows left out)."""
+    # Over the outer join: a row with a box, or a detector's prediction that found nothing.
+    is_detection = sa.or_(D.id.is_not(None), P.top1_label == NO_DETECTIONS_LABEL)
+    per_prediction = (
+        sa.select(sa.func.count(D.id).label("objects"))
+        .select_from(predictions_table)
+        .outerjoin(detections_table, D.prediction_id == P.id)
+        .where(is_detection, *filters.conditions())
+        .group_by(P.id)
+        .subquery()
+    )
+    query = (sa.select(per_prediction.c.objects, sa.func.count().label("predictions"))
+             .group_by(per_prediction.c.objects).order_by(per_prediction.c.objects))
+    return _frame(store, "objects per image", query)
+
+
+def detection_score_histogram(store: Store, filters: Filters = NO_FILTERS, bins: int = 10) -> pd.DataFrame:
+    """Every detected box's score in ``bins`` equal bins over [0, 1], like ``confidence_histogram``."""
+    bins = _positive(bins, "bins")
+    scored = (sa.select(_score_bin(D.score, bins).label("bin"))
+              .join_from(detections_table, predictions_table, D.prediction_id == P.id)
+              .where(*filters.conditions()).subquery())
+    query = sa.select(scored.c.bin, sa.func.count()).group_by(scored.c.bin)
+    with _reading(store, "the detection score histogram") as connection:
+        counts = dict(connection.execute(query).all())
+    return pd.DataFrame({"bin": range(bins), "lower": [i / bins for i in range(bins)],
+                         "upper": [(i + 1) / bins for i in range(bins)],
+                         "objects": [counts.get(i, 0) for i in range(bins)]})
 
 
 # -- rows --------------------------------------------------------------------------------------

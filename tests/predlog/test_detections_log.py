@@ -127,3 +127,20 @@ def test_filter_by_detected_class(store):
     store.log_prediction(make_record("cat"))
     assert stats.summary(store, stats.Filters(detected_labels=["tie"])).predictions == 1
     assert stats.summary(store, stats.Filters(detected_labels=["person", "tie"])).predictions == 2
+
+
+def test_objects_by_day_per_image_and_score_histogram(store):
+    from tests.helpers.store_fixtures import BASE_TIME
+
+    store.log_prediction(detector_record("hopper", PERSON_AND_TIE, created_at=BASE_TIME))
+    store.log_prediction(detector_record("person only", [PERSON_AND_TIE[0]], created_at=BASE_TIME))
+    store.log_prediction(detector_record("empty", [], created_at=BASE_TIME))
+    store.log_prediction(make_record("cat", created_at=BASE_TIME))  # a classifier's: no objects, not counted
+    day = BASE_TIME.date().isoformat()
+    assert stats.frame_to_records(stats.objects_by_day(store)) == [
+        {"day": day, "label": "person", "objects": 2}, {"day": day, "label": "tie", "objects": 1}]
+    assert stats.frame_to_records(stats.objects_per_image(store)) == [
+        {"objects": 0, "predictions": 1}, {"objects": 1, "predictions": 1}, {"objects": 2, "predictions": 1}]
+    histogram = stats.detection_score_histogram(store, bins=10)
+    assert list(histogram["objects"]) == [0, 0, 0, 1, 0, 0, 0, 0, 0, 2]
+    assert list(stats.objects_by_day(store, stats.Filters(detected_labels=["tie"]))["objects"]) == [1, 1]
