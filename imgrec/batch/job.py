@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,6 +25,7 @@ import pyarrow.parquet as pq
 from imgrec.batch.rows import SCHEMA, rows_table
 from imgrec.batch.sources import Source, resolve_source
 from imgrec.core.errors import ImgrecError
+from imgrec.core.files import utc_timestamp
 from imgrec.core.refs import ModelRef
 from imgrec.core.settings import Settings
 from imgrec.core.storage import Storage
@@ -34,6 +36,7 @@ ROWS_PER_PART = 4096
 BATCH_SIZE = 32  # images per model call in an actor
 READ_CPUS = 0.5  # a read task mostly waits for the disk or the network
 BATCH_SOURCE = "batch"  # the prediction log's source for these predictions
+BATCH_DIR = "batch"  # under data_dir: the outputs of jobs launched from the app
 
 
 class BatchError(ImgrecError):
@@ -211,6 +214,18 @@ class _PartWriter:
 
     def close(self) -> None:
         self.flush()
+
+
+def new_output(settings: Settings, model_ref: str) -> Path:
+    """A fresh output folder under ``data/batch/`` for a job the app launches, named by time and model."""
+    stamp = utc_timestamp().replace(":", "").replace("-", "").removesuffix("+0000")
+    return settings.data_dir / BATCH_DIR / f"{stamp}-{model_ref.replace('@', '-')}.parquet"
+
+
+def past_outputs(settings: Settings) -> list[Path]:
+    """The outputs of the jobs launched from the app, newest first."""
+    folder = settings.data_dir / BATCH_DIR
+    return sorted(folder.glob("*.parquet"), reverse=True) if folder.is_dir() else []
 
 
 def part_names(storage: Storage) -> list[str]:

@@ -15,6 +15,7 @@ FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "te
 def moto_s3():
     """Start moto's S3 server on a free port and point this process (and what it starts) at it; yields the
     variables, for subprocesses that get an environment of their own."""
+    import s3fs
     from moto.server import ThreadedMotoServer
 
     port = free_port()
@@ -23,6 +24,7 @@ def moto_s3():
     env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
+    s3fs.S3FileSystem.clear_instance_cache()  # a cached file system would still talk to an earlier server
     try:
         yield env
     finally:
@@ -31,6 +33,7 @@ def moto_s3():
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        s3fs.S3FileSystem.clear_instance_cache()
         server.stop()
 
 
