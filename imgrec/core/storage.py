@@ -95,8 +95,10 @@ class Storage:
             self._call("upload", key, self.fs.put_file, str(local), self.path(key))
 
     def put_tree(self, folder: Path, prefix: str, last: str) -> None:
-        """Upload every file under ``folder`` to ``prefix/``, the file named ``last`` (the marker) after all others."""
-        files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
+        """Upload the files under ``folder`` to ``prefix/``, the file named ``last`` (the marker) after all others."""
+        # Hidden files are locks and leftovers of interrupted writes, never part of what is published.
+        files = sorted(p for p in Path(folder).rglob("*")
+                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
         files.sort(key=lambda p: p.relative_to(folder).as_posix() == last)
         for file in files:
             self.put_file(file, f"{prefix}/{file.relative_to(folder).as_posix()}")

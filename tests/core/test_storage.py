@@ -108,3 +108,20 @@ def test_kept_uploads_live_in_the_bucket(bucket, tmp_path, photos_dir, s3_env):
         assert store.prune_uploads(0) == 1
         assert store.get_prediction(prediction_id)["stored_path"] is None
     assert not Storage(url).exists(f"uploads/{digest[:2]}/{digest}.jpg")
+
+
+def test_exports_follow_the_model_into_the_bucket(bucket, tmp_path):
+    from imgrec.export import exporter
+    from imgrec.registry import exports
+
+    url = f"{bucket}/registry"
+    here = make_settings(tmp_path / "here", storage_url=url)
+    catalog.save_model(build_tiny_model(), tiny_card(), here)
+    [result] = exporter.export_model("tiny-cnn", "1", ["tflite-fp32"], here)
+    assert result.ok, result.reason
+    exports.set_serving_backend("tiny-cnn", "1", "tflite-fp32", here)
+
+    there = make_settings(tmp_path / "there", storage_url=url)
+    assert exports.serving_backend("tiny-cnn", "1", there) == "tflite-fp32"
+    exports.verify_export("tiny-cnn", "1", "tflite-fp32", there)  # the fetched files match their recorded checksums
+    assert not any(name.startswith(".") for name in Storage(url).list_names("models/tiny-cnn/1/exports"))
