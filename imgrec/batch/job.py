@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -24,7 +25,7 @@ import pyarrow.parquet as pq
 
 from imgrec.batch.rows import SCHEMA, rows_table
 from imgrec.batch.sources import Source, resolve_source
-from imgrec.core.errors import ImgrecError
+from imgrec.core.errors import ImgrecError, first_line
 from imgrec.core.files import utc_timestamp
 from imgrec.core.refs import ModelRef
 from imgrec.core.settings import Settings
@@ -37,6 +38,9 @@ BATCH_SIZE = 32  # images per model call in an actor
 READ_CPUS = 0.5  # a read task mostly waits for the disk or the network
 BATCH_SOURCE = "batch"  # the prediction log's source for these predictions
 BATCH_DIR = "batch"  # under data_dir: the outputs of jobs launched from the app
+
+
+IMGREC_ERROR_LINE = re.compile(r"imgrec\.[\w.]+(?:Error|Cancelled): (.+)")
 
 
 class BatchError(ImgrecError):
@@ -108,6 +112,7 @@ def run_batch(source: str, model: str | None, output: str, settings: Settings, *
     ref = ModelRef.parse(model) if model else None
     name, version = catalog.resolve(ref.name if ref else None, ref.version if ref else None, settings)
     card = catalog.load_card(name, version, settings)
+    card.verify_files(catalog.model_dir(name, version, settings))  # a corrupt model is refused here, not in each actor
     files = resolve_source(source)
     results = Storage(output)
     done = existing_sources(results)
@@ -118,19 +123,25 @@ def run_batch(source: str, model: str | None, output: str, settings: Settings, *
     started = time.perf_counter()
     if not todo:
         return Summary(card.ref, output, 0, 0, len(files.paths), 0.0, 0)
+    import ray
+
     actors = _start_ray(ray_address, actors)
     dataset = _dataset(files, todo, name, version, settings, top_k or settings.default_top_k, log, actors)
     writer = _PartWriter(results)
     seen: set[str] = set()
     failures = 0
-    for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-        table = block.cast(SCHEMA)
-        writer.add(table)
-        new = set(table.column("source_path").to_pylist()) - seen
-        seen |= new
-        failures += len(set(table.filter(pc.is_valid(table.column("error"))).column("source_path").to_pylist()))
-        if on_progress:
-            on_progress(Progress(len(seen), len(todo), failures, time.perf_counter() - started))
+    try:
+        for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            table = block.cast(SCHEMA)
+            writer.add(table)
+            seen |= set(table.column("source_path").to_pylist())
+            failures += len(set(table.filter(pc.is_valid(table.column("error"))).column("source_path").to_pylist()))
+            if on_progress:
+                on_progress(Progress(len(seen), len(todo), failures, time.perf_counter() - started))
+    except ray.exceptions.RayError as exc:
+        writer.close()  # what is done stays done: --skip-existing finishes the rest
+        raise BatchError(f"The batch job stopped after {len(seen)} of {len(todo)} images: {_reason(exc)} "
+                         "Run it again with --skip-existing once that is fixed.") from None
     missing = [path for path in todo if files.shown(path) not in seen]
     if missing:  # listed, but gone before Ray read them: an error row each, as `imgrec predict` says it
         writer.add(_missing_rows(missing, files, card, settings))
@@ -138,6 +149,18 @@ def run_batch(source: str, model: str | None, output: str, settings: Settings, *
     writer.close()
     return Summary(card.ref, output, len(todo), failures, len(files.paths) - len(todo),
                    time.perf_counter() - started, actors)
+
+
+def _reason(exc: BaseException) -> str:
+    """The imgrec error behind a Ray failure (e.g. a model an actor could not load), else Ray's first line."""
+    cause = exc
+    while cause is not None:
+        if isinstance(cause, ImgrecError):
+            return str(cause)
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    # An actor that died in its constructor reaches us as text: its traceback, ending in our error's message.
+    found = IMGREC_ERROR_LINE.findall(str(exc))
+    return found[-1] if found else first_line(exc)
 
 
 def _start_ray(address: str | None, actors: int | None) -> int:

@@ -13,6 +13,7 @@ import s3fs
 
 from imgrec.batch.job import BatchError, existing_sources, read_results, run_batch
 from imgrec.batch.sources import SourceError
+from imgrec.core.errors import ModelError
 from imgrec.core.storage import Storage
 from imgrec.registry import catalog
 from tests.helpers.buckets import make_bucket
@@ -160,3 +161,13 @@ def test_refusals_name_what_was_given(batch_settings, tmp_path):
                      batch_settings)
     assert result.returncode == 2 and "No model named 'no-such'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_corrupt_model_is_refused_before_any_actor_starts(tmp_path, image_folder):
+    settings = make_settings(tmp_path)
+    catalog.save_model(build_tiny_model(), tiny_card(), settings)
+    with open(settings.models_dir / "tiny-cnn" / "1" / "model.keras", "ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(ModelError, match="file 'model.keras' has checksum .* The file is corrupt or was replaced"):
+        run_batch(str(image_folder), "tiny-cnn", str(tmp_path / "o"), settings)
+    assert not (tmp_path / "o").exists()
