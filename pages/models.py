@@ -1,4 +1,4 @@
-"""Models: every model and version with its card, exports and parity, the active model, compare, files, delete."""
+"""Models: every model and version with its card, exports and parity, batch jobs, the active model, compare, files, delete."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from imgrec.core.settings import get_settings
 from imgrec.export import exporter
 from imgrec.registry import catalog, exports
 from imgrec.tasks.registry import task_for
+from ui import batch_view, train_view
 from ui import models_view as view
-from ui import train_view
 from ui.widgets import LOCKED, admin_unlocked, apply_change, ensure_routed, flash, plain, show_error, show_flash
 
 ensure_routed()
@@ -53,9 +53,10 @@ ref = st.selectbox("Model version", refs, key="models.ref")  # the active model 
 card = by_ref[ref]
 is_active = ref == active
 
-card_tab, evaluation_tab, exports_tab, compare_tab, files_tab, delete_tab = st.tabs([
+card_tab, evaluation_tab, exports_tab, batch_tab, compare_tab, files_tab, delete_tab = st.tabs([
     ":material/badge: Card", ":material/fact_check: Evaluation", ":material/conversion_path: Exports & parity",
-    ":material/compare: Compare", ":material/download: Files", ":material/delete: Delete",
+    ":material/dataset: Batch", ":material/compare: Compare", ":material/download: Files",
+    ":material/delete: Delete",
 ])
 
 with card_tab:
@@ -125,6 +126,9 @@ with exports_tab:
             apply_change(lambda: exports.set_serving_backend(card.name, card.version, chosen, settings),
                               f"{card.ref} is now served with {view.serving_choice_label(chosen)}.",
                               predictors=True)
+
+with batch_tab:
+    batch_view.batch_panel(card, settings, unlocked)
 
 with compare_tab:
     if len(refs) < 2:

@@ -58,6 +58,9 @@ class Settings:
     api_resident_models: int = 2
     # How long a request waits for its ?model= to load before a 503 model_loading (the load goes on).
     api_model_load_wait_s: float = 5.0
+    # Where the model registry and kept uploads live besides the local folders: an fsspec URL such as
+    # s3://bucket/prefix (see imgrec.core.storage); empty: local folders only.
+    storage_url: str = ""
 
     @property
     def database_url_resolved(self) -> str:

@@ -118,6 +118,7 @@ def export_model(
                                       export_seconds=time.perf_counter() - started)
                 results.append(result)
                 _save_report(folder, card, held_out, calibration, [result], keras_latency)
+        catalog.publish_version(name, version, settings)  # with IMGREC_STORAGE_URL: the exports go to the bucket too
         return results
 
 

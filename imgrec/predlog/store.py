@@ -32,10 +32,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from imgrec.core.errors import StoreError
 from imgrec.core.files import write_atomically
 from imgrec.core.settings import Settings
+from imgrec.core.storage import Storage, StorageError, storage_for
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("app", "api", "cli")
+SOURCES = ("app", "api", "cli", "batch")
 SQLITE_BUSY_TIMEOUT_S = 30
 MIGRATIONS_LOCATION = "imgrec.predlog:migrations"
 # Any constant works: concurrent openers of one PostgreSQL database take turns migrating.
@@ -45,6 +46,7 @@ SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
 KEPT_UPLOAD_PATTERN = re.compile(r"([0-9a-f]{64})\.[a-z]+")
 TEMP_UPLOAD_SUFFIX = ".part"
+UPLOADS_PREFIX = "uploads"  # kept uploads under the storage URL, when there is one
 PG_CONNECT_ARGS = {
     "connect_timeout": 5,
     "options": "-c statement_timeout=10000 -c lock_timeout=5000 -c idle_in_transaction_session_timeout=30000",
@@ -102,7 +104,7 @@ predictions_table = sa.Table(
     sa.Column("metadata", JSON_TYPE, nullable=True),
     # Set by the faces (a UUID per prediction): writing the same record twice leaves one row.
     sa.Column("request_key", sa.String(32), nullable=True),
-    sa.CheckConstraint("source IN ('app', 'api', 'cli')", name="source"),
+    sa.CheckConstraint("source IN ('app', 'api', 'cli', 'batch')", name="source"),
     # The trailing columns make these indexes covering for the analytics in imgrec.predlog.stats, so the
     # common aggregates read only the index (no lookup per row): see bench/analytics.py.
     sa.Index("ix_predictions_created_at", "created_at"),
@@ -239,7 +241,8 @@ def head_revision() -> str:
 class Store:
     """The prediction log behind one database URL. Safe to share between threads."""
 
-    def __init__(self, url: str | URL, *, uploads_dir: Path | None = None, keep_uploads: bool = False):
+    def __init__(self, url: str | URL, *, uploads_dir: Path | None = None, keep_uploads: bool = False,
+                 uploads_storage: Storage | None = None):
         self.url = make_url(url)
         self.backend = self.url.get_backend_name()
         if self.backend not in ("sqlite", "postgresql"):
@@ -251,6 +254,8 @@ class Store:
             raise StoreError("keep_uploads needs an uploads directory.")
         self.uploads_dir = uploads_dir
         self.keep_uploads = keep_uploads
+        # With a storage (IMGREC_STORAGE_URL), kept images live under its uploads/ instead of uploads_dir.
+        self.uploads_storage = uploads_storage
         self.location = self._describe_location()
         try:
             self.engine = self._create_engine()
@@ -441,9 +446,27 @@ class Store:
         """
         if self.uploads_dir is None:
             raise StoreError("Cannot prune uploads: this store has no uploads directory.")
-        if not self.uploads_dir.is_dir():
-            return 0
         cutoff = time.time() - older_than_days * 86400
+        if self.uploads_storage is not None:
+            deleted_hashes = self._prune_stored_uploads(cutoff)
+        elif not self.uploads_dir.is_dir():
+            return 0
+        else:
+            deleted_hashes = self._prune_local_uploads(cutoff)
+        try:
+            with self._write_engine.begin() as connection:
+                for start in range(0, len(deleted_hashes), 500):  # stays under every backend's bind limit
+                    connection.execute(
+                        uploads_table.update()
+                        .where(uploads_table.c.sha256.in_(deleted_hashes[start : start + 500]))
+                        .values(stored_path=None)
+                    )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"Deleted {len(deleted_hashes)} old uploads but {self.explain(exc)}.") from exc
+        log.info("Pruned %d kept uploads older than %s days", len(deleted_hashes), older_than_days)
+        return len(deleted_hashes)
+
+    def _prune_local_uploads(self, cutoff: float) -> list[str]:
         deleted_hashes = []
         for path in self.uploads_dir.glob("??/*"):
             kept = KEPT_UPLOAD_PATTERN.fullmatch(path.name)
@@ -458,18 +481,31 @@ class Store:
                 continue
             if kept:
                 deleted_hashes.append(kept.group(1))
+        return deleted_hashes
+
+    def _prune_stored_uploads(self, cutoff: float) -> list[str]:
+        """The bucket's kept uploads older than ``cutoff`` (a bucket write never leaves a temp object)."""
+        storage, deleted_hashes = self.uploads_storage, []
+        for shard in storage.list_names(UPLOADS_PREFIX):
+            for name in storage.list_names(f"{UPLOADS_PREFIX}/{shard}"):
+                kept = KEPT_UPLOAD_PATTERN.fullmatch(name)
+                key = f"{UPLOADS_PREFIX}/{shard}/{name}"
+                if kept and storage.modified(key) < cutoff:
+                    storage.delete(key)
+                    deleted_hashes.append(kept.group(1))
+        return deleted_hashes
+
+    def read_upload(self, stored_path: str) -> bytes:
+        """The bytes of a kept upload, from the ``stored_path`` column, wherever it is kept."""
+        if self.uploads_storage is not None:
+            try:
+                return self.uploads_storage.read_bytes(f"{UPLOADS_PREFIX}/{stored_path}")
+            except StorageError as exc:
+                raise StoreError(str(exc)) from None
         try:
-            with self._write_engine.begin() as connection:
-                for start in range(0, len(deleted_hashes), 500):  # stays under every backend's bind limit
-                    connection.execute(
-                        uploads_table.update()
-                        .where(uploads_table.c.sha256.in_(deleted_hashes[start : start + 500]))
-                        .values(stored_path=None)
-                    )
-        except SQLAlchemyError as exc:
-            raise StoreError(f"Deleted {len(deleted_hashes)} old uploads but {self.explain(exc)}.") from exc
-        log.info("Pruned %d kept uploads older than %s days", len(deleted_hashes), older_than_days)
-        return len(deleted_hashes)
+            return self.upload_file(stored_path).read_bytes()
+        except OSError as exc:
+            raise StoreError(f"Could not read the kept upload '{stored_path}': {exc.strerror or exc}.") from None
 
     def upload_file(self, stored_path: str) -> Path:
         """The file of a kept upload, from the ``stored_path`` column."""
@@ -579,6 +615,14 @@ class Store:
 
     def _keep_upload(self, record: PredictionRecord, relative: str) -> Path | None:
         """Write the image at ``relative`` under the uploads dir (atomically); the path if newly written."""
+        if self.uploads_storage is not None:
+            key = f"{UPLOADS_PREFIX}/{relative}"
+            try:
+                if not self.uploads_storage.exists(key):  # the same content under the same name: kept once
+                    self.uploads_storage.write_bytes(key, record.image_bytes)
+            except StorageError as exc:  # rolls the rows back, as a failed local write does
+                raise OSError(str(exc)) from None
+            return None
         target = self.uploads_dir / relative
         try:
             os.utime(target)  # already kept: restart its retention clock
@@ -659,7 +703,8 @@ class Store:
         lowered = text.lower()
         where = self.location
         if isinstance(exc, OSError) and not isinstance(exc, SQLAlchemyError):
-            return f"could not write the image under {self.uploads_dir} ({exc.strerror or exc})"
+            where_kept = self.uploads_storage.url_of(UPLOADS_PREFIX) if self.uploads_storage else self.uploads_dir
+            return f"could not write the image under {where_kept} ({exc.strerror or exc})"
         if "readonly database" in lowered or "read-only transaction" in lowered:
             kind = "file" if self.backend == "sqlite" else "server"
             return f"the database {kind} is read-only ({where})"
@@ -708,7 +753,8 @@ def _statements(backend: str) -> _WriteStatements:
 def open_store(settings: Settings) -> Store:
     """The store for these settings: SQLite under data/ unless configured."""
     return Store(
-        settings.database_url_resolved, uploads_dir=settings.uploads_dir, keep_uploads=settings.keep_uploads
+        settings.database_url_resolved, uploads_dir=settings.uploads_dir, keep_uploads=settings.keep_uploads,
+        uploads_storage=storage_for(settings),
     )
 
 

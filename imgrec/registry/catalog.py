@@ -1,7 +1,9 @@
 """Models on disk: ``models/<name>/<version>/{model.keras, card.json}``, and which one is active.
 
 Writes are atomic (build in a hidden temp folder, then rename), so a crash never
-leaves a half-written model where a reader would find it.
+leaves a half-written model where a reader would find it. With ``IMGREC_STORAGE_URL`` set, every saved
+version is also published under ``<storage>/models/<name>/<version>/`` (its card last), and a version
+found only there is fetched into the models folder on first use (checked against its card on load).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from imgrec.core.errors import ImgrecError, ModelError, first_line
 from imgrec.core.files import sha256_file, write_atomically
 from imgrec.core.settings import IMAGENET_MODEL_NAME, Settings
+from imgrec.core.storage import storage_for
 from imgrec.registry import detector_cards
 from imgrec.registry.card import CARD_FILE, MODEL_FILE, TRAINING_REPORT, ModelCard
 from imgrec.tasks.registry import task_for
@@ -21,9 +24,13 @@ from imgrec.tasks.registry import task_for
 
 def versions(name: str, settings: Settings) -> list[str]:
     folder = settings.models_dir / name
-    if not folder.is_dir():
-        return []
-    found = [p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / CARD_FILE).exists()]
+    found = set()
+    if folder.is_dir():
+        found = {p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / CARD_FILE).exists()}
+    storage = storage_for(settings)
+    if storage is not None:
+        found |= {v for v in storage.list_names(f"models/{name}")
+                  if not v.startswith(".") and storage.exists(f"models/{name}/{v}/{CARD_FILE}")}
     return sorted(found, key=_version_key)
 
 
@@ -33,13 +40,24 @@ def _version_key(version: str):
 
 def model_names(settings: Settings) -> list[str]:
     root = settings.models_dir
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and versions(p.name, settings))
+    storage = storage_for(settings)
+    candidates = {p.name for p in root.iterdir() if p.is_dir()} if root.is_dir() else set()
+    if storage is not None:
+        candidates |= set(storage.list_names("models"))
+    return sorted(name for name in candidates if not name.startswith(".") and versions(name, settings))
 
 
 def model_dir(name: str, version: str, settings: Settings) -> Path:
-    return settings.models_dir / name / version
+    """The version's folder; a version that is only in the storage is fetched into it first."""
+    folder = settings.models_dir / name / version
+    storage = storage_for(settings)
+    if storage is not None and not (folder / CARD_FILE).exists() and storage.exists(f"models/{name}/{version}/{CARD_FILE}"):
+        try:
+            storage.get_tree(f"models/{name}/{version}", folder)
+        except OSError:
+            if not (folder / CARD_FILE).exists():  # else another process fetched it first
+                raise
+    return folder
 
 
 def list_cards(settings: Settings) -> list[ModelCard]:
@@ -93,7 +111,8 @@ def save_model(model, card: ModelCard, settings: Settings) -> ModelCard:
     version = card.version or _next_version(card.name, settings)
     final = parent / version
     taken = ModelError(f"Model {card.name}@{version} already exists. Expected a new version.")
-    if final.exists():
+    storage = storage_for(settings)
+    if final.exists() or (storage is not None and storage.exists(f"models/{card.name}/{version}/{CARD_FILE}")):
         raise taken
     staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{version}-"))
     try:
@@ -110,7 +129,15 @@ def save_model(model, card: ModelCard, settings: Settings) -> ModelCard:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    publish_version(card.name, version, settings)
     return card
+
+
+def publish_version(name: str, version: str, settings: Settings) -> None:
+    """Copy a version's folder (model, card, exports) to the storage, card last; nothing without one."""
+    storage = storage_for(settings)
+    if storage is not None:
+        storage.put_tree(settings.models_dir / name / version, f"models/{name}/{version}", last=CARD_FILE)
 
 
 def _next_version(name: str, settings: Settings) -> str:
@@ -170,7 +197,13 @@ def delete_version(name: str, version: str, settings: Settings) -> None:
     name, version = resolve(name, version, settings)
     if active_model(settings) == (name, version):
         raise ModelError(f"Model {name}@{version} is the active model. Make another model active first.")
-    shutil.rmtree(model_dir(name, version, settings))
+    storage = storage_for(settings)
+    if storage is not None:  # the card first: a half-deleted version is no longer listed
+        storage.delete(f"models/{name}/{version}/{CARD_FILE}")
+        storage.delete(f"models/{name}/{version}")
+    local = settings.models_dir / name / version
+    if storage is None or local.exists():
+        shutil.rmtree(local)
 
 
 def ensure_default_model(settings: Settings) -> ModelCard:

@@ -200,4 +200,5 @@ def set_serving_backend(name: str, version: str, fmt: str, settings: Settings) -
         verify_export(name, version, fmt, settings)
     path = catalog.model_dir(name, version, settings) / EXPORTS_DIR / SERVING_FILE
     write_atomically(path, json.dumps({"backend": fmt}).encode())
+    catalog.publish_version(name, version, settings)
     return fmt
