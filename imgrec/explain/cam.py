@@ -22,7 +22,7 @@ import numpy as np
 
 from imgrec.core.errors import ImageError, ModelError
 from imgrec.core.images import resize
-from imgrec.explain.layers import LAYER_SEPARATOR, final_layer, resolve_layer, score_head, tapped_model
+from imgrec.explain.layers import LAYER_SEPARATOR, final_layer, resolve_layers, score_head, tapped_model
 from imgrec.tasks.base import BoxTarget, ClassTarget
 
 METHODS = ("gradcam", "gradcam++")
@@ -48,7 +48,8 @@ class CAM:
     """Base of gradient-based class activation maps. Subclasses override ``channel_weights`` only.
 
     ``model`` is a Keras model taking raw 0-255 RGB, or a ``Predictor`` (its card then gives the
-    class names). Building traces one ``tf.function`` for this model, layer and method; calls
+    class names). With the automatic layer a detector is explained at the features of each of its
+    heads; each map comes from the one head whose features the target's score depends on. Building traces one ``tf.function`` for this model, layer and method; calls
     after that (any image, any target class) reuse it.
     """
     method = ""
@@ -58,7 +59,7 @@ class CAM:
 
         model, self._prepare, class_names = model_parts(model, class_names)
         self.model = model
-        self.layer = resolve_layer(model, layer)
+        self.layers = resolve_layers(model, layer)
         self.class_names = tuple(class_names) if class_names is not None else None
         self.input_size = input_size(model)
         self.outputs = OutputLayout.of(model)
@@ -66,7 +67,7 @@ class CAM:
         final = final_layer(model)
         head = score_head(final[1]) if final is not None else None
         self.uses_logits = head is not None
-        taps = [(tuple(self.layer.split(LAYER_SEPARATOR)), "output")]
+        taps = [(tuple(name.split(LAYER_SEPARATOR)), "output") for name in self.layers]
         if head is not None:
             taps.append((final[0], "input"))
         grad_model = tapped_model(model, taps)
@@ -79,17 +80,20 @@ class CAM:
             with tf.GradientTape() as tape:
                 pixels = tf.cast(images, tf.float32)
                 tape.watch(pixels)  # so the tape records even when every layer is frozen
-                probabilities, features, *head_input = grad_model(pixels, training=False)
-                features = tf.cast(features, tf.float32)
-                scores = head(head_input[0]) if head is not None else probabilities
+                probabilities, *tapped = grad_model(pixels, training=False)
+                features = [tf.cast(tensor, tf.float32) for tensor in tapped[: len(self.layers)]]
+                scores = head(tapped[-1]) if head is not None else probabilities
                 flat_probabilities = tf.reshape(tf.cast(probabilities, tf.float32), [tf.shape(pixels)[0], -1])
                 targets = tf.where(targets < 0, layout.best(flat_probabilities), targets)
                 flat_scores = tf.reshape(tf.cast(scores, tf.float32), [tf.shape(pixels)[0], -1])
                 total = tf.reduce_sum(tf.gather(flat_scores, targets, batch_dims=1))
-            grads = tape.gradient(total, features)
-            weights = self.channel_weights(grads, features)  # (batch, channels)
-            cam = tf.nn.relu(tf.einsum("bhwc,bc->bhw", features, weights))
-            return cam, targets, tf.gather(flat_probabilities, targets, batch_dims=1)
+            cams, strengths = [], []
+            for layer_features, grads in zip(features, tape.gradient(total, features)):
+                weights = self.channel_weights(grads, layer_features)  # (batch, channels)
+                cams.append(tf.nn.relu(tf.einsum("bhwc,bc->bhw", layer_features, weights)))
+                strengths.append(tf.reduce_sum(tf.abs(grads), axis=(1, 2, 3)))
+            # (batch, layers): zero for a head the target's score does not depend on
+            return cams, tf.stack(strengths, axis=1), targets, tf.gather(flat_probabilities, targets, batch_dims=1)
 
         height, width = self.input_size
         self._explain = tf.function(
@@ -122,18 +126,21 @@ class CAM:
         if not pixels:
             return []
         flat = [self.outputs.flat_index(target, self.class_names) for target in targets]
-        cams, chosen, probabilities = self._explain(tf.constant(self._prepare(pixels)), tf.constant(flat, tf.int32))
+        cams, strengths, chosen, probabilities = self._explain(tf.constant(self._prepare(pixels)),
+                                                               tf.constant(flat, tf.int32))
+        cams, strengths = [layer_cams.numpy() for layer_cams in cams], strengths.numpy()
         heatmaps = []
-        for image, raw, position, probability in zip(pixels, cams.numpy(), chosen.numpy(), probabilities.numpy()):
-            raw = raw.astype(np.float32)
+        for i, (image, position, probability) in enumerate(zip(pixels, chosen.numpy(), probabilities.numpy())):
+            layer = int(np.argmax(strengths[i]))
+            raw = cams[layer][i].astype(np.float32)
             peak = float(raw.max())
             raw = raw / peak if peak > 0 and np.isfinite(peak) else np.zeros_like(raw)
             height, width = image.shape[:2]
             values = cv2.resize(raw, (width, height), interpolation=cv2.INTER_LINEAR)
             values = np.clip(values, 0.0, 1.0).astype(np.float32)
             output_index, target = self.outputs.position(int(position))
-            heatmaps.append(Heatmap(values, target, self.label(target), float(probability), self.layer, self.method,
-                                    raw, output_index))
+            heatmaps.append(Heatmap(values, target, self.label(target), float(probability), self.layers[layer],
+                                    self.method, raw, output_index))
         return heatmaps
 
     def label(self, index: int) -> str:
@@ -182,13 +189,13 @@ def explainer(model, layer: str | None = None, method: str = "gradcam", class_na
     except KeyError:
         raise ModelError(f"Unknown explanation method '{method}'. Expected one of: {', '.join(METHODS)}.") from None
     keras_model, _, names = model_parts(model, class_names)
-    key = (id(keras_model), resolve_layer(keras_model, layer), method, tuple(names) if names is not None else None)
+    key = (id(keras_model), resolve_layers(keras_model, layer), method, tuple(names) if names is not None else None)
     with _cache_lock:
         # A cached explainer holds its model, so the id in the key cannot be reused while cached.
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-        built = cls(model, key[1], class_names)
+        built = cls(model, layer, class_names)
         _cache[key] = built
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from imgrec.core.errors import ImgrecError, ModelError
-from imgrec.explain import cam, faithfulness, localisation
+from imgrec.explain import cam, faithfulness, layers, localisation
 from imgrec.tasks.base import BoxTarget, ClassTarget
 from tests.helpers.models import build_tiny_model
 
@@ -86,7 +86,7 @@ def test_a_detection_map_is_keras_io_grad_cam_of_that_boxs_score(detector, rng):
     import tensorflow as tf
 
     picture = rng.integers(0, 256, (*DETECTOR_SIZE, 3), dtype=np.uint8)
-    probe = keras.Model(detector.inputs, [detector.get_layer("conv2").output, detector.output])
+    probe = keras.Model(detector.input, [detector.get_layer("conv2").output, detector.output])
     maps = []
     for target in (BoxTarget(7, 1, "dog"), BoxTarget(29, 0, "person")):
         with tf.GradientTape() as tape:
@@ -153,3 +153,25 @@ def test_box_from_a_classifier_heatmap_is_inside_the_image(classifier, rng):
     x1, y1, x2, y2 = localisation.box_from_heatmap(heatmap)
     assert 0 <= x1 < x2 <= 70 and 0 <= y1 < y2 <= 45
     assert heatmap.values[y1:y2, x1:x2].max() == pytest.approx(heatmap.values.max())  # the peak's region
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", cam.METHODS)
+def test_the_shipped_detectors_bird_box_holds_most_of_its_map(detector_predictor, photos_dir, method):
+    from imgrec.core.images import decode_image
+
+    image = decode_image((photos_dir / "parrot.jpg").read_bytes())
+    [result] = detector_predictor.predict([image])
+    target = detector_predictor.task.explanation_target(result, detector_predictor.card, "bird")
+    bird = next(d for d in result.detections if d.output_index == target.output_index)
+    heatmap = cam.gradcam(detector_predictor, image, target_class=target, method=method)
+    assert (heatmap.output_index, heatmap.label) == (bird.output_index, "bird")
+    # The automatic layer: the features of the head the bird's row comes from (the other head's are all zero).
+    assert heatmap.layer in layers.branch_layers(detector_predictor.model) == ["backbone/bn119", "backbone/bn128"]
+    assert heatmap.probability == pytest.approx(bird.score, abs=1e-3)
+    x1, y1, x2, y2 = (round(v) for v in bird.box)
+    inside = heatmap.values[y1:y2, x1:x2].sum() / heatmap.values.sum()
+    share = (x2 - x1) * (y2 - y1) / (image.width * image.height)
+    assert inside > 0.5 and inside > share + 0.1, (inside, share)
+    score = faithfulness.deletion_insertion(detector_predictor, image, heatmap, steps=8, random_maps=1)
+    assert score.output_index == bird.output_index and score.deletion[0] == pytest.approx(bird.score, abs=1e-3)
