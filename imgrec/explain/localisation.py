@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from imgrec.core.errors import ImgrecError
@@ -29,3 +31,13 @@ def box_from_heatmap(heatmap, threshold: float = DEFAULT_THRESHOLD) -> tuple[int
     rows, cols = ndimage.find_objects(regions)[int(np.argmax(sizes)) - 1]
     # Pixel edges, so that a box around one pixel has width 1 (x2, y2 exclusive, as the detector's boxes).
     return cols.start, rows.start, cols.stop, rows.stop
+
+
+@dataclass(frozen=True)
+class HeatmapBox:
+    """The box a classifier's heatmap implies, drawable with ``imgrec.core.drawing.draw_boxes``."""
+
+    label: str
+    class_index: int
+    score: float  # the class probability the heatmap explains
+    box: tuple[int, int, int, int]
