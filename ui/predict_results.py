@@ -50,6 +50,11 @@ def table(entries, threshold: float) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["thumbnail", "file", "result", "label", "score", "verdict"])
 
 
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """The table as CSV, without the thumbnails (data URIs are no use in a spreadsheet)."""
+    return frame.drop(columns="thumbnail").to_csv(index=False).encode()
+
+
 def show(entries, threshold: float) -> None:
     frame = table(entries, threshold)
     st.markdown(f"**All {len(frame)} images**")
@@ -64,6 +69,6 @@ def show(entries, threshold: float) -> None:
             "verdict": st.column_config.TextColumn("Verdict"),
         },
     )
-    st.download_button("Download the table (CSV)", frame.drop(columns="thumbnail").to_csv(index=False).encode(),
+    st.download_button("Download the table (CSV)", csv_bytes(frame),
                        file_name="predictions.csv", mime="text/csv", key="predict.results_csv",
                        icon=":material/download:")
