@@ -74,12 +74,9 @@ def show(predictor, model_ref: str, image_key: str, item, result: Detections, th
         st.caption(f"{plain(item.card.ref)} · {result.latency_ms:.0f} ms")
     chosen = None
     if result.detections and controls.enabled:
-        choice_key = f"predict.box.{image_key}"
-        if st.session_state.get(choice_key, 0) >= len(result.detections):  # fewer boxes after a threshold change
-            st.session_state[choice_key] = 0
-        with side_col:
-            chosen = st.selectbox("Explain box", range(len(result.detections)), key=choice_key,
-                                  format_func=lambda i: box_label(result, i))
+        with side_col:  # the first box again when a threshold change leaves fewer
+            chosen = kept_widget(st.selectbox, "Explain box", key=f"predict.box.{image_key}", default=0,
+                                 options=range(len(result.detections)), format_func=lambda i: box_label(result, i))
     boxes_col.image(draw_boxes(pixels, result.detections, selected=chosen),
                     caption=f"{len(result.detections)} object(s) · {item.image.width}×{item.image.height} "
                             f"{item.image.format}", width="stretch")

@@ -20,7 +20,7 @@ from imgrec.tasks.base import DecodeOptions
 from imgrec.tasks.detection import Detections
 from ui import cache
 from ui.charts import curves
-from ui.predict_state import kept_widget
+from ui.predict_state import KEPT, kept_widget
 from ui.widgets import forget_other_inputs, plain, show_error
 
 HEATMAPS = "predict.heatmaps"
@@ -74,7 +74,7 @@ def layer_picker(predictor, model_ref: str, controls: CamControls) -> CamControl
     except Exception as exc:  # any failure becomes a message, never a traceback
         show_error(exc)
         choices = []
-    saved = st.session_state.get(LAYER, st.session_state.get("predict.kept", {}).get(LAYER, AUTO_LAYER))
+    saved = st.session_state.get(LAYER, st.session_state.get(KEPT, {}).get(LAYER, AUTO_LAYER))
     missing = saved not in (AUTO_LAYER, *choices)
     layer = kept_widget(st.selectbox, "Layer", key=LAYER, default=AUTO_LAYER, options=[AUTO_LAYER, *choices],
                         disabled=not controls.enabled,
@@ -123,7 +123,9 @@ def overlay_panel(predictor, model_ref, image_key, item, predictions, controls: 
         return None
     pick_col, download_col = st.columns([2, 1], vertical_alignment="bottom")
     labels = [p.label for p in predictions]
-    target_label = pick_col.selectbox("Explain class", labels, key=f"predict.cam_target.{image_key}")
+    with pick_col:
+        target_label = kept_widget(st.selectbox, "Explain class", key=f"predict.cam_target.{image_key}",
+                                   default=labels[0], options=labels)
     try:
         explained = target(predictor, item.result, target_label)
         with overlay_col:

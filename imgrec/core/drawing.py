@@ -42,7 +42,7 @@ def draw_boxes(image, boxes: Iterable[LabelledBox], *, selected: int | None = No
     draw = ImageDraw.Draw(canvas)
     side = min(canvas.size)
     width = max(1, round(side / 200))
-    font = ImageFont.load_default(size=max(10, round(side / 32)))
+    font = ImageFont.load_default(size=max(11, round(side / 24)))
     boxes = list(boxes)
     order = [i for i in range(len(boxes)) if i != selected] + ([selected] if selected is not None else [])
     for i in order:

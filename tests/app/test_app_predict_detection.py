@@ -57,6 +57,10 @@ def test_boxes_counts_sliders_and_class_filter(monkeypatch, detector_page):
         assert not at.exception, at.exception
         assert [m.label for m in at.metric][:2] == ["Deletion AUC", "Insertion AUC"]
         assert not at.error
+        # A threshold that leaves one box moves the choice back to it.
+        at.slider(key=f"predict.score.{ref}").set_value(0.98).run()
+        assert not at.exception, at.exception
+        assert at.selectbox(key="predict.box.sample:pets.jpg").value == 0
 
 
 def test_xl_and_regular_side_by_side(monkeypatch, detector_page):
