@@ -30,7 +30,9 @@ class ModelIdentity(BaseModel):
 
 class PredictionResult(BaseModel):
     """One image's result: ``Outcome.to_json()`` and the request id. The task adds its own fields
-    (classification: ``predictions``, a list of ``{"label", "score"}``)."""
+    (classification: ``predictions``, a list of ``{"label", "score"}``; detection: ``detections``, a list of
+    ``{"label", "score", "box": [x1, y1, x2, y2]}`` in the original image's pixels, and ``image``,
+    ``{"width", "height"}``)."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -153,7 +153,7 @@ def evaluation_data(card: ModelCard, settings: Settings,
     """(held-out, calibration) images for a model, disjoint, at the card's input size.
 
     In order of preference: the validation data of the dataset the card names (calibration from
-    its validation split, held-out from its test split); the sample photos for the ImageNet model
+    its validation split, held-out from its test split); the sample photos for ImageNet and COCO models
     (held-out: each photo plus flipped/cropped/brightened variants; calibration: other random crops
     of the same photos); else generated images. The descriptions say which was used.
     """
@@ -163,7 +163,7 @@ def evaluation_data(card: ModelCard, settings: Settings,
     except Exception as exc:  # noqa: BLE001 - fall back, but say why in the report
         found = None
         notes.append(f"dataset '{card.dataset}' unusable ({_first_line(exc)})")
-    if found is None and _is_imagenet(card):
+    if found is None and _pretrained_on_photos(card):
         found = _photo_images(card, settings, held_out, calibration)
         if found is None:
             notes.append(f"no sample photos in {settings.samples_dir.name}/")
@@ -225,8 +225,12 @@ def _dataset_source(card: ModelCard, settings: Settings) -> str | None:
     return None
 
 
-def _is_imagenet(card: ModelCard) -> bool:
-    return card.name == IMAGENET_MODEL_NAME or (card.num_classes == 1000 and card.dataset.lower().startswith("imagenet"))
+def _pretrained_on_photos(card: ModelCard) -> bool:
+    """ImageNet classifiers and COCO detectors: everyday photos are their held-out data (a detector finds
+    no boxes on generated images, so they could not judge it)."""
+    dataset = card.dataset.lower()
+    return (card.name == IMAGENET_MODEL_NAME or (card.num_classes == 1000 and dataset.startswith("imagenet"))
+            or dataset.startswith("coco"))
 
 
 def _photo_images(card: ModelCard, settings: Settings, held_out: int, calibration: int):

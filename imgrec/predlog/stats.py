@@ -26,9 +26,17 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from imgrec.core.errors import StoreError
-from imgrec.predlog.store import Store, as_utc_naive, feedback_table, predictions_table, uploads_table
+from imgrec.predlog.store import (
+    NO_DETECTIONS_LABEL,
+    Store,
+    as_utc_naive,
+    detections_table,
+    feedback_table,
+    predictions_table,
+    uploads_table,
+)
 
-P, U, F = predictions_table.c, uploads_table.c, feedback_table.c
+P, U, F, D = predictions_table.c, uploads_table.c, feedback_table.c, detections_table.c
 
 DEFAULT_UNCERTAIN_THRESHOLD = 0.5
 # Population stability index: shares below this count as this, so an empty bin does not make PSI infinite.
@@ -77,9 +85,10 @@ class Filters:
     min_confidence: float | None = None
     max_confidence: float | None = None
     models: Sequence[tuple[str, str]] = ()  # last, so positional calls written before it still work
+    detected_labels: Sequence[str] = ()  # detector predictions with at least one box of any of these classes
 
     def __post_init__(self) -> None:
-        for name in ("model_names", "model_versions", "labels", "sources"):
+        for name in ("model_names", "model_versions", "labels", "sources", "detected_labels"):
             value = getattr(self, name) or ()
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
         models = self.models or ()
@@ -106,6 +115,10 @@ class Filters:
             conditions.append(
                 sa.or_(*(sa.and_(P.model_name == name, P.model_version == version) for name, version in self.models))
             )
+        if self.detected_labels:
+            # Its own alias: queries over the detections table itself must not correlate with it.
+            boxes = detections_table.alias("filter_boxes").c
+            conditions.append(sa.exists().where(boxes.prediction_id == P.id, boxes.label.in_(self.detected_labels)))
         if self.min_confidence is not None:
             conditions.append(P.top1_score >= float(self.min_confidence))
         if self.max_confidence is not None:
@@ -359,6 +372,52 @@ def latency_over_time(store: Store, filters: Filters = NO_FILTERS) -> pd.DataFra
     return _with_iso_days(pd.DataFrame(rows, columns=columns))
 
 
+# -- detections --------------------------------------------------------------------------------
+
+
+def objects_by_day(store: Store, filters: Filters = NO_FILTERS) -> pd.DataFrame:
+    """Detected objects per UTC day and class of the filtered predictions (long format: pivot on the page)."""
+    query = (
+        sa.select(P.created_day.label("day"), D.label, sa.func.count().label("objects"))
+        .join_from(detections_table, predictions_table, D.prediction_id == P.id)
+        .where(*filters.conditions())
+        .group_by(P.created_day, D.label)
+        .order_by(P.created_day, D.label)
+    )
+    return _with_iso_days(_frame(store, "objects by day", query))
+
+
+def objects_per_image(store: Store, filters: Filters = NO_FILTERS) -> pd.DataFrame:
+    """How many of the filtered detector predictions found 0, 1, 2, … objects (classifiers' rows left out)."""
+    # Over the outer join: a row with a box, or a detector's prediction that found nothing.
+    is_detection = sa.or_(D.id.is_not(None), P.top1_label == NO_DETECTIONS_LABEL)
+    per_prediction = (
+        sa.select(sa.func.count(D.id).label("objects"))
+        .select_from(predictions_table)
+        .outerjoin(detections_table, D.prediction_id == P.id)
+        .where(is_detection, *filters.conditions())
+        .group_by(P.id)
+        .subquery()
+    )
+    query = (sa.select(per_prediction.c.objects, sa.func.count().label("predictions"))
+             .group_by(per_prediction.c.objects).order_by(per_prediction.c.objects))
+    return _frame(store, "objects per image", query)
+
+
+def detection_score_histogram(store: Store, filters: Filters = NO_FILTERS, bins: int = 10) -> pd.DataFrame:
+    """Every detected box's score in ``bins`` equal bins over [0, 1], like ``confidence_histogram``."""
+    bins = _positive(bins, "bins")
+    scored = (sa.select(_score_bin(D.score, bins).label("bin"))
+              .join_from(detections_table, predictions_table, D.prediction_id == P.id)
+              .where(*filters.conditions()).subquery())
+    query = sa.select(scored.c.bin, sa.func.count()).group_by(scored.c.bin)
+    with _reading(store, "the detection score histogram") as connection:
+        counts = dict(connection.execute(query).all())
+    return pd.DataFrame({"bin": range(bins), "lower": [i / bins for i in range(bins)],
+                         "upper": [(i + 1) / bins for i in range(bins)],
+                         "objects": [counts.get(i, 0) for i in range(bins)]})
+
+
 # -- rows --------------------------------------------------------------------------------------
 
 
@@ -366,6 +425,8 @@ def review_queue(
     store: Store, filters: Filters = NO_FILTERS, max_confidence: float = DEFAULT_UNCERTAIN_THRESHOLD, limit: int = 50
 ) -> pd.DataFrame:
     """Predictions worth a look: flagged wrong first, then the least confident, below ``max_confidence``.
+    A detector's prediction counts by its lowest-scoring box (``review_score``), so a doubtful box
+    beside a sure one is reviewed too.
 
     Each row carries the top-k (a list of ``{"label", "score"}``), the image's hash and kept file
     (``stored_path``, relative to the uploads dir, or None) and the latest feedback, if any.
@@ -390,7 +451,20 @@ def review_queue(
         .limit(limit)
         .subquery()
     )
-    candidates = sa.union(sa.select(least_confident.c.id), sa.select(flagged.c.id)).subquery()
+    doubtful_boxes = (
+        sa.select(D.prediction_id.label("id"))
+        .join_from(detections_table, predictions_table, D.prediction_id == P.id)
+        .where(D.score < max_confidence, *conditions)
+        .group_by(D.prediction_id)
+        .order_by(sa.func.min(D.score), D.prediction_id)
+        .limit(limit)
+        .subquery()
+    )
+    candidates = sa.union(sa.select(least_confident.c.id), sa.select(flagged.c.id),
+                          sa.select(doubtful_boxes.c.id)).subquery()
+    lowest_box = sa.select(sa.func.min(D.score)).where(D.prediction_id == P.id).correlate(predictions_table)
+    lowest_box = lowest_box.scalar_subquery()
+    review_score = sa.case((lowest_box < P.top1_score, lowest_box), else_=P.top1_score)
     flags = feedback_table.alias("flags")  # not the outer query's (latest) feedback row
     is_flagged = sa.exists().where(flags.c.prediction_id == P.id, flags.c.wrong.is_(True))
     query = (
@@ -406,9 +480,10 @@ def review_queue(
             U.sha256,
             U.stored_path,
             is_flagged.label("flagged"),
+            review_score.label("review_score"),
         )
         .where(P.id.in_(sa.select(candidates.c.id)))
-        .order_by(is_flagged.desc(), P.top1_score, P.id)
+        .order_by(is_flagged.desc(), review_score, P.id)
         .limit(limit)
     )
     frame = _frame(store, "the review queue", query)
@@ -427,7 +502,8 @@ def _with_upload_and_latest_feedback(*columns: sa.ColumnElement) -> sa.Select:
     )
 
 
-# The export's columns, in file order: the select below is their one definition.
+# The export's columns, in file order: the select below is their one definition. A detector's prediction
+# gives one row per box (``detection_*`` columns; empty for other tasks and for a detector that found nothing).
 _EXPORT_QUERY = _with_upload_and_latest_feedback(
     P.id.label("prediction_id"),
     P.created_at,
@@ -447,18 +523,29 @@ _EXPORT_QUERY = _with_upload_and_latest_feedback(
     U.height,
     U.format,
     U.stored_path,
-)
+    D.rank.label("detection_rank"),
+    D.label.label("detection_label"),
+    D.score.label("detection_score"),
+    D.x1.label("detection_x1"),
+    D.y1.label("detection_y1"),
+    D.x2.label("detection_x2"),
+    D.y2.label("detection_y2"),
+).outerjoin(detections_table, D.prediction_id == P.id)
 EXPORT_COLUMNS = tuple(_EXPORT_QUERY.selected_columns.keys())
 
 
 def export_rows(store: Store, filters: Filters = NO_FILTERS, limit: int = 10_000, after_id: int = 0) -> pd.DataFrame:
-    """One page of filtered predictions in id order, starting after ``after_id``; JSON columns as text.
+    """One page of ``limit`` filtered predictions in id order (a detector's one row per box), starting after
+    ``after_id``; JSON columns as text.
 
     Page with ``after_id = page["prediction_id"].iloc[-1]`` (or use ``iter_export``): each page is an
-    index range scan, so the last page costs what the first does.
+    index range scan, so the last page costs what the first does, and a prediction's boxes are never split.
     """
-    query = _EXPORT_QUERY.where(P.id > after_id, *filters.conditions()).order_by(P.id).limit(_positive(limit, "limit"))
+    page = (sa.select(P.id).where(P.id > after_id, *filters.conditions()).order_by(P.id)
+            .limit(_positive(limit, "limit")))
+    query = _EXPORT_QUERY.where(P.id.in_(page)).order_by(P.id, D.rank)
     frame = _frame(store, "the export", query)
+    frame["detection_rank"] = frame["detection_rank"].astype("Int64")  # no box: empty, not NaN in a float column
     for column in ("top_k", "metadata"):
         frame[column] = [None if value is None else json.dumps(value) for value in frame[column]]
     return frame

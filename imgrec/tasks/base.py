@@ -115,6 +115,10 @@ class Task(ABC):
     def log_labels(self, result) -> list[tuple[str, float]]:
         """Ranked (label, score) pairs the prediction log stores; the first is the headline label."""
 
+    def log_boxes(self, result) -> list[tuple[str, float, float, float, float, float]] | None:
+        """The boxes the prediction log stores, (label, score, x1, y1, x2, y2) best first; None: not a detector."""
+        return None
+
     @abstractmethod
     def verdict(self, result, threshold: float) -> Verdict:
         """How sure the result is, in words, with ``threshold`` from the settings."""

@@ -109,11 +109,13 @@ class DetectionTask(Task):
         if options.max_detections is not None and not (1 <= options.max_detections <= MAX_DETECTIONS_LIMIT):
             return f"max_detections={options.max_detections!r}. Expected an integer from 1 to {MAX_DETECTIONS_LIMIT}."
         if options.classes is not None:
+            examples = f"names such as {', '.join(card.class_names[:5])}"
+            if not options.classes:
+                return f"classes is empty. Expected one or more of the class names of {card.ref}, {examples}."
             unknown = [c for c in options.classes if c not in card.class_names]
-            if unknown or not options.classes:
-                shown = ", ".join(repr(c) for c in unknown) or "an empty list"
-                return (f"classes: {shown} is not among the {card.num_classes} classes of {card.ref}. "
-                        f"Expected names such as {', '.join(card.class_names[:5])}.")
+            if unknown:
+                return (f"classes: {', '.join(repr(c) for c in unknown)} is not among the {card.num_classes} "
+                        f"classes of {card.ref}. Expected {examples}.")
         return None
 
     def decode(self, outputs: np.ndarray, card, options: DecodeOptions, latency_ms: float,
@@ -169,6 +171,9 @@ class DetectionTask(Task):
 
     def log_labels(self, result: Detections) -> list[tuple[str, float]]:
         return [(d.label, d.score) for d in result.detections]
+
+    def log_boxes(self, result: Detections) -> list[tuple[str, float, float, float, float, float]]:
+        return [(d.label, d.score, *d.box) for d in result.detections]
 
     def verdict(self, result: Detections, threshold: float) -> Verdict:
         if not result.detections:
@@ -245,6 +250,8 @@ class DetectionTask(Task):
                        mean_score_diff=round(float(np.mean(score_diffs)), 6) if score_diffs else None,
                        reference_boxes=sum(len(r.detections) for r in expected))
         reasons = []
+        if not figures["reference_boxes"]:
+            reasons.append("Keras finds no boxes on the held-out images, so box agreement cannot be judged")
         if share < MIN_MATCHED_SHARE:
             reasons.append(f"{share:.1%} of boxes match Keras's at IoU ≥ {MATCH_IOU} (below {MIN_MATCHED_SHARE:.0%})")
         if agreement is not None and agreement < MIN_LABEL_AGREEMENT:

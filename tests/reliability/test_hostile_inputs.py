@@ -313,3 +313,35 @@ def test_exif_rotated_image_is_upright_for_prediction_and_gradcam(observed, worl
                  f"{observed['app']['_process']['heatmaps'].get(app_key)}", gradcam_ok and app_heatmap_ok)
     assert all(faces_ok.values()), faces_ok
     assert gradcam_ok and app_heatmap_ok
+
+
+# -- the same catalogue through a detector (the CLI face: one process for every case) ------------
+
+
+@pytest.fixture(scope="module")
+def detector_cli(world, detector_settings):
+    """``imgrec predict --json`` of every case with the shipped XL detector: {case name: its JSON line}."""
+    paths = [str(world["paths"][case.name]) for case in CASES]
+    env = {**os.environ, **world["env"], "IMGREC_MODELS_DIR": str(detector_settings.models_dir)}
+    result = subprocess.run([sys.executable, "-m", "imgrec", "predict", *paths, "--json",
+                             "--model", "coco-yolo-fastest-xl"],
+                            capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=300)
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == len(CASES), result.stderr[-2000:]
+    return dict(zip((case.name for case in CASES), lines, strict=True))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_case_outcome_through_a_detector(detector_cli, case: Case):
+    line, expected = detector_cli[case.name], case.expected_for("cli")
+    if expected.accepted:
+        assert set(line) >= {"detections", "image"} and line["model"]["task"] == "detection", line
+        assert line["image"]["width"] >= 1 and line["image"]["height"] >= 1
+        for detection in line["detections"]:
+            x1, y1, x2, y2 = detection["box"]
+            assert 0 <= x1 <= x2 <= line["image"]["width"] and 0 <= y1 <= y2 <= line["image"]["height"]
+    else:
+        assert "detections" not in line and expected.fragment in line["detail"], line
+    if case.name == "exif_rotated_jpeg":
+        assert (line["image"]["height"], line["image"]["width"]) == EXIF_UPRIGHT_SHAPE  # boxes in the upright image
