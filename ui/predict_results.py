@@ -1,4 +1,4 @@
-"""The Predict page's table of many uploads: thumbnail, file, result, headline label and score, verdict;
+"""The Predict page's table of many uploads: thumbnail, file, headline label and score, verdict, result;
 and its CSV download (the same rows without thumbnails)."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def table(entries, threshold: float) -> pd.DataFrame:
             "score": round(headline[0][1], 4) if headline else None,
             "verdict": verdict.kind,
         })
-    return pd.DataFrame(rows, columns=["thumbnail", "file", "result", "label", "score", "verdict"])
+    return pd.DataFrame(rows, columns=["thumbnail", "file", "label", "score", "verdict", "result"])
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:

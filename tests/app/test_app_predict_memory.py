@@ -82,7 +82,7 @@ def test_many_uploads_get_a_results_table_and_csv(monkeypatch, page_settings):
         assert "Download the table (CSV)" in [b.label for b in elements(at, "download_button")]
         # What that button serves: the same rows without thumbnails.
         exported = pd.read_csv(io.BytesIO(csv_bytes(rows)))
-        assert list(exported.columns) == ["file", "result", "label", "score", "verdict"]
+        assert list(exported.columns) == ["file", "label", "score", "verdict", "result"]
         assert list(exported["file"]) == ["red.png", "blue.png", "notes.jpg"]
 
 
