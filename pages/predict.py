@@ -1,4 +1,5 @@
-"""Predict: upload, photograph or pick images; see top-k scores, verdicts and Grad-CAM overlays."""
+"""Predict: upload, photograph or pick images; see each model's result (a classifier's top-k scores and
+verdict, a detector's boxes and counts) with Grad-CAM overlays. Everything is kept across page visits."""
 
 from __future__ import annotations
 
@@ -11,19 +12,25 @@ from imgrec.core.refs import ModelRef
 from imgrec.core.samples import list_samples
 from imgrec.core.settings import get_settings
 from imgrec.inference.service import Upload, serve_uploads
-from imgrec.tasks.base import DecodeOptions
-from ui import cache, explain_view
-from ui.charts import top_k_bars
+from imgrec.tasks.classification import ClassificationTask
+from imgrec.tasks.detection import DetectionTask
+from ui import cache, detection_view, explain_view, predict_classification, predict_results, predict_state
+from ui.predict_state import kept_widget
 from ui.widgets import ensure_routed, forget_other_inputs, plain, session_id, show_error
 
 ensure_routed()
 settings = get_settings()
-RESULTS = "predict.results"  # (input key, model ref) -> Outcome; survives reruns, so nothing recomputes
-MAX_TOP_K = 10
-st.session_state.setdefault(RESULTS, {})
+RESULTS = "predict.results"  # (input key, model ref) -> Outcome; survives reruns and page visits
+SERVED = "predict.served"  # (input key, model ref) -> the DecodeOptions its Outcome was decoded with
+OUTPUTS = "predict.outputs"  # (input key, model ref) -> raw outputs, to decode again with other options
+SHOWN = "predict.shown"  # (input key, model ref, options) -> the result decoded with those options
+# Each task's sidebar options and per-image view.
+VIEWS = {ClassificationTask: predict_classification, DetectionTask: detection_view}
+for state_key in (RESULTS, SERVED, OUTPUTS, SHOWN):
+    st.session_state.setdefault(state_key, {})
 
 st.title("Predict")
-st.caption("Upload images, take a photo or pick a sample. Scores, an uncertainty verdict and a Grad-CAM map for each.")
+st.caption("Upload images, take a photo or pick a sample. Each model's result, a verdict and a Grad-CAM map for each.")
 
 try:
     refs = cache.model_refs()
@@ -33,55 +40,61 @@ except Exception as exc:  # any failure becomes a message, never a traceback
 
 with st.sidebar:
     st.subheader("Model")
-    model_ref = st.selectbox("Model", refs, key="predict.model", help="The active model is listed first.")
-    top_k = st.slider("Top-k", 1, MAX_TOP_K, settings.default_top_k, key="predict.top_k")
-    threshold = st.slider(
-        "Uncertain below", 0.0, 1.0, settings.uncertain_threshold, 0.05, key="predict.threshold",
-        help="A top score under this is reported as uncertain.",
-    )
-    cam_controls = explain_view.sidebar_controls()
+    model_ref = kept_widget(st.selectbox, "Model", key="predict.model", default=refs[0], options=refs,
+                            help="The active model is listed first.")
 
 ref = ModelRef.parse(model_ref)
-
-name, version = ref.name, ref.version
 try:
-    predictor = cache.predictor(name, version)
+    predictor = cache.predictor(ref.name, ref.version)
 except Exception as exc:
     show_error(exc)
     st.stop()
+view = VIEWS[type(predictor.task)]
 with st.sidebar:
+    options = view.sidebar_options(predictor.card)
+    threshold = kept_widget(st.slider, "Uncertain below", 0.0, 1.0, step=0.05, key="predict.threshold",
+                            default=settings.uncertain_threshold, help="A best score under this is reported as uncertain.")
+    cam_controls = view.cam_options(explain_view.sidebar_controls())
     cam_controls = explain_view.layer_picker(predictor, model_ref, cam_controls)
 
 upload_tab, camera_tab, sample_tab = st.tabs(
     [":material/upload: Upload", ":material/photo_camera: Camera", ":material/collections: Samples"]
 )
-# (input key, file name, how to read it): bytes are read only for inputs not classified yet.
+# (input key, file name, how to read it): bytes are read only for inputs not predicted yet.
 inputs: list[tuple[str, str, Callable[[], bytes]]] = []
 with upload_tab:
-    files = st.file_uploader(
+    kept_uploads = predict_state.uploads(lambda key: st.file_uploader(
         f"Images ({', '.join(e.upper() for e in ACCEPTED_EXTENSIONS[:6])}…)",
         type=list(ACCEPTED_EXTENSIONS),
         accept_multiple_files=True,
-        key="predict.files",
+        key=key,
         # Whole MB, rounded up (never 0, which Streamlit refuses); decoding enforces the exact byte limit.
         max_upload_size=max(1, -(-settings.max_upload_bytes // (1024 * 1024))),
-    )
-    inputs += [(f"upload:{f.file_id}", f.name, f.getvalue) for f in files or []]
+    ))
+    if kept_uploads:
+        kept_col, clear_col = st.columns([3, 1], vertical_alignment="center")
+        kept_col.caption(f"{len(kept_uploads)} uploaded image(s) kept: "
+                         + ", ".join(plain(upload.filename) for upload in kept_uploads.values()))
+        clear_col.button("Clear uploads", key="predict.clear_uploads", icon=":material/delete_sweep:",
+                         on_click=predict_state.clear_uploads)
+    inputs += [(key, upload.filename, lambda upload=upload: upload.data) for key, upload in kept_uploads.items()]
 with camera_tab:
-    if st.toggle("Use the camera", key="predict.camera_on"):
+    if kept_widget(st.toggle, "Use the camera", key="predict.camera_on", default=False):
         photo = st.camera_input("Take a photo", key="predict.camera")
         if photo is not None:
             inputs.append((f"camera:{photo.file_id}", "camera photo", photo.getvalue))
 with sample_tab:
     samples = list_samples(settings)
     if samples:
-        chosen = st.multiselect("Sample photos", list(samples), key="predict.samples", placeholder="Pick one or more")
+        chosen = kept_widget(st.multiselect, "Sample photos", key="predict.samples", default=[],
+                             options=list(samples), placeholder="Pick one or more")
         inputs += [(f"sample:{name}", name, samples[name].read_bytes) for name in chosen]
     else:
         st.info("No sample photos found. Set IMGREC_SAMPLES_DIR to a folder of images.")
 
 current_inputs = {key for key, _, _ in inputs}
-forget_other_inputs(RESULTS, current_inputs)
+for state_key in (RESULTS, SERVED, OUTPUTS, SHOWN, predict_results.THUMBNAILS):
+    forget_other_inputs(state_key, current_inputs)
 explain_view.forget_other_images(current_inputs)
 if not inputs:
     st.info("Add an image to see what the model makes of it.", icon=":material/arrow_upward:")
@@ -90,15 +103,41 @@ if not inputs:
 results = st.session_state[RESULTS]
 new = [(key, Upload(name, read())) for key, name, read in inputs if (key, model_ref) not in results]
 if new:
-    with st.spinner(f"Predicting {len(new)} image(s)…"):
-        # Decoded with the slider's largest top-k, so moving the slider only re-ranks, never re-predicts.
-        outcomes = serve_uploads(predictor, [upload for _, upload in new], DecodeOptions(top_k=MAX_TOP_K), settings,
+    with st.spinner(f"Predicting {len(new)} image(s) with {model_ref}…"):
+        outcomes = serve_uploads(predictor, [upload for _, upload in new], options, settings,
                                  cache.prediction_log(), source="app", session_id=session_id())
     for (key, _), outcome in zip(new, outcomes, strict=True):
         results[(key, model_ref)] = outcome
+        st.session_state[SERVED][(key, model_ref)] = options
 
-for key, name, _ in inputs:
-    item = results[(key, model_ref)]
+
+def shown_result(key: str, item):
+    """The result under the sidebar's options: the logged one, or the same outputs decoded again (a
+    detector's thresholds or class filter moved): the model runs at most once more per image."""
+    if not item.ok or st.session_state[SERVED][(key, model_ref)] == options:
+        return item.result
+    shown = st.session_state[SHOWN]
+    if (key, model_ref, options) not in shown:
+        outputs = st.session_state[OUTPUTS]
+        if (key, model_ref) not in outputs:
+            with st.spinner("Decoding again with the new settings…"):
+                outputs[(key, model_ref)] = predictor.predict_outputs([item.image])
+        [shown[(key, model_ref, options)]] = predictor.decode(outputs[(key, model_ref)], options,
+                                                              item.result.latency_ms,
+                                                              [(item.image.height, item.image.width)])
+    return shown[(key, model_ref, options)]
+
+
+try:
+    entries = [(key, name, results[(key, model_ref)], shown_result(key, results[(key, model_ref)]))
+               for key, name, _ in inputs]
+except Exception as exc:  # e.g. a class filter the model refuses: a message, never a traceback
+    show_error(exc)
+    st.stop()
+if len(entries) > 1:
+    predict_results.show(entries, threshold)
+
+for key, name, item, result in entries:
     st.divider()
     st.subheader(plain(name), anchor=False)
     if not item.ok:
@@ -106,23 +145,4 @@ for key, name, _ in inputs:
         continue
     if item.log_warning:
         st.warning(plain(item.log_warning), icon=":material/database:")
-    predictions = item.result.predictions[:top_k]
-    best = predictions[0]
-    images_col, chart_col = st.columns([3, 1.3], gap="medium")
-    with images_col:
-        # original | overlay | heatmap, with the class picker and the download under them
-        image_col, overlay_col, heatmap_col = st.columns(3, gap="small")
-        image_col.image(item.image.pixels, caption=f"{item.image.width}×{item.image.height} {item.image.format}",
-                        width="stretch")
-        heatmap = explain_view.overlay_panel(predictor, model_ref, key, item, predictions, cam_controls,
-                                         overlay_col, heatmap_col)
-    with chart_col:
-        if best.score < threshold:
-            st.warning(f"**Uncertain** — best guess *{plain(best.label)}* at {best.score:.1%}", icon=":material/help:")
-        else:
-            st.success(f"**{plain(best.label)}** — {best.score:.1%}", icon=":material/check_circle:")
-        st.altair_chart(top_k_bars(predictions, threshold), width="stretch")
-        st.caption(f"{plain(item.card.ref)} · {item.result.latency_ms:.0f} ms")
-    if heatmap is not None:
-        explain_view.details(predictor, model_ref, key, item, heatmap, cam_controls, refs)
-    explain_view.feedback(key, item, predictor.card.class_names)
+    view.show(predictor, model_ref, key, item, result, threshold, cam_controls, refs)

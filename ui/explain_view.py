@@ -1,8 +1,9 @@
 """Grad-CAM, faithfulness, compare and feedback widgets of the Predict page.
 
-Heatmaps are kept in session state by (image, model, method, layer, class), so moving
+Heatmaps are kept in session state by (image, model, method, layer, target), so moving
 the opacity slider or changing the colormap only re-blends; nothing is recomputed. With
 heatmaps off nothing is computed at all; faithfulness and comparisons only on request.
+A target is whatever the model's task says Grad-CAM explains (a class, or one detection).
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from dataclasses import dataclass, replace
 import pandas as pd
 import streamlit as st
 
+from imgrec.core.drawing import draw_boxes
 from imgrec.core.refs import ModelRef
-from imgrec.explain import cam, faithfulness, layers, render
+from imgrec.explain import cam, faithfulness, layers, localisation, render
 from imgrec.tasks.base import DecodeOptions
+from imgrec.tasks.detection import Detections
 from ui import cache
 from ui.charts import curves
+from ui.predict_state import KEPT, kept_widget
 from ui.widgets import forget_other_inputs, plain, show_error
 
 HEATMAPS = "predict.heatmaps"
@@ -34,6 +38,7 @@ class CamControls:
     layer: str | None
     opacity: float
     colormap: str
+    box: bool = False  # draw the box the heatmap implies (weakly supervised localisation)
 
 
 def sidebar_controls() -> CamControls:
@@ -42,12 +47,21 @@ def sidebar_controls() -> CamControls:
     st.session_state.setdefault(HEATMAPS, {})
     st.session_state.setdefault(FAITHFULNESS, {})
     st.subheader("Grad-CAM")
-    enabled = st.toggle("Show heatmaps", value=True, key="predict.cam_on")
-    method = st.radio("Method", list(cam.METHODS), horizontal=True, key="predict.cam_method",
-                      format_func=METHOD_TITLES.get)
-    opacity = st.slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="predict.cam_opacity")
-    colormap = st.selectbox("Colormap", list(render.COLORMAPS), key="predict.cam_colormap")
+    enabled = kept_widget(st.toggle, "Show heatmaps", key="predict.cam_on", default=True)
+    method = kept_widget(st.radio, "Method", key="predict.cam_method", default=cam.METHODS[0],
+                         options=list(cam.METHODS), horizontal=True, format_func=METHOD_TITLES.get)
+    opacity = kept_widget(st.slider, "Opacity", 0.0, 1.0, step=0.05, key="predict.cam_opacity", default=0.45)
+    colormap = kept_widget(st.selectbox, "Colormap", key="predict.cam_colormap", default=render.COLORMAPS[0],
+                           options=list(render.COLORMAPS))
     return CamControls(enabled, method, None, opacity, colormap)
+
+
+def box_option(controls: CamControls) -> CamControls:
+    """The option of a classifier's view: the box its heatmap implies (the Grad-CAM paper's localisation)."""
+    box = kept_widget(st.toggle, "Box from the heatmap", key="predict.cam_box", default=False,
+                      disabled=not controls.enabled,
+                      help="Threshold the map at 15 % of its peak and box the largest connected region.")
+    return replace(controls, box=box)
 
 
 def layer_picker(predictor, model_ref: str, controls: CamControls) -> CamControls:
@@ -60,12 +74,12 @@ def layer_picker(predictor, model_ref: str, controls: CamControls) -> CamControl
     except Exception as exc:  # any failure becomes a message, never a traceback
         show_error(exc)
         choices = []
-    saved = st.session_state.get(LAYER, AUTO_LAYER)
+    saved = st.session_state.get(LAYER, st.session_state.get(KEPT, {}).get(LAYER, AUTO_LAYER))
     missing = saved not in (AUTO_LAYER, *choices)
-    if missing:
-        st.session_state[LAYER] = AUTO_LAYER  # allowed: the widget is not drawn yet in this run
-    layer = st.selectbox("Layer", [AUTO_LAYER, *choices], key=LAYER, disabled=not controls.enabled,
-                         help="The layer whose feature maps are explained, for every image.")
+    layer = kept_widget(st.selectbox, "Layer", key=LAYER, default=AUTO_LAYER, options=[AUTO_LAYER, *choices],
+                        disabled=not controls.enabled,
+                        help="The layer whose feature maps are explained, for every image (automatic: the last "
+                             "convolution; for a detector, the features of the head each box comes from).")
     if missing:
         st.caption(f"{plain(model_ref)} has no layer {plain(saved)}: using the automatic layer.")
     return replace(controls, layer=None if layer == AUTO_LAYER else layer)
@@ -76,17 +90,28 @@ def forget_other_images(current_inputs: set[str]) -> None:
         forget_other_inputs(state_key, current_inputs)
 
 
-def _heatmap(predictor, model_ref: str, image_key: str, pixels, method: str, layer: str | None, target: int):
+def heatmap(predictor, model_ref: str, image_key: str, pixels, method: str, layer: str | None, target):
+    """The heatmap of ``target`` (a task's explanation target), computed once per session, with a spinner."""
     cache_key = (image_key, model_ref, method, layer, target)
     heatmaps = st.session_state[HEATMAPS]
     if cache_key not in heatmaps:
-        heatmaps[cache_key] = cam.gradcam(predictor, pixels, layer=layer, target_class=target, method=method)
+        with st.spinner(f"Computing {METHOD_TITLES[method]} for “{target.label}”…"):
+            heatmaps[cache_key] = cam.gradcam(predictor, pixels, layer=layer, target_class=target, method=method)
     return heatmaps[cache_key]
 
 
-def _target_index(predictor, result, label: str | None = None) -> int:
-    """The class Grad-CAM explains: the chosen label, else the result's headline one (the task decides)."""
-    return predictor.task.explanation_target(result, predictor.card, label).index
+def target(predictor, result, choice: str | None = None):
+    """What Grad-CAM explains: the chosen label or detection, else the result's headline (the task decides)."""
+    return predictor.task.explanation_target(result, predictor.card, choice)
+
+
+def heatmap_box_image(blended, heatmap_shown):
+    """``blended`` with the box the heatmap implies drawn on it, or unchanged when the map is empty."""
+    box = localisation.box_from_heatmap(heatmap_shown)
+    if box is None:
+        return blended
+    found = localisation.HeatmapBox(heatmap_shown.label, heatmap_shown.target_class, heatmap_shown.probability, box)
+    return draw_boxes(blended, [found])
 
 
 def overlay_panel(predictor, model_ref, image_key, item, predictions, controls: CamControls,
@@ -98,35 +123,44 @@ def overlay_panel(predictor, model_ref, image_key, item, predictions, controls: 
         return None
     pick_col, download_col = st.columns([2, 1], vertical_alignment="bottom")
     labels = [p.label for p in predictions]
-    target_label = pick_col.selectbox("Explain class", labels, key=f"predict.cam_target.{image_key}")
+    with pick_col:
+        target_label = kept_widget(st.selectbox, "Explain class", key=f"predict.cam_target.{image_key}",
+                                   default=labels[0], options=labels)
     try:
-        heatmap = _heatmap(predictor, model_ref, image_key, item.image.pixels, controls.method, controls.layer,
-                       _target_index(predictor, item.result, target_label))
-        blended = render.overlay(item.image.pixels, heatmap.values, alpha=controls.opacity, colormap=controls.colormap)
-        colors = render.colorize(heatmap.values, controls.colormap)
+        explained = target(predictor, item.result, target_label)
+        with overlay_col:
+            shown = heatmap(predictor, model_ref, image_key, item.image.pixels, controls.method, controls.layer,
+                            explained)
+        blended = render.overlay(item.image.pixels, shown.values, alpha=controls.opacity, colormap=controls.colormap)
+        if controls.box:
+            blended = heatmap_box_image(blended, shown)
+        colors = render.colorize(shown.values, controls.colormap)
         png = render.to_png_bytes(blended)
     except Exception as exc:  # any failure becomes a message, never a traceback
         with overlay_col:
             show_error(exc)
         return None
-    overlay_col.image(blended, caption=f"{METHOD_TITLES[controls.method]} for “{plain(target_label)}” · layer {plain(heatmap.layer)}",
+    overlay_col.image(blended, caption=f"{METHOD_TITLES[controls.method]} for “{plain(target_label)}” · layer {plain(shown.layer)}",
                       width="stretch")
     heatmap_col.image(colors, caption="Heatmap alone", width="stretch")
     download_col.download_button(
         "Download overlay (PNG)", png, file_name="gradcam-overlay.png", mime="image/png",
         key=f"predict.cam_download.{image_key}", icon=":material/download:",
     )
-    return heatmap
+    return shown, explained
 
 
-def details(predictor, model_ref, image_key, item, heatmap, controls: CamControls, refs) -> None:
-    """Faithfulness and comparisons of the heatmap shown: both computed only when asked for."""
+def details(predictor, model_ref, image_key, item, shown, explained, controls: CamControls, refs,
+            result=None) -> None:
+    """Faithfulness and comparisons of the heatmap shown (of target ``explained``): both only on request.
+    ``result``: the result shown, when it differs from the logged one (a detector's other thresholds)."""
     with st.expander("Explanation details: faithfulness, compare"):
         faith_tab, compare_tab = st.tabs(["Faithfulness", "Compare"])
         with faith_tab:
-            _faithfulness(predictor, model_ref, image_key, item, heatmap, heatmap.target_class)
+            _faithfulness(predictor, model_ref, image_key, item, shown, explained)
         with compare_tab:
-            _compare(predictor, model_ref, image_key, item, controls, refs, heatmap.target_class)
+            _compare(predictor, model_ref, image_key, item, controls, refs, explained,
+                     item.result if result is None else result)
 
 
 def _faithfulness(predictor, model_ref, image_key, item, heatmap, target) -> None:
@@ -142,7 +176,7 @@ def _faithfulness(predictor, model_ref, image_key, item, heatmap, target) -> Non
             return
         with st.spinner("Scoring the map…"):
             try:
-                results[cache_key] = faithfulness.deletion_insertion(predictor, item.image.pixels, heatmap, target)
+                results[cache_key] = faithfulness.deletion_insertion(predictor, item.image.pixels, heatmap)
             except Exception as exc:  # any failure becomes a message, never a traceback
                 show_error(exc)
                 return
@@ -158,14 +192,14 @@ def _faithfulness(predictor, model_ref, image_key, item, heatmap, target) -> Non
         "curve": ["deletion"] * len(score.fractions) + ["insertion"] * len(score.fractions)
         + ["deletion (random map)"] * len(score.fractions) + ["insertion (random map)"] * len(score.fractions),
     })
-    st.altair_chart(curves(frame, "fraction", "score", "curve", "Class score as pixels are removed or restored"),
-                    width="stretch")
+    st.altair_chart(curves(frame, "fraction", "score", "curve",
+                           f"Score of “{target.label}” as pixels are removed or restored"), width="stretch")
 
 
 COMPARE_KINDS = ("CAM methods", "another model")
 
 
-def _compare(predictor, model_ref, image_key, item, controls, refs, target) -> None:
+def _compare(predictor, model_ref, image_key, item, controls, refs, explained, result) -> None:
     choice = st.segmented_control("Compare", COMPARE_KINDS, key=f"predict.compare_kind.{image_key}",
                                   format_func={"CAM methods": "Grad-CAM vs Grad-CAM++",
                                                "another model": "This model vs another"}.get)
@@ -175,10 +209,10 @@ def _compare(predictor, model_ref, image_key, item, controls, refs, target) -> N
     if choice == "CAM methods":
         try:
             with st.spinner("Computing both maps…"):
-                heatmap_pair = [_heatmap(predictor, model_ref, image_key, item.image.pixels, method, controls.layer, target)
-                        for method in cam.METHODS]
-                blends = [render.overlay(item.image.pixels, heatmap.values, controls.opacity, controls.colormap)
-                          for heatmap in heatmap_pair]
+                heatmap_pair = [heatmap(predictor, model_ref, image_key, item.image.pixels, method, controls.layer,
+                                        explained) for method in cam.METHODS]
+                blends = [render.overlay(item.image.pixels, shown.values, controls.opacity, controls.colormap)
+                          for shown in heatmap_pair]
         except Exception as exc:  # any failure becomes a message, never a traceback
             show_error(exc)
             return
@@ -192,23 +226,29 @@ def _compare(predictor, model_ref, image_key, item, controls, refs, target) -> N
     other_ref = st.selectbox("Second model", other_refs, key=f"predict.compare_model.{image_key}")
     panels = []
     try:
-        with st.spinner(f"Explaining with {other_ref}…"):
+        with st.spinner(f"Predicting and explaining with {other_ref}…"):
             other_model = ModelRef.parse(other_ref)
             other = cache.predictor(other_model.name, other_model.version)
             [other_result] = other.predict([item.image], DecodeOptions(top_k=3))
-            for ref, model, result in ((model_ref, predictor, item.result), (other_ref, other, other_result)):
-                top = result.predictions[:3]
-                # Each model's own automatic layer: a layer chosen for this model may not exist in the other.
-                heatmap = _heatmap(model, ref, image_key, item.image.pixels, controls.method, None,
-                               _target_index(model, result))
-                panels.append((ref, top, render.overlay(item.image.pixels, heatmap.values, controls.opacity,
-                                                         controls.colormap)))
+            for ref, model, shown_result in ((model_ref, predictor, result), (other_ref, other, other_result)):
+                # Each model's own automatic layer and headline target: a layer chosen for this model may
+                # not exist in the other, and a detector explains its best box.
+                shown = heatmap(model, ref, image_key, item.image.pixels, controls.method, None,
+                                target(model, shown_result))
+                panels.append((ref, model.task, shown_result, compare_image(item.image.pixels, shown, shown_result,
+                                                                            controls)))
     except Exception as exc:  # any failure becomes a message, never a traceback
         show_error(exc)
         return
-    for column, (ref, top, blended) in zip(st.columns(2), panels):
-        column.image(blended, caption=f"{plain(ref)}: {plain(top[0].label)} {top[0].score:.1%}", width="stretch")
-        column.caption(" · ".join(f"{p.label} {p.score:.1%}" for p in top))
+    for column, (ref, task, shown_result, blended) in zip(st.columns(2), panels):
+        column.image(blended, caption=plain(ref), width="stretch")
+        column.caption(plain(task.summary(shown_result)))
+
+
+def compare_image(pixels, shown, result, controls):
+    """The overlay of one compared model; a detector's boxes are drawn on it."""
+    blended = render.overlay(pixels, shown.values, controls.opacity, controls.colormap)
+    return draw_boxes(blended, result.detections) if isinstance(result, Detections) else blended
 
 
 def feedback(image_key, item, class_names) -> None:

@@ -28,6 +28,57 @@ def default_layer(model) -> str:
     return candidates[-1]
 
 
+def resolve_layers(model, layer: str | None = None) -> tuple[str, ...]:
+    """The layers to explain: ``layer`` alone when chosen, else the automatic choice — the default
+    layer, or for a model whose last layer reads several feature maps (a detector's YOLO heads)
+    the features each head reads (the explainer keeps the one the target's score comes from)."""
+    if layer is not None:
+        return (resolve_layer(model, layer),)
+    return tuple(branch_layers(model)) or (default_layer(model),)
+
+
+def branch_layers(model) -> list[str]:
+    """Qualified names of the features each input of the model's last layer is computed from, when
+    that layer reads two or more feature maps; [] otherwise. For a YOLO detector: one per head, the
+    input of the head's final convolution (``backbone/bn119``, ``backbone/bn128``)."""
+    last = getattr(getattr(model.outputs[0], "_keras_history", None), "operation", None)
+    if not any(last is known for known in model.layers):
+        return []
+    inputs = last.input if isinstance(last.input, (list, tuple)) else [last.input]
+    if len(inputs) < 2:
+        return []
+    candidates = set(candidate_layers(model))
+    found = []
+    for tensor in inputs:
+        head = _producer(tensor)
+        features = _producer(head[1].input, head[0].rsplit(LAYER_SEPARATOR, 1)[0] + LAYER_SEPARATOR
+                             if LAYER_SEPARATOR in head[0] else "") if head else None
+        for choice in (features, head):
+            if choice is not None and choice[0] in candidates:
+                found.append(choice[0])
+                break
+        else:
+            return []
+    return found
+
+
+def _producer(tensor, prefix: str = "") -> tuple[str, object] | None:
+    """(qualified name, layer) of the layer whose call made ``tensor``, looking into nested models."""
+    import keras
+
+    if isinstance(tensor, (list, tuple)):
+        return None
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        return None
+    operation, _, tensor_index = history
+    if isinstance(operation, keras.Model):
+        return _producer(operation.outputs[tensor_index], prefix + operation.name + LAYER_SEPARATOR)
+    if isinstance(operation, keras.layers.InputLayer) or not isinstance(operation, keras.layers.Layer):
+        return None
+    return prefix + operation.name, operation
+
+
 def resolve_layer(model, layer: str | None = None) -> str:
     """The qualified name for ``layer`` (None: the default; a bare name like "out_relu" is found in nested models)."""
     if layer is None:
@@ -103,7 +154,7 @@ def final_layer(model) -> tuple[tuple[str, ...], object] | None:
 
 
 def tapped_model(model, taps: list[tuple[tuple[str, ...], str]]):
-    """A model from ``model``'s input to ``[model output, *tapped tensors]``, sharing all layers and weights.
+    """A model from ``model``'s input to ``[*model outputs, *tapped tensors]``, sharing all layers and weights.
 
     Each tap is (path of layer names, "input" | "output"); a path longer than one name goes into a
     nested model. ``model.get_layer(name).output`` cannot be used across nesting (the inner tensor
@@ -132,8 +183,11 @@ def tapped_model(model, taps: list[tuple[tuple[str, ...], str]]):
     def call(layer, *args, **kwargs):
         if id(layer) in rewired:
             inner, indices = rewired[id(layer)]
-            output, *tapped = inner(*args, **kwargs)
-            for i, tensor in zip(indices, tapped):
+            results = inner(*args, **kwargs)
+            # A nested model may have several outputs (a detector's backbone: one per YOLO head).
+            count = len(layer.outputs)
+            output = results[0] if count == 1 else list(results[:count])
+            for i, tensor in zip(indices, results[count:]):
                 found[i] = tensor
         else:
             output = layer(*args, **kwargs)
@@ -147,7 +201,7 @@ def tapped_model(model, taps: list[tuple[tuple[str, ...], str]]):
         raise ModelError(
             f"Layer {', '.join(missing)} is not on the path from the input to the output of '{model.name}'."
         )
-    return keras.Model(clone.input, [clone.outputs[0], *found])
+    return keras.Model(clone.input, [*clone.outputs, *found])
 
 
 def score_head(final_layer):

@@ -23,7 +23,8 @@ def test_upload_a_photo_and_see_chart_and_overlay(imagenet_settings, photos_dir,
         page.locator("[data-testid='stVegaLiteChart']").first.wait_for()
         page.get_by_text("Grad-CAM for “Egyptian cat”").wait_for()
         page.get_by_text("Heatmap alone").wait_for()  # beside the overlay, not in a collapsed expander
-        page.get_by_text("Unsupported image format 'text'").wait_for()
+        page.get_by_test_id("stAlertContentError").get_by_text("Unsupported image format 'text'").wait_for()
+        page.get_by_text("All 2 images").wait_for()  # the results table of several uploads
         page.wait_for_timeout(1500)  # let the chart finish drawing for the screenshot
         shot = screenshot(page, "predict-page")
         assert shot.stat().st_size > 20_000
