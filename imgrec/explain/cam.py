@@ -5,6 +5,11 @@ score with respect to it; a subclass only says how to turn those into one weight
 (``channel_weights``). The map is ``relu(sum_k weight_k * feature_map_k)``, scaled to [0, 1] and
 upsampled bilinearly. Inputs are raw 0-255 RGB, like everywhere in imgrec: preprocessing is inside
 the model.
+
+The target is one scalar of the model's output: a class score of a classifier's (batch, classes)
+output, or for a detector's decoded (batch, boxes, 4 + classes) output the score of one detection,
+``[i, output_index, 4 + class_index]`` (a ``BoxTarget``). Both are one position in the flattened
+output row, so one traced function serves either, for a whole batch of images at once.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 from imgrec.core.errors import ImageError, ModelError
 from imgrec.core.images import resize
 from imgrec.explain.layers import LAYER_SEPARATOR, final_layer, resolve_layer, score_head, tapped_model
+from imgrec.tasks.base import BoxTarget, ClassTarget
 
 METHODS = ("gradcam", "gradcam++")
 
@@ -31,6 +37,7 @@ class Heatmap:
     layer: str  # qualified name of the layer explained, e.g. "backbone/out_relu"
     method: str  # "gradcam" or "gradcam++"
     raw: np.ndarray  # float32 map at the layer's own resolution (e.g. 7x7), before upsampling
+    output_index: int | None = None  # a detector's output row explained (None for a classifier)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -54,7 +61,8 @@ class CAM:
         self.layer = resolve_layer(model, layer)
         self.class_names = tuple(class_names) if class_names is not None else None
         self.input_size = input_size(model)
-        self.num_classes = int(model.outputs[0].shape[-1])
+        self.outputs = OutputLayout.of(model)
+        self.num_classes = self.outputs.num_classes
         final = final_layer(model)
         head = score_head(final[1]) if final is not None else None
         self.uses_logits = head is not None
@@ -62,26 +70,31 @@ class CAM:
         if head is not None:
             taps.append((final[0], "input"))
         grad_model = tapped_model(model, taps)
+        layout = self.outputs
 
-        def explain(image, target):
+        def explain(images, targets):
             # The algorithm, as in keras-io's grad_cam: one forward pass under a tape, one gradient.
+            # Images of a batch do not interact (inference mode), so the gradient of the sum of their
+            # target scores gives each image the gradient of its own score.
             with tf.GradientTape() as tape:
-                pixels = tf.cast(image, tf.float32)
+                pixels = tf.cast(images, tf.float32)
                 tape.watch(pixels)  # so the tape records even when every layer is frozen
                 probabilities, features, *head_input = grad_model(pixels, training=False)
                 features = tf.cast(features, tf.float32)
                 scores = head(head_input[0]) if head is not None else probabilities
-                target = tf.where(target < 0, tf.argmax(probabilities[0], output_type=tf.int32), target)
-                score = tf.cast(scores[0, target], tf.float32)
-            grads = tape.gradient(score, features)
+                flat_probabilities = tf.reshape(tf.cast(probabilities, tf.float32), [tf.shape(pixels)[0], -1])
+                targets = tf.where(targets < 0, layout.best(flat_probabilities), targets)
+                flat_scores = tf.reshape(tf.cast(scores, tf.float32), [tf.shape(pixels)[0], -1])
+                total = tf.reduce_sum(tf.gather(flat_scores, targets, batch_dims=1))
+            grads = tape.gradient(total, features)
             weights = self.channel_weights(grads, features)  # (batch, channels)
-            cam = tf.nn.relu(tf.einsum("bhwc,bc->bhw", features, weights))[0]
-            return cam, target, tf.cast(probabilities[0, target], tf.float32)
+            cam = tf.nn.relu(tf.einsum("bhwc,bc->bhw", features, weights))
+            return cam, targets, tf.gather(flat_probabilities, targets, batch_dims=1)
 
         height, width = self.input_size
         self._explain = tf.function(
             explain,
-            input_signature=[tf.TensorSpec([1, height, width, 3], tf.uint8), tf.TensorSpec([], tf.int32)],
+            input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8), tf.TensorSpec([None], tf.int32)],
         )
         self._explain.get_concrete_function()  # trace now, so the first heatmap is as fast as the rest
 
@@ -89,23 +102,39 @@ class CAM:
         """(batch, h, w, channels) gradients and activations -> (batch, channels) weights."""
         raise NotImplementedError
 
-    def __call__(self, image, target_class: int | str | None = None) -> Heatmap:
-        """Heatmap for ``image`` (any size, uint8 RGB; resized for the model and the map back to it)."""
+    def __call__(self, image, target_class=None) -> Heatmap:
+        """Heatmap for ``image`` (any size, uint8 RGB; resized for the model and the map back to it).
+
+        ``target_class``: a class index or name, a ``ClassTarget``, a ``BoxTarget`` (a detector's
+        detection), or None (the top class; for a detector the best-scoring detection).
+        """
+        return self.batch([image], [target_class])[0]
+
+    def batch(self, images, targets=None) -> list[Heatmap]:
+        """Heatmaps for several images in one pass; ``targets`` one per image (None: each one's best)."""
         import cv2
         import tensorflow as tf
 
-        pixels = check_image(image)
-        target = -1 if target_class is None else class_index(target_class, self.num_classes, self.class_names)
-        batch = self._prepare([pixels])
-        cam, target, probability = self._explain(tf.constant(batch), tf.constant(target, tf.int32))
-        raw = cam.numpy().astype(np.float32)
-        peak = float(raw.max())
-        raw = raw / peak if peak > 0 and np.isfinite(peak) else np.zeros_like(raw)
-        height, width = pixels.shape[:2]
-        values = cv2.resize(raw, (width, height), interpolation=cv2.INTER_LINEAR)
-        values = np.clip(values, 0.0, 1.0).astype(np.float32)
-        target = int(target.numpy())
-        return Heatmap(values, target, self.label(target), float(probability.numpy()), self.layer, self.method, raw)
+        pixels = [check_image(image) for image in images]
+        targets = [None] * len(pixels) if targets is None else list(targets)
+        if len(targets) != len(pixels):
+            raise ModelError(f"{len(targets)} targets for {len(pixels)} images. Expected one target per image.")
+        if not pixels:
+            return []
+        flat = [self.outputs.flat_index(target, self.class_names) for target in targets]
+        cams, chosen, probabilities = self._explain(tf.constant(self._prepare(pixels)), tf.constant(flat, tf.int32))
+        heatmaps = []
+        for image, raw, position, probability in zip(pixels, cams.numpy(), chosen.numpy(), probabilities.numpy()):
+            raw = raw.astype(np.float32)
+            peak = float(raw.max())
+            raw = raw / peak if peak > 0 and np.isfinite(peak) else np.zeros_like(raw)
+            height, width = image.shape[:2]
+            values = cv2.resize(raw, (width, height), interpolation=cv2.INTER_LINEAR)
+            values = np.clip(values, 0.0, 1.0).astype(np.float32)
+            output_index, target = self.outputs.position(int(position))
+            heatmaps.append(Heatmap(values, target, self.label(target), float(probability), self.layer, self.method,
+                                    raw, output_index))
+        return heatmaps
 
     def label(self, index: int) -> str:
         return self.class_names[index] if self.class_names else str(index)
@@ -166,10 +195,9 @@ def explainer(model, layer: str | None = None, method: str = "gradcam", class_na
         return built
 
 
-def gradcam(
-    model, image, layer: str | None = None, target_class: int | str | None = None, method: str = "gradcam"
-) -> Heatmap:
-    """Heatmap of ``image`` for ``target_class`` (None: the top prediction) with Grad-CAM or Grad-CAM++."""
+def gradcam(model, image, layer: str | None = None, target_class=None, method: str = "gradcam") -> Heatmap:
+    """Heatmap of ``image`` for ``target_class`` (see ``CAM.__call__``; None: the top prediction or the
+    best detection) with Grad-CAM or Grad-CAM++."""
     return explainer(model, layer, method)(image, target_class)
 
 
@@ -201,6 +229,74 @@ def check_image(image) -> np.ndarray:
     if pixels.dtype != np.uint8:
         raise ImageError(f"Image has dtype {pixels.dtype}. Expected uint8 RGB (0-255).")
     return pixels
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Where target scores sit in a model's output row: a classifier's (classes,) or a detector's
+    decoded (boxes, 4 + classes), whose first four columns are the box and the rest its class scores."""
+
+    num_classes: int
+    boxes: int | None  # None for a classifier
+
+    @classmethod
+    def of(cls, model) -> OutputLayout:
+        shape = tuple(model.outputs[0].shape)
+        if len(shape) == 2:
+            return cls(int(shape[-1]), None)
+        if len(shape) == 3 and shape[1] is not None and shape[2] is not None and shape[2] > 4:
+            return cls(int(shape[2]) - 4, int(shape[1]))
+        raise ModelError(f"Model '{model.name}' has output shape {shape}. Expected (batch, classes) "
+                         "or a detector's decoded (batch, boxes, 4 + classes).")
+
+    @property
+    def row_width(self) -> int:
+        return self.num_classes + 4
+
+    def flat_index(self, target, class_names) -> int:
+        """The target's position in the flattened output row; -1 means "the best one"."""
+        if target is None:
+            return -1
+        if isinstance(target, ClassTarget):
+            target = target.index
+        if not isinstance(target, BoxTarget):
+            if self.boxes is not None:
+                raise ModelError(f"Target {target!r} names a class only. Expected a BoxTarget: a detector explains "
+                                 "one detection (its output row and class).")
+            return class_index(target, self.num_classes, class_names)
+        if self.boxes is None:
+            raise ModelError(f"Target {target!r} names a detection, but the model is a classifier. Expected a "
+                             "class index, name or ClassTarget.")
+        return self.flat(int(target.output_index), class_index(target.class_index, self.num_classes, class_names))
+
+    def flat(self, output_index: int | None, target_class: int) -> int:
+        """The flat position of a class score (a classifier) or of one detection's class score."""
+        if self.boxes is None:
+            return target_class
+        if not 0 <= output_index < self.boxes:
+            raise ModelError(f"output_index={output_index}. Expected 0 to {self.boxes - 1} (the detector's rows).")
+        return output_index * self.row_width + 4 + target_class
+
+    def position(self, flat: int) -> tuple[int | None, int]:
+        """(output row or None, class index) of a flat position."""
+        if self.boxes is None:
+            return None, flat
+        return flat // self.row_width, flat % self.row_width - 4
+
+    def best(self, flat_scores):
+        """Per row of flattened outputs (a tensor or an array), the flat position of the best class
+        score; for a detector, of the best-scoring detection's class."""
+        from keras import ops
+
+        if self.boxes is None:
+            return ops.cast(ops.argmax(flat_scores, axis=1), "int32")
+        class_scores = ops.reshape(flat_scores, (-1, self.boxes, self.row_width))[:, :, 4:]
+        best = ops.cast(ops.argmax(ops.reshape(class_scores, (-1, self.boxes * self.num_classes)), axis=1), "int32")
+        return best // self.num_classes * self.row_width + 4 + best % self.num_classes
+
+    def scores(self, outputs: np.ndarray, flat: int) -> np.ndarray:
+        """The score at ``flat`` for each row of a batch of raw outputs."""
+        return np.asarray(outputs).reshape(len(outputs), -1)[:, flat]
 
 
 def class_index(target_class, num_classes: int, class_names) -> int:

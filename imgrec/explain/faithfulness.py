@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgrec.core.errors import ImgrecError
-from imgrec.explain.cam import Heatmap, check_image, class_index, model_parts
+from imgrec.explain.cam import Heatmap, OutputLayout, check_image, model_parts
 from imgrec.explain.render import heat_values
 from imgrec.inference.runtimes import MAX_BATCH
 
@@ -25,6 +25,7 @@ class Faithfulness:
     """
 
     target_class: int
+    output_index: int | None  # a detector's output row scored (None for a classifier)
     baseline: str
     fractions: np.ndarray  # (steps + 1,) fraction of pixels deleted / inserted, 0 .. 1
     deletion: np.ndarray  # target-class probability along the deletion curve
@@ -53,6 +54,9 @@ def deletion_insertion(
 ) -> Faithfulness:
     """Deletion and insertion AUCs of ``heatmap`` for ``target_class``, and of random maps for reference.
 
+    ``target_class`` is anything ``CAM`` explains (a class, a ``ClassTarget``, a detector's
+    ``BoxTarget``); for a detection the curve is the score of the same output row, as the model
+    sees less or more of the image.
     Works at the model's input size. Each curve is ONE batched inference of ``steps + 1`` images
     (0 %, 1/steps, ... 100 % of the pixels changed, most salient first); ``steps`` is at most 31
     so that a Predictor, which splits batches above 32, still makes one call. ``target_class`` None
@@ -72,15 +76,16 @@ def deletion_insertion(
     values = heat_values(heatmap)
     if values.shape != (height, width):
         values = cv2.resize(values, (width, height), interpolation=cv2.INTER_LINEAR)
-    num_classes = int(keras_model.outputs[0].shape[-1])
+    layout = OutputLayout.of(keras_model)
     if target_class is None and isinstance(heatmap, Heatmap):
-        target_class = heatmap.target_class
-    target = None if target_class is None else class_index(target_class, num_classes, class_names)
+        target = layout.flat(heatmap.output_index, heatmap.target_class)
+    else:
+        target = layout.flat_index(target_class, class_names)
     filler = _baseline(pixels, baseline)
     rng = np.random.default_rng(seed)
     fractions = np.linspace(0.0, 1.0, steps + 1)
 
-    def curves(saliency: np.ndarray, target: int | None):
+    def curves(saliency: np.ndarray, target: int):
         # Rank pixels by saliency (ties in random order), then mask the top k for every step at once.
         order = np.lexsort((rng.random(saliency.size), -saliency.ravel()))
         rank = np.empty(saliency.size, np.int64)
@@ -88,10 +93,10 @@ def deletion_insertion(
         counts = np.round(fractions * saliency.size).astype(np.int64)
         masks = (rank.reshape(height, width)[None] < counts[:, None, None])[..., None]
         deleted = predict(np.where(masks, filler, pixels))
-        if target is None:
-            target = int(np.argmax(deleted[0]))  # step 0 is the untouched image
+        if target < 0:
+            target = int(np.asarray(layout.best(deleted[:1].reshape(1, -1)))[0])  # step 0 is the untouched image
         inserted = predict(np.where(masks, pixels, filler))
-        return deleted[:, target], inserted[:, target], target
+        return layout.scores(deleted, target), layout.scores(inserted, target), target
 
     deletion, insertion, target = curves(values, target)
     grid = heatmap.raw.shape if isinstance(heatmap, Heatmap) else (7, 7)
@@ -101,8 +106,10 @@ def deletion_insertion(
     ]
     random_deletion = np.mean([c[0] for c in random_curves], axis=0)
     random_insertion = np.mean([c[1] for c in random_curves], axis=0)
+    output_index, target_class = layout.position(target)
     return Faithfulness(
-        target_class=target,
+        target_class=target_class,
+        output_index=output_index,
         baseline=baseline,
         fractions=fractions,
         deletion=deletion,
