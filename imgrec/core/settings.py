@@ -58,6 +58,14 @@ class Settings:
     api_resident_models: int = 2
     # How long a request waits for its ?model= to load before a 503 model_loading (the load goes on).
     api_model_load_wait_s: float = 5.0
+    # Video files (``imgrec.video``): largest file, longest duration, and every how many processed frames
+    # one is written to the prediction log (0: none).
+    video_max_bytes: int = 20 * MB
+    video_max_duration_s: float = 600.0
+    video_log_every: int = 10
+    # The live webcam's ICE servers: a JSON list of RTCIceServer objects ({"urls", "username", "credential"});
+    # empty: host candidates only, enough when browser and app share a network.
+    webrtc_ice_servers: str = ""
 
     @property
     def database_url_resolved(self) -> str:
