@@ -1,5 +1,4 @@
-"""Defensive video decoding with PyAV: bytes in, frames out; size, container, stream and duration are checked
-before a frame is decoded, and a corrupt or truncated stream is refused by name, never half-used."""
+"""Defensive video decoding with PyAV: size, container, stream and duration checked before any frame is decoded."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Live frames (a webcam through WebRTC): the frame callback that predicts and draws, its measured rates,
-and the ICE servers from settings."""
+"""Live frames (a webcam over WebRTC): the frame callback that predicts and draws, its rates, the ICE servers."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""A video through a model: every Nth frame predicted in small batches, drawn, written, logged and tabulated;
-the one path the app, the API and the CLI take."""
+"""A video through a model (every Nth frame predicted, drawn, written, logged, tabulated): the path of every face."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""``POST /predict/video`` (a video file → NDJSON, one line per processed frame, streamed) and the WebSocket
-``/ws/predict`` (encoded frames in, one result per frame out) for live clients."""
+"""``POST /predict/video`` (a video → streamed NDJSON, a line per frame) and the WebSocket ``/ws/predict``."""
 
 from __future__ import annotations
 
