@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pylibsrtp  # noqa: F401  (aiortc's SRTP, before any test loads TensorFlow: after it, it crashes the process)
 import pytest
 
 from imgrec.core.settings import Settings

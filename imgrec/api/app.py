@@ -37,12 +37,12 @@ from fastapi import FastAPI
 
 from imgrec.api.errors import install_error_handlers
 from imgrec.api.middleware import BODY_OVERHEAD_BYTES, BodyLimitMiddleware, ObservabilityMiddleware
-from imgrec.api.routers import health, metrics, model, predict, stats
+from imgrec.api.routers import health, metrics, model, predict, stats, video
 from imgrec.api.state import ApiState
 from imgrec.core.errors import SettingsError
 from imgrec.core.settings import Settings, get_settings
 
-ROUTERS = (predict.router, health.router, metrics.router, model.router, stats.router)
+ROUTERS = (predict.router, health.router, metrics.router, model.router, stats.router, video.router)
 # The exit status uvicorn's and gunicorn's supervisors take for "failed to boot": they stop instead of restarting.
 STARTUP_FAILURE = 3
 

@@ -61,6 +61,14 @@ class Settings:
     # Where the model registry and kept uploads live besides the local folders: an fsspec URL such as
     # s3://bucket/prefix (see imgrec.core.storage); empty: local folders only.
     storage_url: str = ""
+    # Video files (``imgrec.video``): largest file, longest duration, and every how many processed frames
+    # one is written to the prediction log (0: none).
+    video_max_bytes: int = 20 * MB
+    video_max_duration_s: float = 600.0
+    video_log_every: int = 10
+    # The live webcam's ICE servers: a JSON list of RTCIceServer objects ({"urls", "username", "credential"});
+    # empty: host candidates only, enough when browser and app share a network.
+    webrtc_ice_servers: str = ""
 
     @property
     def database_url_resolved(self) -> str:

@@ -36,7 +36,7 @@ from imgrec.core.storage import Storage, StorageError, storage_for
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("app", "api", "cli", "batch")
+SOURCES = ("app", "api", "cli", "batch", "video")
 SQLITE_BUSY_TIMEOUT_S = 30
 MIGRATIONS_LOCATION = "imgrec.predlog:migrations"
 # Any constant works: concurrent openers of one PostgreSQL database take turns migrating.
@@ -104,7 +104,7 @@ predictions_table = sa.Table(
     sa.Column("metadata", JSON_TYPE, nullable=True),
     # Set by the faces (a UUID per prediction): writing the same record twice leaves one row.
     sa.Column("request_key", sa.String(32), nullable=True),
-    sa.CheckConstraint("source IN ('app', 'api', 'cli', 'batch')", name="source"),
+    sa.CheckConstraint("source IN ('app', 'api', 'cli', 'batch', 'video')", name="source"),
     # The trailing columns make these indexes covering for the analytics in imgrec.predlog.stats, so the
     # common aggregates read only the index (no lookup per row): see bench/analytics.py.
     sa.Index("ix_predictions_created_at", "created_at"),

@@ -50,12 +50,14 @@ def streamlit_server(settings, timeout: float = 90, address: str | None = "127.0
 
 
 @contextlib.contextmanager
-def browser_page(width: int = 1400, height: int = 1000):
+def browser_page(width: int = 1400, height: int = 1000, extra_args: tuple[str, ...] = ()):
+    """``extra_args``: more Chromium switches, e.g. the fake camera's."""
     from playwright.sync_api import sync_playwright
 
     executable = chromium_path()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=executable, headless=True,
+                                             args=[*CHROMIUM_ARGS, *extra_args])
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
             page.set_default_timeout(90_000)

@@ -31,10 +31,14 @@ RUN_TIMEOUT_S = 400
 PHASES = "examples,coverage,fuzzing"
 SEED = 19
 # What Schemathesis cannot know from a schema: a multipart file whose bytes match the schema (any bytes)
-# is still not an image, so "valid" data may be refused with 415 (not an image format) or 422 (corrupt).
+# is still not an image (or a video), so "valid" data may be refused with 415 (not an image format) or 422 (corrupt).
 CONFIG = """\
 [[operations]]
 include-path = "/predict"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "404", "415", "422", "503"]
+
+[[operations]]
+include-path = "/predict/video"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "404", "415", "422", "503"]
 """
 

@@ -22,6 +22,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    for table in ("detections", "feedback"):
+        op.execute(f"DELETE FROM {table} WHERE prediction_id IN (SELECT id FROM predictions WHERE source = 'batch')")
     op.execute("DELETE FROM predictions WHERE source = 'batch'")
     with op.batch_alter_table("predictions") as batch:
         batch.drop_constraint(op.f("ck_predictions_source"), type_="check")

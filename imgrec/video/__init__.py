@@ -1,0 +1,1 @@
+"""Video: decoding files defensively, per-frame inference through the task interface, annotated output, live frames."""
