@@ -71,3 +71,25 @@ def imagenet_predictor(imagenet_settings):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def detector_settings(tmp_path_factory) -> Settings:
+    """Settings with both shipped detectors registered (from ../shared/detection); the classifier stays default."""
+    from imgrec.registry import catalog
+    from imgrec.registry.detector_cards import STOCK_DETECTORS
+
+    settings = make_settings(tmp_path_factory.mktemp("detectors"))
+    if not settings.shared_detection_dir.is_dir():
+        pytest.skip("shipped detectors not found (expected ../shared/detection)")
+    for name in STOCK_DETECTORS:
+        catalog.ensure_stock_detector(name, settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def detector_predictor(detector_settings):
+    from imgrec.inference.predictor import Predictor
+    from imgrec.registry.detector_cards import DEFAULT_DETECTOR
+
+    return Predictor.load(DEFAULT_DETECTOR, None, detector_settings)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from imgrec.cli import export, log, models, predict, serve, training
+from imgrec.cli import evaluate, export, importing, log, models, predict, serve, training
 from imgrec.cli.args import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
 from imgrec.core.errors import ImgrecError
 from imgrec.core.settings import get_settings
 
-COMMAND_MODULES = (predict, models, log, serve, export, training)  # in the order `--help` lists them
+COMMAND_MODULES = (predict, models, log, serve, export, training, evaluate, importing)  # in the order `--help` lists them
 
 
 def main(argv: list[str] | None = None) -> int:

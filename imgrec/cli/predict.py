@@ -10,8 +10,8 @@ from imgrec.cli.args import EXIT_OK, EXIT_SOME_FAILED, positive_int
 from imgrec.core.settings import Settings
 from imgrec.inference.predictor import Predictor
 from imgrec.inference.runtimes import MAX_BATCH
-from imgrec.inference.service import PredictionLog, read_files, serve_uploads
-from imgrec.tasks.base import DecodeOptions
+from imgrec.inference.service import PredictionLog, decode_options, read_files, serve_uploads
+from imgrec.registry import catalog
 
 
 def add_parser(commands) -> None:
@@ -20,13 +20,24 @@ def add_parser(commands) -> None:
     predict.add_argument("--model", help="model name (default: the active model)")
     predict.add_argument("--version", help="model version (default: the latest)")
     predict.add_argument("--top-k", type=positive_int, help="how many labels per file (default: IMGREC_DEFAULT_TOP_K)")
+    predict.add_argument("--score-threshold", type=float, metavar="S",
+                         help="detectors: lowest score kept, in (0, 1] (default: the model card's)")
+    predict.add_argument("--iou-threshold", type=float, metavar="T",
+                         help="detectors: IoU above which NMS drops a box of the same class (default: the card's)")
+    predict.add_argument("--max-detections", type=positive_int, metavar="N",
+                         help="detectors: most boxes per image (default: the card's)")
+    predict.add_argument("--classes", action="append", metavar="NAMES",
+                         help="detectors: comma-separated class names to keep (default: all)")
     predict.add_argument("--json", action="store_true", help="one JSON object per line per file (as the API's)")
     predict.add_argument("--no-log", action="store_true", help="do not write the predictions to the log")
     predict.set_defaults(handler=run)
 
 
 def run(args, settings: Settings) -> int:
-    options = DecodeOptions(top_k=settings.default_top_k if args.top_k is None else args.top_k)
+    # Options are checked against the card before the model loads: a typo costs no load time.
+    options = decode_options(catalog.load_card(args.model, args.version, settings), top_k=settings.default_top_k if args.top_k is None else args.top_k,
+                             score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
+                             max_detections=args.max_detections, classes=args.classes)
     predictor = Predictor.load(args.model, args.version, settings)
     prediction_log = None if args.no_log else PredictionLog(settings, serving=False)
     failures = 0

@@ -1,15 +1,14 @@
-"""``imgrec train``, ``imgrec evaluate`` and ``imgrec runs``: training, evaluation and training runs."""
+"""``imgrec train`` and ``imgrec runs``: training and training runs (``imgrec evaluate`` is in ``evaluate``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from imgrec.cli.args import EXIT_OK, EXIT_SOME_FAILED, positive_int
+from imgrec.cli.args import EXIT_OK, EXIT_SOME_FAILED
 from imgrec.core.settings import Settings
 from imgrec.training import runs, trainer
 from imgrec.training.config import RunConfig
-from imgrec.training.evaluation import evaluate_registered
 
 
 def add_parser(commands) -> None:
@@ -19,14 +18,6 @@ def add_parser(commands) -> None:
     source.add_argument("--run", metavar="RUN_ID", help="execute or resume an existing run in this process")
     train.add_argument("--detach", action="store_true", help="start the run in the background, print its id")
     train.set_defaults(handler=run_train)
-
-    evaluate = commands.add_parser("evaluate", help="evaluate a registered model on a dataset split")
-    evaluate.add_argument("model", metavar="MODEL", help="name or name@version")
-    evaluate.add_argument("--dataset", required=True, help="cifar10, fashion_mnist or a folder")
-    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
-    evaluate.add_argument("--limit-per-class", type=positive_int, help="evaluate on at most N images per class")
-    evaluate.add_argument("--json", action="store_true", help="the full report as JSON")
-    evaluate.set_defaults(handler=run_evaluate)
 
     runs_parser = commands.add_parser("runs", help="list, show, cancel or resume training runs")
     runs_parser.add_argument("action", nargs="?", default="list", choices=("list", "show", "cancel", "resume"))
@@ -48,22 +39,6 @@ def run_train(args, settings: Settings) -> int:
     status = trainer.execute_run(run, settings)
     print(f"{status['state']}: {status.get('message', '')}")
     return EXIT_OK if status["state"] == runs.COMPLETED else EXIT_SOME_FAILED
-
-
-def run_evaluate(args, settings: Settings) -> int:
-    report = evaluate_registered(args.model, args.dataset, args.split, settings, args.limit_per_class)
-    if args.json:
-        print(json.dumps(report.to_dict()))
-        return EXIT_OK
-    summary = report.summary()
-    print(f"{args.model} on {args.dataset}/{args.split} ({report.samples} images): accuracy {report.accuracy:.2%}, "
-          f"top-3 {report.top3_accuracy:.2%}, macro F1 {report.macro_f1:.3f}, weighted F1 {report.weighted_f1:.3f}, "
-          f"ECE {summary['ece']:.3f} (T={summary['temperature']:.2f}: {summary['ece_calibrated']:.3f})")
-    for row in report.per_class:
-        print(f"  {row['class']:>16}  P {row['precision']:.3f}  R {row['recall']:.3f}  F1 {row['f1']:.3f}  "
-              f"n {row['support']}")
-    print("\n".join(report.text_tables()))
-    return EXIT_OK
 
 
 def run_runs(args, settings: Settings) -> int:

@@ -32,6 +32,8 @@ class Settings:
     database_url: str = ""
     samples_dir: Path = PROJECT_ROOT / "samples"
     shared_data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
+    # The shipped pretrained detectors (``<folder>/<folder>.keras``), registered on first use.
+    shared_detection_dir: Path = PROJECT_ROOT.parent / "shared" / "detection"
     max_upload_bytes: int = 20 * MB
     max_pixels: int = 40_000_000
     admin_token: str = ""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from imgrec.inference.predictor import image_sizes
 from imgrec.tasks.base import DecodeOptions
 
 
@@ -173,6 +174,6 @@ class BatchedPredictor:
             seconds = time.perf_counter() - started
             if self._on_batch is not None:
                 self._on_batch(len(batch), seconds)
-            return self.predictor.decode(probabilities, options, seconds * 1000 / len(batch))
+            return self.predictor.decode(probabilities, options, seconds * 1000 / len(batch), image_sizes(images))
         outcome: BatchOutcome = self._batcher.submit(self.predictor, batch).result()
-        return self.predictor.decode(outcome.probabilities, options, outcome.latency_ms)
+        return self.predictor.decode(outcome.probabilities, options, outcome.latency_ms, image_sizes(images))

@@ -99,7 +99,16 @@ class Predictor:
         batch = self.prepare(images)
         started = time.perf_counter()
         outputs = self.predict_batch(batch)
-        return self.decode(outputs, options or DecodeOptions(), (time.perf_counter() - started) * 1000 / len(batch))
+        return self.decode(outputs, options or DecodeOptions(), (time.perf_counter() - started) * 1000 / len(batch),
+                           image_sizes(images))
 
-    def decode(self, outputs: np.ndarray, options: DecodeOptions, latency_ms: float) -> list:
-        return self.task.decode(outputs, self.card, options, latency_ms)
+    def decode(self, outputs: np.ndarray, options: DecodeOptions, latency_ms: float,
+               sizes: list[tuple[int, int]] | None = None) -> list:
+        """``sizes``: the original images' (height, width), so that boxes come back in their pixels."""
+        return self.task.decode(outputs, self.card, options, latency_ms, image_sizes=sizes)
+
+
+def image_sizes(images: Sequence[np.ndarray | DecodedImage]) -> list[tuple[int, int]]:
+    """(height, width) of each image before ``Predictor.prepare`` stretches it to the model's input."""
+    return [tuple(int(v) for v in np.shape(image.pixels if isinstance(image, DecodedImage) else image)[:2])
+            for image in images]

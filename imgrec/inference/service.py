@@ -27,6 +27,23 @@ MAX_PENDING_WRITES = 16
 REPLAY_INTERVAL_S = 1.0
 
 
+class OptionsError(ImgrecError):
+    """A caller's decoding options do not fit the model (the API answers 422, the CLI exits 2)."""
+
+
+def decode_options(card: ModelCard, *, top_k: int, score_threshold: float | None = None,
+                   iou_threshold: float | None = None, max_detections: int | None = None,
+                   classes: list[str] | None = None) -> DecodeOptions:
+    """The options of a request, checked by the model's task; ``classes`` items may be comma-separated lists."""
+    names = None if classes is None else tuple(n.strip() for item in classes for n in item.split(",") if n.strip())
+    options = DecodeOptions(top_k=top_k, score_threshold=score_threshold, iou_threshold=iou_threshold,
+                            max_detections=max_detections, classes=names)
+    problem = task_for(card).check_options(options, card)
+    if problem:
+        raise OptionsError(problem)
+    return options
+
+
 @dataclass(frozen=True)
 class Upload:
     filename: str  # shown to people only; never used to name anything on disk
@@ -268,6 +285,7 @@ def log_outcomes(prediction_log: PredictionLog | None, outcomes: list[Outcome], 
             model_name=outcome.card.name,
             model_version=outcome.card.version,
             top_k=task_for(outcome.card).log_labels(outcome.result),
+            detections=task_for(outcome.card).log_boxes(outcome.result),
             latency_ms=outcome.result.latency_ms,
             source=source,
             session_id=session_id,

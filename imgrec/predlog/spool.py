@@ -168,6 +168,8 @@ def _write_durably(directory: Path, name: str, body: bytes) -> None:
 def _to_json(record) -> dict:
     data = asdict(record)
     data["top_k"] = [[str(label), float(score)] for label, score in record.top_k]
+    if record.detections is not None:
+        data["detections"] = [[str(d[0]), *(float(v) for v in d[1:])] for d in record.detections]
     data["created_at"] = record.created_at.isoformat() if record.created_at else None
     data["image_bytes"] = base64.b64encode(record.image_bytes).decode() if record.image_bytes else None
     return data
@@ -178,6 +180,8 @@ def _from_json(data: dict):
 
     data = dict(data)
     data["top_k"] = [(label, score) for label, score in data["top_k"]]
+    if data.get("detections") is not None:
+        data["detections"] = [tuple(d) for d in data["detections"]]
     data["created_at"] = datetime.fromisoformat(data["created_at"]) if data["created_at"] else None
     data["image_bytes"] = base64.b64decode(data["image_bytes"]) if data["image_bytes"] else None
     return PredictionRecord(**data)

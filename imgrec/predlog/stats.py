@@ -26,9 +26,16 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from imgrec.core.errors import StoreError
-from imgrec.predlog.store import Store, as_utc_naive, feedback_table, predictions_table, uploads_table
+from imgrec.predlog.store import (
+    Store,
+    as_utc_naive,
+    detections_table,
+    feedback_table,
+    predictions_table,
+    uploads_table,
+)
 
-P, U, F = predictions_table.c, uploads_table.c, feedback_table.c
+P, U, F, D = predictions_table.c, uploads_table.c, feedback_table.c, detections_table.c
 
 DEFAULT_UNCERTAIN_THRESHOLD = 0.5
 # Population stability index: shares below this count as this, so an empty bin does not make PSI infinite.
@@ -77,9 +84,10 @@ class Filters:
     min_confidence: float | None = None
     max_confidence: float | None = None
     models: Sequence[tuple[str, str]] = ()  # last, so positional calls written before it still work
+    detected_labels: Sequence[str] = ()  # detector predictions with at least one box of any of these classes
 
     def __post_init__(self) -> None:
-        for name in ("model_names", "model_versions", "labels", "sources"):
+        for name in ("model_names", "model_versions", "labels", "sources", "detected_labels"):
             value = getattr(self, name) or ()
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
         models = self.models or ()
@@ -106,6 +114,8 @@ class Filters:
             conditions.append(
                 sa.or_(*(sa.and_(P.model_name == name, P.model_version == version) for name, version in self.models))
             )
+        if self.detected_labels:
+            conditions.append(sa.exists().where(D.prediction_id == P.id, D.label.in_(self.detected_labels)))
         if self.min_confidence is not None:
             conditions.append(P.top1_score >= float(self.min_confidence))
         if self.max_confidence is not None:
@@ -366,6 +376,8 @@ def review_queue(
     store: Store, filters: Filters = NO_FILTERS, max_confidence: float = DEFAULT_UNCERTAIN_THRESHOLD, limit: int = 50
 ) -> pd.DataFrame:
     """Predictions worth a look: flagged wrong first, then the least confident, below ``max_confidence``.
+    A detector's prediction counts by its lowest-scoring box (``review_score``), so a doubtful box
+    beside a sure one is reviewed too.
 
     Each row carries the top-k (a list of ``{"label", "score"}``), the image's hash and kept file
     (``stored_path``, relative to the uploads dir, or None) and the latest feedback, if any.
@@ -390,7 +402,20 @@ def review_queue(
         .limit(limit)
         .subquery()
     )
-    candidates = sa.union(sa.select(least_confident.c.id), sa.select(flagged.c.id)).subquery()
+    doubtful_boxes = (
+        sa.select(D.prediction_id.label("id"))
+        .join_from(detections_table, predictions_table, D.prediction_id == P.id)
+        .where(D.score < max_confidence, *conditions)
+        .group_by(D.prediction_id)
+        .order_by(sa.func.min(D.score), D.prediction_id)
+        .limit(limit)
+        .subquery()
+    )
+    candidates = sa.union(sa.select(least_confident.c.id), sa.select(flagged.c.id),
+                          sa.select(doubtful_boxes.c.id)).subquery()
+    lowest_box = sa.select(sa.func.min(D.score)).where(D.prediction_id == P.id).correlate(predictions_table)
+    lowest_box = lowest_box.scalar_subquery()
+    review_score = sa.case((lowest_box < P.top1_score, lowest_box), else_=P.top1_score)
     flags = feedback_table.alias("flags")  # not the outer query's (latest) feedback row
     is_flagged = sa.exists().where(flags.c.prediction_id == P.id, flags.c.wrong.is_(True))
     query = (
@@ -406,9 +431,10 @@ def review_queue(
             U.sha256,
             U.stored_path,
             is_flagged.label("flagged"),
+            review_score.label("review_score"),
         )
         .where(P.id.in_(sa.select(candidates.c.id)))
-        .order_by(is_flagged.desc(), P.top1_score, P.id)
+        .order_by(is_flagged.desc(), review_score, P.id)
         .limit(limit)
     )
     frame = _frame(store, "the review queue", query)
@@ -427,7 +453,8 @@ def _with_upload_and_latest_feedback(*columns: sa.ColumnElement) -> sa.Select:
     )
 
 
-# The export's columns, in file order: the select below is their one definition.
+# The export's columns, in file order: the select below is their one definition. A detector's prediction
+# gives one row per box (``detection_*`` columns; empty for other tasks and for a detector that found nothing).
 _EXPORT_QUERY = _with_upload_and_latest_feedback(
     P.id.label("prediction_id"),
     P.created_at,
@@ -447,18 +474,29 @@ _EXPORT_QUERY = _with_upload_and_latest_feedback(
     U.height,
     U.format,
     U.stored_path,
-)
+    D.rank.label("detection_rank"),
+    D.label.label("detection_label"),
+    D.score.label("detection_score"),
+    D.x1.label("detection_x1"),
+    D.y1.label("detection_y1"),
+    D.x2.label("detection_x2"),
+    D.y2.label("detection_y2"),
+).outerjoin(detections_table, D.prediction_id == P.id)
 EXPORT_COLUMNS = tuple(_EXPORT_QUERY.selected_columns.keys())
 
 
 def export_rows(store: Store, filters: Filters = NO_FILTERS, limit: int = 10_000, after_id: int = 0) -> pd.DataFrame:
-    """One page of filtered predictions in id order, starting after ``after_id``; JSON columns as text.
+    """One page of ``limit`` filtered predictions in id order (a detector's one row per box), starting after
+    ``after_id``; JSON columns as text.
 
     Page with ``after_id = page["prediction_id"].iloc[-1]`` (or use ``iter_export``): each page is an
-    index range scan, so the last page costs what the first does.
+    index range scan, so the last page costs what the first does, and a prediction's boxes are never split.
     """
-    query = _EXPORT_QUERY.where(P.id > after_id, *filters.conditions()).order_by(P.id).limit(_positive(limit, "limit"))
+    page = (sa.select(P.id).where(P.id > after_id, *filters.conditions()).order_by(P.id)
+            .limit(_positive(limit, "limit")))
+    query = _EXPORT_QUERY.where(P.id.in_(page)).order_by(P.id, D.rank)
     frame = _frame(store, "the export", query)
+    frame["detection_rank"] = frame["detection_rank"].astype("Int64")  # no box: empty, not NaN in a float column
     for column in ("top_k", "metadata"):
         frame[column] = [None if value is None else json.dumps(value) for value in frame[column]]
     return frame

@@ -116,6 +116,26 @@ predictions_table = sa.Table(
     sa.Index("uq_predictions_request_key", "request_key", unique=True),
 )
 
+# One row per box of a detector's prediction; ``rank`` 0 is its best (its ``top1_label``).
+detections_table = sa.Table(
+    "detections",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("prediction_id", sa.Integer, sa.ForeignKey("predictions.id"), nullable=False),
+    sa.Column("rank", sa.Integer, nullable=False),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("x1", sa.Float, nullable=False),
+    sa.Column("y1", sa.Float, nullable=False),
+    sa.Column("x2", sa.Float, nullable=False),
+    sa.Column("y2", sa.Float, nullable=False),
+    sa.Index("ix_detections_prediction_id", "prediction_id", "rank"),
+    sa.Index("ix_detections_label", "label", "score"),
+    sa.Index("ix_detections_score", "score"),
+)
+# The headline of a detector's prediction that found nothing (its top1_score is 0).
+NO_DETECTIONS_LABEL = "(nothing detected)"
+
 feedback_table = sa.Table(
     "feedback",
     metadata,
@@ -171,6 +191,8 @@ class PredictionRecord:
     created_at: datetime | None = None
     # Idempotency key (32 hex digits): a second write of the same key returns the first row's id.
     key: str | None = None
+    # A detector's boxes, best first: (label, score, x1, y1, x2, y2) in the image's pixels; None for other tasks.
+    detections: Sequence[tuple[str, float, float, float, float, float]] | None = None
 
 
 def utc_now() -> datetime:
@@ -596,6 +618,7 @@ class Store:
         self, connection: Connection, record: PredictionRecord, upload_id: int, created_at: datetime
     ) -> int:
         ranked = sorted(((str(label), float(score)) for label, score in record.top_k), key=lambda pair: -pair[1])
+        top1_label, top1_score = ranked[0] if ranked else (NO_DETECTIONS_LABEL, 0.0)
         statements = _statements(self.backend)
         result = connection.execute(
             statements.insert_prediction if record.key is None else statements.insert_keyed_prediction,
@@ -604,8 +627,8 @@ class Store:
                 "model_name": record.model_name,
                 "model_version": record.model_version,
                 "top_k": [{"label": label, "score": score} for label, score in ranked],
-                "top1_label": ranked[0][0],
-                "top1_score": ranked[0][1],
+                "top1_label": top1_label,
+                "top1_score": top1_score,
                 "latency_ms": float(record.latency_ms),
                 "created_at": created_at,
                 "created_day": created_at.date(),
@@ -617,10 +640,16 @@ class Store:
             },
         )
         if record.key is None:
-            return result.inserted_primary_key[0]
-        prediction_id = result.scalar()
-        if prediction_id is None:  # written before (a replay after a lost answer): the same row
-            prediction_id = connection.scalar(statements.keyed_prediction_id, {"request_key": record.key})
+            prediction_id = result.inserted_primary_key[0]
+        else:
+            prediction_id = result.scalar()
+            if prediction_id is None:  # written before (a replay after a lost answer): the same row, its boxes too
+                return connection.scalar(statements.keyed_prediction_id, {"request_key": record.key})
+        if record.detections:
+            connection.execute(detections_table.insert(), [
+                {"prediction_id": prediction_id, "rank": rank, "label": str(label), "score": float(score),
+                 "x1": float(x1), "y1": float(y1), "x2": float(x2), "y2": float(y2)}
+                for rank, (label, score, x1, y1, x2, y2) in enumerate(record.detections)])
         return prediction_id
 
     def explain(self, exc: BaseException) -> str:
@@ -719,11 +748,14 @@ def _record_problem(record: PredictionRecord) -> str | None:
         return "key must be 32 lowercase hex digits"
     if record.source not in SOURCES:
         return f"source {record.source!r} is not one of {', '.join(SOURCES)}"
-    if not record.top_k:
+    if not record.top_k and record.detections is None:  # a detector may find nothing; a classifier always ranks
         return "top_k is empty"
-    for label, score in record.top_k:
+    for label, score in [*record.top_k, *((d[0], d[1]) for d in record.detections or ())]:
         if not isinstance(score, (int, float)) or not math.isfinite(score) or not 0.0 <= score <= 1.0:
             return f"score {score!r} for label {label!r} is not a probability in [0, 1]"
+    for detection in record.detections or ():
+        if len(detection) != 6 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in detection[2:]):
+            return f"detection {detection!r} is not (label, score, x1, y1, x2, y2) with finite numbers"
     if not math.isfinite(record.latency_ms) or record.latency_ms < 0:
         return f"latency_ms {record.latency_ms!r} is not a non-negative number"
     for name, limit in MAX_LENGTHS.items():

@@ -29,6 +29,9 @@ class ModelCard:
     metrics: dict = field(default_factory=dict)
     created: str = field(default_factory=utc_timestamp)
     files: dict = field(default_factory=dict)  # file name -> sha256
+    decoding: dict = field(default_factory=dict)  # the task's decoding facts (a detector's head spec and thresholds)
+    source: str = ""  # where pretrained weights came from
+    licence: str = ""
 
     def __post_init__(self):
         # JSON gives lists; keep the dataclass hashable-looking and comparable after a round trip.

@@ -14,6 +14,7 @@ from pathlib import Path
 from imgrec.core.errors import ImgrecError, ModelError, first_line
 from imgrec.core.files import sha256_file, write_atomically
 from imgrec.core.settings import IMAGENET_MODEL_NAME, Settings
+from imgrec.registry import detector_cards
 from imgrec.registry.card import CARD_FILE, MODEL_FILE, TRAINING_REPORT, ModelCard
 from imgrec.tasks.registry import task_for
 
@@ -58,6 +59,8 @@ def resolve(name: str | None, version: str | None, settings: Settings) -> tuple[
     if not available and name == IMAGENET_MODEL_NAME:
         # The stock default registers itself on first use, whichever face (app, API, CLI) asks first.
         available = [ensure_default_model(settings).version]
+    elif not available and name in detector_cards.STOCK_DETECTORS:
+        available = [ensure_stock_detector(name, settings).version]
     if not available:
         known = ", ".join(model_names(settings)) or "none"
         raise ModelError(f"No model named '{name}'. Available models: {known}.")
@@ -119,7 +122,7 @@ def load_model(name: str | None, version: str | None, settings: Settings):
     """Load a model with Keras safe mode after checking its files against its card. Returns (model, card)."""
     import keras
 
-    import imgrec.modeling.build  # noqa: F401 - registers the Preprocess layer for deserialisation
+    from imgrec.modeling import build, yolo  # noqa: F401 - register the Preprocess and YoloDecode layers for loading
 
     name, version = resolve(name, version, settings)
     folder = model_dir(name, version, settings)
@@ -188,12 +191,24 @@ def ensure_default_model(settings: Settings) -> ModelCard:
         description="Stock Keras MobileNetV2 (alpha 1.0, 224x224) with ImageNet weights; no training here.",
         metrics={},
     )
+    return _save_stock(model, card, settings)
+
+
+def ensure_stock_detector(name: str, settings: Settings) -> ModelCard:
+    """Register a shipped pretrained detector (``detector_cards.STOCK_DETECTORS``) the first time it is needed."""
+    if versions(name, settings):
+        return load_card(name, None, settings)
+    model, card = detector_cards.load_stock_detector(name, settings)
+    return _save_stock(model, card.with_updates(version="1"), settings)
+
+
+def _save_stock(model, card: ModelCard, settings: Settings) -> ModelCard:
     try:
         return save_model(model, card, settings)
     except ModelError:
         # Another process registered it first; theirs is as good as ours.
-        if versions(IMAGENET_MODEL_NAME, settings):
-            return load_card(IMAGENET_MODEL_NAME, None, settings)
+        if versions(card.name, settings):
+            return load_card(card.name, None, settings)
         raise
 
 

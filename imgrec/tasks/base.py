@@ -10,6 +10,7 @@ export is judged against the Keras model. Faces and shared modules look the task
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,11 @@ class DecodeOptions:
     """What a caller may ask of decoding; each task reads the fields it understands."""
 
     top_k: int = 5
+    # Detection: None means the model card's default (or every class).
+    score_threshold: float | None = None
+    iou_threshold: float | None = None
+    max_detections: int | None = None
+    classes: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,16 @@ class ClassTarget:
     """Explain the score of one output class (a class index into the card's class names)."""
 
     index: int
+    label: str
+
+
+@dataclass(frozen=True)
+class BoxTarget:
+    """Explain the score of one detection: class ``class_index`` of row ``output_index`` of a detector's
+    decoded output ``(batch, boxes, 4 + classes)``."""
+
+    output_index: int
+    class_index: int
     label: str
 
 
@@ -77,9 +93,15 @@ class Task(ABC):
 
     # -- Inference -------------------------------------------------------------------------------
 
+    def check_options(self, options: DecodeOptions, card) -> str | None:
+        """Why a caller's ``options`` cannot be used with this model (a user's mistake), or None."""
+        return None
+
     @abstractmethod
-    def decode(self, outputs: np.ndarray, card, options: DecodeOptions, latency_ms: float) -> list:
-        """One result object per row of raw model outputs."""
+    def decode(self, outputs: np.ndarray, card, options: DecodeOptions, latency_ms: float,
+               image_sizes: Sequence[tuple[int, int]] | None = None) -> list:
+        """One result object per row of raw model outputs; ``image_sizes`` are the original images'
+        (height, width), for tasks whose results are in image pixels (None: the card's input size)."""
 
     @abstractmethod
     def to_json(self, result) -> dict[str, Any]:
@@ -92,6 +114,10 @@ class Task(ABC):
     @abstractmethod
     def log_labels(self, result) -> list[tuple[str, float]]:
         """Ranked (label, score) pairs the prediction log stores; the first is the headline label."""
+
+    def log_boxes(self, result) -> list[tuple[str, float, float, float, float, float]] | None:
+        """The boxes the prediction log stores, (label, score, x1, y1, x2, y2) best first; None: not a detector."""
+        return None
 
     @abstractmethod
     def verdict(self, result, threshold: float) -> Verdict:

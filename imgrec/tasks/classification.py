@@ -80,7 +80,8 @@ class ClassificationTask(Task):
 
     # -- Inference -------------------------------------------------------------------------------
 
-    def decode(self, outputs: np.ndarray, card, options: DecodeOptions, latency_ms: float) -> list[Classification]:
+    def decode(self, outputs: np.ndarray, card, options: DecodeOptions, latency_ms: float,
+               image_sizes=None) -> list[Classification]:
         k = max(1, min(int(options.top_k), card.num_classes))
         results = []
         for row in np.asarray(outputs, np.float32):

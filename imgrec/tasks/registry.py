@@ -5,8 +5,9 @@ from __future__ import annotations
 from imgrec.core.errors import ModelError
 from imgrec.tasks.base import Task
 from imgrec.tasks.classification import ClassificationTask
+from imgrec.tasks.detection import DetectionTask
 
-TASKS: dict[str, Task] = {task.name: task for task in (ClassificationTask(),)}
+TASKS: dict[str, Task] = {task.name: task for task in (ClassificationTask(), DetectionTask())}
 DEFAULT_TASK = ClassificationTask.name
 
 

@@ -1,4 +1,4 @@
-"""``POST /predict``: the multipart form and its metadata, classification, and the result objects."""
+"""``POST /predict``: the multipart form and its metadata, the decoding options, and the result objects."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from imgrec.api.middleware import BODY_OVERHEAD_BYTES
 from imgrec.api.schemas import FileError, PredictionResult, errors
 from imgrec.api.state import ApiState
 from imgrec.inference.batching import Overloaded
-from imgrec.inference.service import Outcome, Upload
-from imgrec.tasks.base import DecodeOptions
+from imgrec.inference.service import OptionsError, Outcome, Upload, decode_options
 from imgrec.tasks.registry import task_for
 
 MAX_FILES = 32
 MAX_TOP_K = 100
 MAX_METADATA_BYTES = 4096
 MAX_USER_AGENT = 512
+NOTHING_FOUND = "(none)"  # the /metrics label of a result without labels (a detector that found nothing)
 
 router = APIRouter()
 
@@ -61,6 +61,14 @@ async def predict(
     rid: RequestId,
     top_k: Annotated[int | None, Query(ge=1, le=MAX_TOP_K, description="labels per image (default from settings)")] = None,
     model: Annotated[str | None, Query(max_length=200, description="name or name@version (default: the served model)")] = None,
+    score_threshold: Annotated[float | None, Query(description="detectors: lowest score kept, in (0, 1] "
+                                                               "(default: the model card's)")] = None,
+    iou_threshold: Annotated[float | None, Query(description="detectors: IoU above which NMS drops a box of the "
+                                                             "same class, in (0, 1] (default: the card's)")] = None,
+    max_detections: Annotated[int | None, Query(description="detectors: most boxes per image, 1 to 1000 "
+                                                            "(default: the card's)")] = None,
+    classes: Annotated[list[str] | None, Query(description="detectors: class names to keep (repeat the parameter "
+                                                           "or separate by commas; default: all)")] = None,
 ):
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
@@ -78,7 +86,9 @@ async def predict(
         raise Overloaded(f"{state.inflight} requests are already waiting.")
     state.inflight += 1
     try:
-        return await _predict(request, uploads, metadata, top_k or state.settings.default_top_k, model, state, rid)
+        wanted = dict(top_k=top_k or state.settings.default_top_k, score_threshold=score_threshold,
+                      iou_threshold=iou_threshold, max_detections=max_detections, classes=classes)
+        return await _predict(request, uploads, metadata, wanted, model, state, rid)
     finally:
         state.inflight -= 1
 
@@ -103,12 +113,16 @@ async def _read_body(request: Request) -> tuple[list[Upload], dict | None]:
     return uploads, metadata
 
 
-async def _predict(request: Request, uploads: list[Upload], metadata: dict | None, top_k: int, model: str | None,
+async def _predict(request: Request, uploads: list[Upload], metadata: dict | None, wanted: dict, model: str | None,
                    state: ApiState, rid: str | None):
     predictor = await state.predictor_for(model)
+    try:
+        options = decode_options(predictor.card, **wanted)
+    except OptionsError as exc:
+        raise ApiError(422, "invalid_parameter", str(exc)) from None
     user_agent = (request.headers.get("user-agent") or "")[:MAX_USER_AGENT] or None
     outcomes = await anyio.to_thread.run_sync(
-        lambda: state.serve(predictor, uploads, DecodeOptions(top_k=top_k), user_agent, metadata),
+        lambda: state.serve(predictor, uploads, options, user_agent, metadata),
         limiter=state.limiter,
     )
     results = [_result(outcome, rid, state) for outcome in outcomes]
@@ -170,8 +184,8 @@ def _unstorable_text(value, depth: int = 0) -> str | None:
 
 def _result(outcome: Outcome, rid: str | None, state: ApiState) -> dict[str, Any]:
     if outcome.ok:
-        headline, _ = task_for(outcome.card).log_labels(outcome.result)[0]
-        state.metrics.predictions.labels(headline).inc()
+        labels = task_for(outcome.card).log_labels(outcome.result)
+        state.metrics.predictions.labels(labels[0][0] if labels else NOTHING_FOUND).inc()
         if outcome.log_warning:
             state.metrics.log_failures.inc()
     return {**outcome.to_json(), "request_id": rid}
