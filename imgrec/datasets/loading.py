@@ -323,9 +323,14 @@ def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: flo
 # -- Report ----------------------------------------------------------------------------------------
 
 
+ANALYSED_KINDS = frozenset({"unreadable", "empty_class", "too_few_classes", "no_training_images", "too_few",
+                            "imbalance", "duplicates"})
+
+
 def analyse_dataset(dataset: Dataset, min_per_class: int) -> None:
     report = dataset.report
-    report.issues = [i for i in report.issues if i.kind == "unusable"]
+    # Lines of this analysis are redone; the source's own (a label file's, a detection set's) stay.
+    report.issues = [i for i in report.issues if i.kind not in ANALYSED_KINDS]
     report.counts = {name: s.counts(dataset.num_classes) for name, s in dataset.splits.items()}
     names = dataset.class_names
     totals = np.sum([report.counts[s] for s in report.counts], axis=0)

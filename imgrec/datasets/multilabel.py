@@ -133,7 +133,7 @@ def read_label_csv(path: Path):
         sets.append(labels)
         digests.append(digest)
     _line(report, "warning", "malformed", "row(s) without both columns were skipped", malformed)
-    _line(report, "warning", "duplicates", "image(s) listed more than once; the first row is kept", duplicates)
+    _line(report, "warning", "duplicate_rows", "image(s) listed more than once; the first row is kept", duplicates)
     _line(report, "warning", "missing", f"image(s) not found in '{folder.name}/' were skipped", missing)
     if unknown:
         report.add("warning", "unknown_labels",
