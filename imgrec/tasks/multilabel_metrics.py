@@ -148,10 +148,10 @@ def build_report(y_true, scores, class_names, split: str, thresholds, thresholds
         macro_f1=0.0 if empty else float(f1_score(y_true, predicted, average="macro", zero_division=0)),
         subset_accuracy=0.0 if empty else float(accuracy_score(y_true, predicted)),
         hamming_loss=0.0 if empty else float(hamming_loss(y_true, predicted)),
-        thresholds=[round(float(t), 6) for t in thresholds],
+        thresholds=[float(t) for t in thresholds],  # unrounded: a score equal to its cut stays present
         per_class=[
             {"class": name, "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-             "average_precision": float(ap[i]), "threshold": round(float(thresholds[i]), 6), "support": int(support[i])}
+             "average_precision": float(ap[i]), "threshold": float(thresholds[i]), "support": int(support[i])}
             for i, name in enumerate(class_names)
         ],
         pr_curves={name: _pr_curve(y_true[:, i], scores[:, i]) for i, name in enumerate(class_names)},

@@ -55,3 +55,16 @@ def write_colour_csv(root: Path, images: int = 60, seed: int = 0, delimiter: str
     path = root / ("labels.tsv" if delimiter == "\t" else "labels.csv")
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+MULTILABEL_TASK = "multi-label-classification"
+
+
+def train_tiny_multilabel(settings, dataset: str, name: str = "tiny-multilabel", **overrides):
+    """Train a tiny small-CNN multi-label model through the real trainer; returns its run."""
+    from imgrec.training import trainer
+    from tests.helpers.training import tiny_config
+
+    values = dict(name=name, task=MULTILABEL_TASK, epochs=4, image_size=32, batch_size=16)
+    values.update(overrides)
+    return trainer.train(tiny_config(dataset, **values), settings)
