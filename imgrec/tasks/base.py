@@ -121,6 +121,10 @@ class Task(ABC):
         """The boxes the prediction log stores, (label, score, x1, y1, x2, y2) best first; None: not a detector."""
         return None
 
+    def log_label_set(self, result) -> list[tuple[str, float, float]] | None:
+        """The labels found that the prediction log stores, (label, score, threshold); None: not multi-label."""
+        return None
+
     @abstractmethod
     def verdict(self, result, threshold: float) -> Verdict:
         """How sure the result is, in words, with ``threshold`` from the settings."""

@@ -143,6 +143,9 @@ class MultiLabelTask(Task):
     def log_labels(self, result: LabelSet) -> list[tuple[str, float]]:
         return [(item.label, item.score) for item in result.labels]
 
+    def log_label_set(self, result: LabelSet) -> list[tuple[str, float, float]]:
+        return [(item.label, item.score, item.threshold) for item in result.present]
+
     def verdict(self, result: LabelSet, threshold: float) -> Verdict:
         """Each label has its own threshold from the card; the settings' single-label threshold does not apply."""
         if not result.present:

@@ -68,3 +68,17 @@ def train_tiny_multilabel(settings, dataset: str, name: str = "tiny-multilabel",
     values = dict(name=name, task=MULTILABEL_TASK, epochs=4, image_size=32, batch_size=16)
     values.update(overrides)
     return trainer.train(tiny_config(dataset, **values), settings)
+
+
+def quadrant_image(top_left: str, rest: str, size: int = 64) -> np.ndarray:
+    """An image holding two colour labels: ``top_left`` in one quadrant, ``rest`` in the other three."""
+    pixels = np.empty((size, size, 3), np.uint8)
+    pixels[:] = COLOURS[rest]
+    pixels[: size // 2, : size // 2] = COLOURS[top_left]
+    return pixels
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
