@@ -143,6 +143,10 @@ class Task(ABC):
         """An evaluation report of ``outputs`` against ``y_true``; ``calibration`` is (labels, outputs)
         of another split to fit calibration on, never the split scored."""
 
+    def evaluation_options(self, card) -> dict:
+        """Extra keyword arguments of ``evaluate`` for a registered model (e.g. its card's thresholds)."""
+        return {}
+
     def card_decoding(self, report) -> dict:
         """What an evaluation report adds to the model card's ``decoding`` (e.g. tuned thresholds)."""
         return {}

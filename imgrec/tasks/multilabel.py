@@ -181,6 +181,9 @@ class MultiLabelTask(Task):
     def report_from_dict(self, data: dict):
         return multilabel_metrics.MultiLabelReport.from_dict(data)
 
+    def evaluation_options(self, card) -> dict:
+        return {"thresholds": card_thresholds(card)}
+
     def card_decoding(self, report) -> dict:
         return {THRESHOLDS: list(report.thresholds)}
 

@@ -22,13 +22,13 @@ def trained(tmp_path_factory):
     assert run.status()["state"] == "completed", run.status().get("error")
     image = root / "two.png"
     Image.fromarray(quadrant_image("green", "yellow")).save(image)
-    return settings, image
+    return settings, image, root / "csv" / "labels.csv"
 
 
 def test_predict_json_and_text_give_the_same_label_set_and_log_it(trained):
     from imgrec.predlog.store import open_store
 
-    settings, image = trained
+    settings, image, _ = trained
     result = run_cli(["predict", str(image), "--model", "tiny-multilabel", "--json"], settings)
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
@@ -43,10 +43,24 @@ def test_predict_json_and_text_give_the_same_label_set_and_log_it(trained):
 
 
 def test_training_a_multi_label_model_on_class_folders_is_refused_clearly(trained, tmp_path):
-    settings, _ = trained
+    settings, _, _ = trained
     config = tmp_path / "run.yaml"
     config.write_text("task: multi-label-classification\ndataset: cifar10\n")
     result = run_cli(["train", "--config", str(config)], settings)
     assert result.returncode != 0
     assert "task 'multi-label-classification' trains on label sets" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_evaluate_scores_the_test_split_at_the_card_thresholds(trained):
+    from imgrec.registry import catalog
+
+    settings, _, labels = trained
+    result = run_cli(["evaluate", "tiny-multilabel", "--dataset", str(labels), "--json"], settings)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    _, card = catalog.load_model("tiny-multilabel", None, settings)
+    assert report["thresholds"] == card.decoding["thresholds"] and report["thresholds_from"] == "given"
+    assert report["mean_average_precision"] == pytest.approx(card.metrics["mAP"], abs=1e-4)  # the run's own test split
+    text = run_cli(["evaluate", "tiny-multilabel", "--dataset", str(labels)], settings)
+    assert text.returncode == 0 and "mAP" in text.stdout and "thresh" in text.stdout, text.stderr
