@@ -94,3 +94,4 @@ def test_an_export_is_judged_per_label_at_the_card_thresholds(trained):
     assert set(result.figures["per_label"]) == set(COLOURS) and result.figures["max_prob_diff"] < 1e-4
     parity = exporter.read_parity("tiny-multilabel", "1", settings)
     assert parity["thresholds"]["min_decision_agreement"] == 0.99
+    assert parity["held_out"]["source"] == "dataset"  # mosaics of its own test split, not generated images
