@@ -10,11 +10,12 @@ from pathlib import Path
 from imgrec.cli.args import EXIT_OK, positive_int
 from imgrec.core.refs import ModelRef
 from imgrec.core.settings import Settings
-from imgrec.datasets.detection import FORMATS
+from imgrec.datasets.multilabel import FORMATS as LABEL_SET_FORMATS
 from imgrec.inference.detection_evaluation import DEFAULT_EVALUATION_THRESHOLD, evaluate_registered_detector
 from imgrec.registry import catalog
 from imgrec.tasks.detection import DetectionTask
 from imgrec.tasks.detection_metrics import DetectionReport
+from imgrec.tasks.multilabel_metrics import MultiLabelReport
 from imgrec.training.evaluation import evaluate_registered
 
 
@@ -28,7 +29,8 @@ def add_parser(commands) -> None:
     classifier.add_argument("--split", default="test", choices=("train", "val", "test"))
     classifier.add_argument("--limit-per-class", type=positive_int, help="evaluate on at most N images per class")
     detector = evaluate.add_argument_group("detectors")
-    detector.add_argument("--format", choices=FORMATS, help="the dataset's layout (default: detected)")
+    detector.add_argument("--format", choices=LABEL_SET_FORMATS,
+                          help="the dataset's layout (default: detected; multi-label: the training run's; csv: multi-label only)")
     detector.add_argument("--class-map", type=Path, metavar="FILE",
                           help='JSON object renaming the dataset\'s classes, e.g. {"tvmonitor": "tv"}')
     detector.add_argument("--score-threshold", type=_fraction, default=DEFAULT_EVALUATION_THRESHOLD,
@@ -86,9 +88,15 @@ def _shown(value: float | None) -> str:
 
 
 def run_classifier(args, settings: Settings) -> int:
-    report = evaluate_registered(args.model, args.dataset, args.split, settings, args.limit_per_class)
+    report = evaluate_registered(args.model, args.dataset, args.split, settings, args.limit_per_class,
+                                 dataset_format=args.format)
     if args.json:
         print(json.dumps(report.to_dict()))
+        return EXIT_OK
+    if isinstance(report, MultiLabelReport):
+        print(f"{args.model} on {args.dataset}/{args.split} ({report.samples} images): {report.headline()}, "
+              f"subset accuracy {report.subset_accuracy:.2%}, Hamming loss {report.hamming_loss:.4f}")
+        print("\n".join(report.text_tables()))
         return EXIT_OK
     summary = report.summary()
     print(f"{args.model} on {args.dataset}/{args.split} ({report.samples} images): accuracy {report.accuracy:.2%}, "

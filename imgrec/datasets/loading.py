@@ -59,7 +59,7 @@ IMBALANCE_RATIO = 3.0
 @dataclass
 class Split:
     """One split: either in-memory uint8 images (built-ins) or image file paths (folders)."""
-    labels: np.ndarray  # int32 class indices
+    labels: np.ndarray  # int32 class indices, or (images, classes) multi-hot for a multi-label set
     paths: list[Path] | None = None
     images: np.ndarray | None = None  # (N, H, W, 3) uint8
     digests: list[str] | None = None  # sha256 of each file (folders), to find duplicates across splits
@@ -77,6 +77,9 @@ class Split:
         )
 
     def counts(self, num_classes: int) -> list[int]:
+        """Images per class (multi-hot labels of a multi-label set count an image once per label)."""
+        if self.labels.ndim == 2:
+            return self.labels.sum(axis=0).astype(int).tolist()
         return np.bincount(self.labels, minlength=num_classes).astype(int).tolist()
 
     def load_image(self, index: int, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -187,7 +190,7 @@ def load_dataset(
         dataset = _load_folder(Path(source).expanduser(), val_fraction, test_fraction, seed)
     if limit_per_class:
         dataset.splits = {k: _limit(v, limit_per_class, dataset.num_classes, seed) for k, v in dataset.splits.items()}
-    _check(dataset, min_per_class)
+    check_dataset(dataset, min_per_class)
     return dataset
 
 
@@ -200,7 +203,7 @@ def validate_folder(root: str | Path, *, val_fraction: float = 0.15, test_fracti
         report = DatasetReport(source=str(root), layout="unknown")
         report.add("error", "unusable", str(exc))
         return report
-    _analyse(dataset, min_per_class)
+    analyse_dataset(dataset, min_per_class)
     return dataset.report
 
 
@@ -213,8 +216,8 @@ def _limit(split: Split, limit: int, num_classes: int, seed: int) -> Split:
     return split.subset(sorted(keep))
 
 
-def _check(dataset: Dataset, min_per_class: int) -> None:
-    _analyse(dataset, min_per_class)
+def check_dataset(dataset: Dataset, min_per_class: int) -> None:
+    analyse_dataset(dataset, min_per_class)
     errors = [i.message for i in dataset.report.issues if i.severity == "error"]
     if errors:
         raise DatasetError(f"Dataset '{dataset.name}' cannot be used for training: " + " ".join(errors))
@@ -249,7 +252,7 @@ def _load_folder(root: Path, val_fraction: float, test_fraction: float, seed: in
         paths, labels, digests = [], [], []
         for class_dir in _class_dirs(folder):
             for path in sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
-                digest = _check_image_file(path, report)
+                digest = check_image_file(path, report)
                 if digest is None:
                     continue
                 paths.append(path)
@@ -280,7 +283,7 @@ def _class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _check_image_file(path: Path, report: DatasetReport) -> str | None:
+def check_image_file(path: Path, report: DatasetReport) -> str | None:
     """The file's sha256 if it decodes under the upload rules, else ``None`` (recorded as skipped)."""
     try:
         decoded = decode_image(path)
@@ -320,9 +323,14 @@ def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: flo
 # -- Report ----------------------------------------------------------------------------------------
 
 
-def _analyse(dataset: Dataset, min_per_class: int) -> None:
+ANALYSED_KINDS = frozenset({"unreadable", "empty_class", "too_few_classes", "no_training_images", "too_few",
+                            "imbalance", "duplicates"})
+
+
+def analyse_dataset(dataset: Dataset, min_per_class: int) -> None:
     report = dataset.report
-    report.issues = [i for i in report.issues if i.kind == "unusable"]
+    # Lines of this analysis are redone; the source's own (a label file's, a detection set's) stay.
+    report.issues = [i for i in report.issues if i.kind not in ANALYSED_KINDS]
     report.counts = {name: s.counts(dataset.num_classes) for name, s in dataset.splits.items()}
     names = dataset.class_names
     totals = np.sum([report.counts[s] for s in report.counts], axis=0)
@@ -395,13 +403,18 @@ def datasets_dir(settings: Settings) -> Path:
 def _load_builtin(name: str, settings: Settings, val_fraction: float, seed: int) -> Dataset:
     folder = ensure_builtin(name, settings)
     arrays = np.load(folder / "arrays.npz")
-    class_names = tuple(json.loads((folder / "classes.json").read_text()))
+    class_names = builtin_class_names(folder)
     train = Split(arrays["train_labels"].astype(np.int32), images=arrays["train_images"])
     test = Split(arrays["test_labels"].astype(np.int32), images=arrays["test_images"])
     train_idx, val_idx, _ = stratified_split(train.labels, val_fraction, 0.0, seed)
     splits = {"train": train.subset(train_idx), "val": train.subset(val_idx), "test": test}
     report = DatasetReport(source=name, layout="builtin", class_names=list(class_names))
     return Dataset(name, class_names, splits, report)
+
+
+def builtin_class_names(folder: Path) -> tuple[str, ...]:
+    """The class names of a built-in set unpacked by :func:`ensure_builtin`."""
+    return tuple(json.loads((folder / "classes.json").read_text()))
 
 
 def ensure_builtin(name: str, settings: Settings) -> Path:
@@ -535,7 +548,7 @@ def make_tf_dataset(
     if augment is not None:
         ds = ds.map(lambda x, y: (tf.cast(tf.clip_by_value(augment(tf.cast(x, tf.float32), training=True), 0, 255),
                                           tf.uint8), y), num_parallel_calls=tf.data.AUTOTUNE)
-    if one_hot:
+    if one_hot and labels.ndim == 1:  # multi-hot labels already are one row per class
         ds = ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
     return ds.prefetch(tf.data.AUTOTUNE)
 

@@ -39,7 +39,7 @@ from imgrec.core.files import sha256_file, utc_timestamp, write_atomically
 from imgrec.core.images import decode_image, resize
 from imgrec.core.samples import list_samples
 from imgrec.core.settings import IMAGENET_MODEL_NAME, Settings
-from imgrec.datasets import loading
+from imgrec.datasets import loading, multilabel
 from imgrec.inference.predictor import Predictor
 from imgrec.inference.runtimes import open_backend
 from imgrec.registry import catalog
@@ -177,13 +177,21 @@ def evaluation_data(card: ModelCard, settings: Settings,
 
 
 def _dataset_images(card: ModelCard, settings: Settings, held_out: int, calibration: int):
-    source = _dataset_source(card, settings)
-    if source is None:
-        return None
-    label = f"'{card.dataset}'" if source == card.dataset else f"'{card.dataset}' ({source})"
-
     per_class = max(2, -(-max(held_out, calibration) // max(card.num_classes, 1)))
-    dataset = loading.load_dataset(source, settings, limit_per_class=per_class, min_per_class=1)
+    if task_for(card).label_sets:  # a label-set dataset, as its training run read it
+        config = training_config(card.name, card.version, settings)
+        if not config.get("dataset"):
+            return None
+        label = f"'{card.dataset}'"
+        split_args = {**loading.dataset_split_args(config), "limit_per_class": per_class}  # the run's own split
+        dataset = multilabel.load_multilabel_dataset(config["dataset"], settings, config.get("dataset_format", "csv"),
+                                                     min_per_class=1, **split_args)
+    else:
+        source = _dataset_source(card, settings)
+        if source is None:
+            return None
+        label = f"'{card.dataset}'" if source == card.dataset else f"'{card.dataset}' ({source})"
+        dataset = loading.load_dataset(source, settings, limit_per_class=per_class, min_per_class=1)
     if tuple(dataset.class_names) != tuple(card.class_names):
         raise ExportError(f"its classes do not match the model card's {card.num_classes} classes")
     val = dataset.splits.get("val")

@@ -170,6 +170,8 @@ def _to_json(record) -> dict:
     data["top_k"] = [[str(label), float(score)] for label, score in record.top_k]
     if record.detections is not None:
         data["detections"] = [[str(d[0]), *(float(v) for v in d[1:])] for d in record.detections]
+    if record.label_set is not None:
+        data["label_set"] = [[str(item[0]), float(item[1]), float(item[2])] for item in record.label_set]
     data["created_at"] = record.created_at.isoformat() if record.created_at else None
     data["image_bytes"] = base64.b64encode(record.image_bytes).decode() if record.image_bytes else None
     return data
@@ -182,6 +184,8 @@ def _from_json(data: dict):
     data["top_k"] = [(label, score) for label, score in data["top_k"]]
     if data.get("detections") is not None:
         data["detections"] = [tuple(d) for d in data["detections"]]
+    if data.get("label_set") is not None:
+        data["label_set"] = [tuple(item) for item in data["label_set"]]
     data["created_at"] = datetime.fromisoformat(data["created_at"]) if data["created_at"] else None
     data["image_bytes"] = base64.b64decode(data["image_bytes"]) if data["image_bytes"] else None
     return PredictionRecord(**data)

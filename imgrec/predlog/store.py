@@ -135,6 +135,18 @@ detections_table = sa.Table(
     sa.Index("ix_detections_label", "label", "score"),
     sa.Index("ix_detections_score", "score"),
 )
+# One row per label a multi-label prediction found (its score reached its class's threshold).
+prediction_labels_table = sa.Table(
+    "prediction_labels",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("prediction_id", sa.Integer, sa.ForeignKey("predictions.id"), nullable=False),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Index("ix_prediction_labels_prediction_id", "prediction_id"),
+    sa.Index("ix_prediction_labels_label", "label", "score"),
+)
 # The headline of a detector's prediction that found nothing (its top1_score is 0).
 NO_DETECTIONS_LABEL = "(nothing detected)"
 
@@ -195,6 +207,8 @@ class PredictionRecord:
     key: str | None = None
     # A detector's boxes, best first: (label, score, x1, y1, x2, y2) in the image's pixels; None for other tasks.
     detections: Sequence[tuple[str, float, float, float, float, float]] | None = None
+    # A multi-label prediction's labels found: (label, score, threshold); None for other tasks.
+    label_set: Sequence[tuple[str, float, float]] | None = None
 
 
 def utc_now() -> datetime:
@@ -540,10 +554,17 @@ class Store:
                     .where(f.c.prediction_id == prediction_id)
                     .order_by(f.c.id)
                 ).all()
+                labels = prediction_labels_table
+                label_rows = connection.execute(
+                    sa.select(labels.c.label, labels.c.score, labels.c.threshold)
+                    .where(labels.c.prediction_id == prediction_id)
+                    .order_by(labels.c.score.desc(), labels.c.id)
+                ).all()
         except SQLAlchemyError as exc:
             raise StoreError(f"Cannot read prediction {prediction_id}: {self.explain(exc)}.") from exc
         result = dict(row._mapping)
         result["created_at"] = result["created_at"].isoformat()
+        result["label_set"] = [dict(item._mapping) for item in label_rows]
         result["feedback"] = [
             dict(feedback._mapping, created_at=feedback.created_at.isoformat()) for feedback in feedback_rows
         ]
@@ -694,6 +715,10 @@ class Store:
                 {"prediction_id": prediction_id, "rank": rank, "label": str(label), "score": float(score),
                  "x1": float(x1), "y1": float(y1), "x2": float(x2), "y2": float(y2)}
                 for rank, (label, score, x1, y1, x2, y2) in enumerate(record.detections)])
+        if record.label_set:
+            connection.execute(prediction_labels_table.insert(), [
+                {"prediction_id": prediction_id, "label": str(label), "score": float(score), "threshold": float(threshold)}
+                for label, score, threshold in record.label_set])
         return prediction_id
 
     def explain(self, exc: BaseException) -> str:

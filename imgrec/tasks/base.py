@@ -72,6 +72,7 @@ class Task(ABC):
     monitor: str  # the validation metric training keeps the best epoch by (higher is better)
     losses: tuple[str, ...]  # the run config's ``loss`` choices, the default first
     parity_titles: dict[str, str]  # parity figure -> column title, in display order
+    label_sets: bool = False  # trains on datasets whose images carry label sets (multi-hot labels)
 
     # -- Modeling and training ------------------------------------------------------------------
 
@@ -80,8 +81,9 @@ class Task(ABC):
         """The output layers on top of pooled backbone features (a Keras tensor in, a tensor out)."""
 
     @abstractmethod
-    def loss(self, config):
-        """The Keras loss for a run config (``imgrec.training.config.RunConfig``)."""
+    def loss(self, config, train_labels=None):
+        """The Keras loss for a run config (``imgrec.training.config.RunConfig``); ``train_labels`` (the
+        training split's) let a task weigh classes by label frequency inside its loss."""
 
     @abstractmethod
     def training_metrics(self, num_classes: int) -> list:
@@ -119,6 +121,10 @@ class Task(ABC):
         """The boxes the prediction log stores, (label, score, x1, y1, x2, y2) best first; None: not a detector."""
         return None
 
+    def log_label_set(self, result) -> list[tuple[str, float, float]] | None:
+        """The labels found that the prediction log stores, (label, score, threshold); None: not multi-label."""
+        return None
+
     @abstractmethod
     def verdict(self, result, threshold: float) -> Verdict:
         """How sure the result is, in words, with ``threshold`` from the settings."""
@@ -136,6 +142,14 @@ class Task(ABC):
                  calibration: tuple | None = None, temperature: float = 1.0):
         """An evaluation report of ``outputs`` against ``y_true``; ``calibration`` is (labels, outputs)
         of another split to fit calibration on, never the split scored."""
+
+    def evaluation_options(self, card) -> dict:
+        """Extra keyword arguments of ``evaluate`` for a registered model (e.g. its card's thresholds)."""
+        return {}
+
+    def card_decoding(self, report) -> dict:
+        """What an evaluation report adds to the model card's ``decoding`` (e.g. tuned thresholds)."""
+        return {}
 
     @abstractmethod
     def report_from_dict(self, data: dict):

@@ -58,7 +58,8 @@ class ClassificationTask(Task):
         x = layers.Dropout(dropout, name="dropout")(features)
         return layers.Dense(num_classes, activation="softmax", name="predictions")(x)
 
-    def loss(self, config):
+    def loss(self, config, train_labels=None):
+        """Class weights, when asked for, go to Keras' ``fit(class_weight=…)`` instead (see the trainer)."""
         import keras  # Keras loads only when training
 
         if config.loss == "focal":

@@ -85,7 +85,7 @@ class DetectionTask(Task):
     def head(self, features, num_classes: int, dropout: float):
         raise ModelError(NOT_TRAINABLE)
 
-    def loss(self, config):
+    def loss(self, config, train_labels=None):
         raise ModelError(NOT_TRAINABLE)
 
     def training_metrics(self, num_classes: int) -> list:

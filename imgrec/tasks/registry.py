@@ -6,8 +6,9 @@ from imgrec.core.errors import ModelError
 from imgrec.tasks.base import Task
 from imgrec.tasks.classification import ClassificationTask
 from imgrec.tasks.detection import DetectionTask
+from imgrec.tasks.multilabel import MultiLabelTask
 
-TASKS: dict[str, Task] = {task.name: task for task in (ClassificationTask(), DetectionTask())}
+TASKS: dict[str, Task] = {task.name: task for task in (ClassificationTask(), DetectionTask(), MultiLabelTask())}
 DEFAULT_TASK = ClassificationTask.name
 
 

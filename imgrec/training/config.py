@@ -7,12 +7,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from imgrec.core.errors import ImgrecError
+from imgrec.datasets import multilabel
 from imgrec.datasets.augment import AugmentConfig
 from imgrec.datasets.loading import BUILTIN
 from imgrec.modeling.backbones import BACKBONES
 from imgrec.tasks.registry import DEFAULT_TASK, TASKS
 
 SCHEDULES = ("cosine", "constant")
+FOLDERS = "folders"  # class folders, one label per image
+DATASET_FORMATS = (FOLDERS, *multilabel.FORMATS)
 
 
 class ConfigError(ImgrecError):
@@ -24,6 +27,7 @@ class RunConfig:
     name: str = "my-model"  # the registry name the trained model is saved under
     task: str = DEFAULT_TASK
     dataset: str = "cifar10"  # built-in name or a folder path
+    dataset_format: str = FOLDERS  # or a label-set layout (multi-label): csv, coco, voc, yolo
     backbone: str = "mobilenet_v2"
     image_size: tuple[int, int] = (96, 96)
     weights: str | None = "imagenet"
@@ -34,7 +38,7 @@ class RunConfig:
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-4
     lr_schedule: str = "cosine"
-    loss: str = "crossentropy"
+    loss: str = ""  # one of the task's losses; empty: the task's default (its first)
     label_smoothing: float = 0.0
     focal_gamma: float = 2.0
     class_weights: bool = False
@@ -55,8 +59,10 @@ class RunConfig:
         if isinstance(self.image_size, (int, float)):
             self.image_size = (int(self.image_size), int(self.image_size))
         self.image_size = tuple(int(v) for v in self.image_size)
-        if self.dataset and self.dataset not in BUILTIN:  # a folder: absolute, so any worker finds it
+        if self.dataset and self.dataset not in BUILTIN and self.dataset not in multilabel.BUILTIN:  # a folder: absolute, so any worker finds it
             self.dataset = str(Path(self.dataset).expanduser().resolve())
+        if not self.loss and self.task in TASKS:
+            self.loss = TASKS[self.task].losses[0]
         if isinstance(self.augment, dict) or self.augment is None:
             self.augment = AugmentConfig.from_dict(self.augment)
         self.validate()
@@ -78,6 +84,12 @@ class RunConfig:
             problems.append(f"task '{self.task}' is not one of {', '.join(TASKS)}")
         elif self.loss not in task.losses:
             problems.append(f"loss '{self.loss}' is not one of {', '.join(task.losses)}")
+        if self.dataset_format not in DATASET_FORMATS:
+            problems.append(f"dataset_format '{self.dataset_format}' is not one of {', '.join(DATASET_FORMATS)}")
+        elif task is not None and task.label_sets != (self.dataset_format != FOLDERS or self.dataset in multilabel.BUILTIN):
+            problems.append(f"task '{self.task}' trains on " + (
+                f"label sets (dataset_format {', '.join(multilabel.FORMATS)} or {', '.join(multilabel.BUILTIN)})"
+                if task.label_sets else f"class folders or {', '.join(BUILTIN)} (dataset_format '{FOLDERS}')"))
         if self.lr_schedule not in SCHEDULES:
             problems.append(f"lr_schedule '{self.lr_schedule}' is not one of {', '.join(SCHEDULES)}")
         if not 0 <= self.label_smoothing < 1:

@@ -11,7 +11,7 @@ import numpy as np
 
 from imgrec.core.refs import ModelRef
 from imgrec.core.settings import Settings
-from imgrec.datasets import loading
+from imgrec.datasets import loading, multilabel
 from imgrec.registry import catalog
 from imgrec.tasks.base import Task
 from imgrec.tasks.classification_metrics import EvaluationError
@@ -45,17 +45,23 @@ def evaluate_model(model, task: Task, dataset, image_size, split: str = "test", 
 
 
 def evaluate_registered(model_ref: str, dataset_name: str, split: str, settings: Settings,
-                        limit_per_class: int | None = None, batch_size: int = 64):
+                        limit_per_class: int | None = None, batch_size: int = 64, dataset_format: str | None = None):
     """Evaluate a registered model (``name`` or ``name@version``) on a dataset split.
 
     The dataset is split with the seed and fractions of the model's training run when its report
-    records them, so ``val`` and ``test`` mean the same images as during training."""
+    records them, so ``val`` and ``test`` mean the same images as during training. ``dataset_format``: a
+    label-set layout for a multi-label model (default: its run's)."""
     ref = ModelRef.parse(model_ref)
     model, card = catalog.load_model(ref.name, ref.version, settings)
+    task = task_for(card)
+    config = catalog.training_config(card.name, card.version, settings)
     # The run's split, with the evaluation's own per-class limit (none: the whole split).
-    split_args = {**loading.dataset_split_args(catalog.training_config(card.name, card.version, settings)),
-                  "limit_per_class": limit_per_class}
-    dataset = loading.load_dataset(dataset_name, settings, **split_args)
+    split_args = {**loading.dataset_split_args(config), "limit_per_class": limit_per_class}
+    if task.label_sets:
+        dataset = multilabel.load_multilabel_dataset(dataset_name, settings, dataset_format or config.get(
+            "dataset_format", "csv"), **split_args)
+    else:
+        dataset = loading.load_dataset(dataset_name, settings, **split_args)
     if split not in dataset.splits:
         raise EvaluationError(f"No split '{split}'. Expected one of: {', '.join(dataset.splits)}.")
     if tuple(dataset.class_names) != tuple(card.class_names):
@@ -66,4 +72,5 @@ def evaluate_registered(model_ref: str, dataset_name: str, split: str, settings:
     temperature = float(card.metrics.get("temperature", 1.0) or 1.0)
     target = dataset.splits[split]
     outputs = predict_split(model, target, card.input_size, card.num_classes, batch_size)
-    return task_for(card).evaluate(target.labels, outputs, card.class_names, split, temperature=temperature)
+    return task.evaluate(target.labels, outputs, card.class_names, split, temperature=temperature,
+                         **task.evaluation_options(card))

@@ -32,7 +32,7 @@ import numpy as np
 from imgrec.core.errors import ImgrecError, WeightsFallbackWarning
 from imgrec.core.files import write_atomically
 from imgrec.core.settings import Settings
-from imgrec.datasets import loading
+from imgrec.datasets import loading, multilabel
 from imgrec.datasets.augment import AugmentConfig, augmentation_layers
 from imgrec.datasets.loading import BUILTIN
 from imgrec.modeling.backbones import BACKBONES
@@ -136,10 +136,13 @@ class _Trainer:
 
         config, run = self.config, self.run_dir
         keras.utils.set_random_seed(config.seed)
-        self.dataset = loading.load_dataset(
-            config.dataset, self.settings, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
-            seed=config.seed, limit_per_class=config.limit_per_class,
-        )
+        split_args = dict(val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed,
+                          limit_per_class=config.limit_per_class)
+        if self.task.label_sets:
+            self.dataset = multilabel.load_multilabel_dataset(config.dataset, self.settings, config.dataset_format,
+                                                              **split_args)
+        else:
+            self.dataset = loading.load_dataset(config.dataset, self.settings, **split_args)
         loading.write_report(self.dataset.report, run.dir / "dataset_report.json")
         self.log(self.dataset.describe())
         with warnings.catch_warnings(record=True) as caught:
@@ -194,7 +197,7 @@ class _Trainer:
             fit_model, train_ds, val_ds = model, *self._image_datasets(config.augment)
         fit_model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
-            loss=self.task.loss(self.config),
+            loss=self.task.loss(self.config, self.dataset.splits["train"].labels),
             metrics=self.task.training_metrics(self.dataset.num_classes),
         )
         if start > first_epoch:
@@ -275,7 +278,7 @@ class _Trainer:
         trainable = keras.Model(inputs, outputs, name="trainable_top")
 
         def ds(x, y, shuffle):
-            d = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, n)))
+            d = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, n) if y.ndim == 1 else y.astype(np.float32)))
             if shuffle:
                 d = d.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
             return d.batch(config.batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b)).prefetch(tf.data.AUTOTUNE)
@@ -321,7 +324,7 @@ class _Trainer:
         return x, y
 
     def _class_weights(self) -> dict | None:
-        if not self.config.class_weights:
+        if not self.config.class_weights or self.task.label_sets:  # label-set tasks weigh classes in their loss
             return None
         return class_weights_from_counts(self.dataset.splits["train"].counts(self.dataset.num_classes))
 
@@ -358,18 +361,20 @@ class _Trainer:
             dataset=_dataset_label(config.dataset),
             description=" ".join([config.description or _describe(config), *self.weights_notes]),
             metrics=metrics,
+            decoding=self.task.card_decoding(report),
         )
         card = catalog.save_model(self.model, card, self.settings)
         folder = catalog.model_dir(card.name, card.version, self.settings)
         report.save(folder / TRAINING_REPORT, extra={"run_id": run.id, "config": config.to_dict()})
         (folder / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
         try:
-            plot_curves(history, folder / "curves.png")
+            plot_curves(history, folder / "curves.png", self.task.monitor.removeprefix("val_"))
         except Exception as exc:  # noqa: BLE001 - a missing plot must not cost the model
             self.log(f"Could not draw curves: {exc}")
         if config.set_active:
             catalog.set_active_model(card.name, card.version, self.settings)
-        self.log(f"Saved {card.ref}: test accuracy {metrics['accuracy']:.4f}.")
+        self.log(f"Saved {card.ref}: test " + ", ".join(f"{k} {v:.4f}" for k, v in report.summary().items()
+                                                         if isinstance(v, float)) + ".")
         return {"model_ref": card.ref, "metrics": metrics}
 
 
@@ -590,8 +595,8 @@ def _describe(config: RunConfig) -> str:
     return "Trained with imgrec: " + "; ".join(parts) + "."
 
 
-def plot_curves(history: list[dict], path: Path) -> None:
-    """Loss and accuracy per epoch (train and validation) as a PNG."""
+def plot_curves(history: list[dict], path: Path, score: str = "accuracy") -> None:
+    """Loss and the ``score`` metric per epoch (train and validation) as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -599,7 +604,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
 
     epochs = [r["epoch"] for r in history]
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    for ax, metric in zip(axes, ("loss", score)):
         for prefix, style in (("", "-"), ("val_", "--")):
             values = [r.get(prefix + metric) for r in history]
             if any(v is not None for v in values):
