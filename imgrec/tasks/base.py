@@ -10,7 +10,7 @@ export is judged against the Keras model. Faces and shared modules look the task
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,10 +33,15 @@ class ClassTarget:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A one-line judgement of a result for people: ``kind`` is "confident", "uncertain" or "none"."""
+    """A one-line judgement of a result for people: ``kind`` is "confident", "uncertain" or "none".
+
+    ``out_of_distribution`` says the image looks unlike the model's classes ("outside this model's
+    classes?"); ``figures`` holds what the judgement rests on (the task's own names, e.g. margin)."""
 
     kind: str
     text: str
+    out_of_distribution: bool = False
+    figures: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
