@@ -23,6 +23,7 @@ Only one run trains at a time: a worker must hold an exclusive ``flock`` on ``ru
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -354,6 +355,29 @@ def resume(run_id: str, settings: Settings) -> Run:
                       message="Queued to resume.", resumes=int(status.get("resumes") or 0) + 1)
     launch(run, settings)
     return run
+
+
+def finish_early(run_id: str, settings: Settings) -> Run:
+    """Register a stopped run's best epoch as a model: its config is cut to the epochs it finished, and a
+    resumed worker then only restores the best weights, evaluates and saves (no more training)."""
+    import yaml
+
+    run = get_run(run_id, settings)
+    status = run.status()
+    if status["state"] not in RESUMABLE_STATES:
+        raise RunError(f"Run '{run_id}' is {status['state']}. Only a cancelled, interrupted or failed run can be "
+                       "saved as it is.")
+    done = int(run.training_state().get("epoch") or 0)
+    if done == 0:
+        raise RunError(f"Run '{run_id}' has not finished an epoch yet: there is no best epoch to save. Resume it "
+                       "instead.")
+    config = RunConfig.from_dict(run.config_dict())
+    if done < config.total_epochs:
+        head = min(done, config.epochs)
+        cut = dataclasses.replace(config, epochs=head, fine_tune_epochs=done - head)
+        write_atomically(run.config_path, yaml.safe_dump(cut.to_dict(), sort_keys=False).encode())
+        run.update_status(total_epochs=done, planned_epochs=config.total_epochs)
+    return resume(run_id, settings)
 
 
 def active_runs(settings: Settings) -> list[Run]:

@@ -46,11 +46,10 @@ def test_leaderboard_row_opens_its_version_and_an_export_stays_on_its_tab(tmp_pa
         board.wait_for()
         page.wait_for_timeout(1000)  # the grid draws on a canvas: let it finish
         # The leaderboard puts tiny-cnn@2 (83 %) first; the page opened on the active tiny-cnn@1.
-        selected = page.locator("[data-testid='stSelectbox']").filter(has_text="Model version")
-        assert "tiny-cnn@1" in selected.inner_text()
+        page.get_by_role("heading", name="tiny-cnn@1").wait_for()  # the Card tab's title
         box = board.bounding_box()
         page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # the first row's selection cell
-        selected.filter(has_text="tiny-cnn@2").wait_for()
+        page.get_by_role("heading", name="tiny-cnn@2").wait_for()
         # Export the pre-selected fast format: the page comes back on the Exports tab.
         page.get_by_role("tab", name="Exports & parity").click()
         page.get_by_role("button", name="Run exports").click()
