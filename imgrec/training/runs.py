@@ -380,6 +380,48 @@ def finish_early(run_id: str, settings: Settings) -> Run:
     return resume(run_id, settings)
 
 
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """How long a config should take, from earlier runs of the same dataset, backbone, size and limit."""
+
+    seconds: float
+    runs: int  # earlier runs it is based on
+
+
+def estimate_seconds(config: RunConfig, settings: Settings) -> Estimate | None:
+    """Epoch seconds per phase (head, fine-tune) measured by finished epochs of comparable runs, times the
+    config's epochs, plus their mean time outside epochs; None without a comparable run (or phase)."""
+    alike = [run for run in list_runs(settings) if _comparable(run, config)]
+    seconds = {"head": [], "fine_tune": []}
+    overheads = []
+    for run in alike:
+        rows = run.metrics()
+        for row in rows:
+            if row.get("phase") in seconds and row.get("seconds") is not None:
+                seconds[row["phase"]].append(float(row["seconds"]))
+        finished = run.status().get("metrics") or {}  # a completed run's card metrics
+        if finished.get("wall_seconds") and finished.get("train_seconds") is not None:
+            overheads.append(max(0.0, float(finished["wall_seconds"]) - float(finished["train_seconds"])))
+    fine_tune = config.total_epochs - config.epochs
+    if (config.epochs and not seconds["head"]) or (fine_tune and not seconds["fine_tune"]) or not alike:
+        return None
+    total = sum(config.epochs * sum(v) / len(v) if phase == "head" else fine_tune * sum(v) / len(v)
+                for phase, v in seconds.items() if v and (config.epochs if phase == "head" else fine_tune))
+    overhead = sum(overheads) / len(overheads) if overheads else 0.0
+    return Estimate(round(total + overhead, 1), len(alike))
+
+
+def _comparable(run: Run, config: RunConfig) -> bool:
+    try:
+        other = RunConfig.from_dict(run.config_dict())
+    except (ImgrecError, OSError, ValueError, TypeError):
+        return False
+    return ((other.dataset, other.backbone, tuple(other.image_size), other.limit_per_class, other.batch_size,
+             other.augment.enabled) ==
+            (config.dataset, config.backbone, tuple(config.image_size), config.limit_per_class, config.batch_size,
+             config.augment.enabled))
+
+
 def active_runs(settings: Settings) -> list[Run]:
     return [r for r in list_runs(settings) if r.state in LIVE_STATES]
 

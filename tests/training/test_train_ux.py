@@ -57,3 +57,19 @@ def test_the_eta_is_paced_by_finished_epochs_not_the_slow_first_batches():
     assert trainer.eta_seconds(None, elapsed=1.0, steps_done=2, steps=100, epochs_after=4) is None
     assert trainer.eta_seconds(None, elapsed=10.0, steps_done=10, steps=100, epochs_after=1) == 90 + 100
     assert trainer.eta_seconds(60.0, elapsed=75.0, steps_done=99, steps=100, epochs_after=0) == 0
+
+
+def test_the_time_estimate_comes_from_earlier_runs_of_the_same_setup(tmp_path):
+    settings = make_settings(tmp_path)
+    folder = make_image_folder(tmp_path / "ds", per_class=8)
+    config = tiny_config(folder, epochs=2)
+    assert runs.estimate_seconds(config, settings) is None  # nothing to go by yet
+    run = trainer.train(config, settings)
+    assert run.state == runs.COMPLETED, run.log_tail()
+    epochs = [row["seconds"] for row in run.metrics()]
+    metrics = run.status()["metrics"]
+    estimate = runs.estimate_seconds(tiny_config(folder, epochs=6), settings)
+    overhead = metrics["wall_seconds"] - metrics["train_seconds"]
+    assert estimate.runs == 1
+    assert estimate.seconds == pytest.approx(6 * sum(epochs) / len(epochs) + overhead, abs=0.2)
+    assert runs.estimate_seconds(tiny_config(folder, image_size=24), settings) is None  # another size
