@@ -170,6 +170,7 @@ def _to_json(record) -> dict:
     data["top_k"] = [[str(label), float(score)] for label, score in record.top_k]
     data["created_at"] = record.created_at.isoformat() if record.created_at else None
     data["image_bytes"] = base64.b64encode(record.image_bytes).decode() if record.image_bytes else None
+    data["thumbnail"] = base64.b64encode(record.thumbnail).decode() if record.thumbnail else None
     return data
 
 
@@ -180,4 +181,5 @@ def _from_json(data: dict):
     data["top_k"] = [(label, score) for label, score in data["top_k"]]
     data["created_at"] = datetime.fromisoformat(data["created_at"]) if data["created_at"] else None
     data["image_bytes"] = base64.b64decode(data["image_bytes"]) if data["image_bytes"] else None
+    data["thumbnail"] = base64.b64decode(data["thumbnail"]) if data.get("thumbnail") else None
     return PredictionRecord(**data)

@@ -181,8 +181,8 @@ class PredictionRecord:
     # Idempotency key (32 hex digits): a second write of the same key returns the first row's id.
     key: str | None = None
     filename: str | None = None  # the upload's name as the user had it
-    # The decoded RGB pixels: a review-queue thumbnail is made from them when the prediction is uncertain.
-    pixels: Any = field(default=None, repr=False)
+    # A small JPEG (``review_thumbnail``) for the review queue: kept only when the prediction is uncertain.
+    thumbnail: bytes | None = field(default=None, repr=False)
 
 
 def utc_now() -> datetime:
@@ -367,7 +367,7 @@ class Store:
         created_at = as_utc_naive(record.created_at) if record.created_at else utc_now()
         stored_path = self._kept_path(record) if self.keep_uploads and record.image_bytes else None
         top_score = max((float(score) for _, score in record.top_k), default=0.0)
-        thumbnail = review_thumbnail(record.pixels) if record.pixels is not None and top_score < self.review_below else None
+        thumbnail = record.thumbnail if top_score < self.review_below else None
         new_file = None
         for attempt in (1, 2):
             try:

@@ -11,7 +11,7 @@ from streamlit.runtime.media_file_storage import MediaFileKind
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
 from imgrec.predlog import stats
-from imgrec.predlog.store import open_store, utc_now
+from imgrec.predlog.store import open_store, review_thumbnail, utc_now
 from imgrec.predlog.tabular import FORMATS, export_predictions
 from tests.helpers.app_seeds import ANALYTICS_START, seed_analytics_log
 from tests.helpers.apptest import app_with_settings, elements, shown
@@ -78,7 +78,7 @@ def test_relabel_and_this_is_right_from_the_queue_count_as_corrections(monkeypat
     start = utc_now() - timedelta(hours=1)  # within the upload retention, which also expires thumbnails
     with open_store(settings) as store:
         first = store.log_prediction(make_record("r1", label="dog", score=0.4, filename="garden/kitty.jpg",
-                                                 pixels=pixels, created_at=start))
+                                                 thumbnail=review_thumbnail(pixels), created_at=start))
         second = store.log_prediction(make_record("r2", label="dog", score=0.45, filename="rex.jpg",
                                                   created_at=start + timedelta(minutes=5)))
     with app_with_settings(monkeypatch, settings, page="pages/analytics.py") as at:

@@ -10,20 +10,20 @@ import numpy as np
 from PIL import Image
 
 from imgrec.predlog import stats
-from imgrec.predlog.store import REVIEW_THUMBNAIL_PX, Store, prune_expired_uploads
+from imgrec.predlog.store import REVIEW_THUMBNAIL_PX, Store, prune_expired_uploads, review_thumbnail
 from imgrec.predlog.tabular import export_predictions
 from tests.helpers.settings import make_settings
 from tests.helpers.store_fixtures import make_record
 
 pytest_plugins = ["tests.helpers.store_fixtures"]
 
-PIXELS = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+THUMBNAIL = review_thumbnail(np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8))
 DAY_ONE = datetime(2026, 3, 1, 8, 0, 0)
 
 
 def test_uncertain_predictions_keep_a_small_thumbnail_and_the_file_name(store):
-    unsure = store.log_prediction(make_record("a", score=0.3, filename="holiday/IMG_0042.jpg", pixels=PIXELS))
-    store.log_prediction(make_record("b", score=0.95, filename="sure.jpg", pixels=PIXELS))
+    unsure = store.log_prediction(make_record("a", score=0.3, filename="holiday/IMG_0042.jpg", thumbnail=THUMBNAIL))
+    store.log_prediction(make_record("b", score=0.95, filename="sure.jpg", thumbnail=THUMBNAIL))
     assert store.thumbnail(make_record("b").sha256) is None  # confident: nothing kept
     with Image.open(io.BytesIO(store.thumbnail(make_record("a").sha256))) as thumbnail:
         assert thumbnail.format == "JPEG" and max(thumbnail.size) == REVIEW_THUMBNAIL_PX
@@ -44,6 +44,16 @@ def test_relabel_and_this_is_right_leave_the_queue_and_are_counted(store):
     assert (summary.corrected, summary.confirmed, summary.flagged) == (1, 1, 2)
 
 
+def test_a_spooled_record_keeps_its_file_name_and_thumbnail(store, tmp_path):
+    from imgrec.predlog.spool import Spool
+
+    spool = Spool(tmp_path / "spool", max_bytes=10_000_000)
+    assert spool.put(make_record("s", score=0.2, filename="late.jpg", thumbnail=THUMBNAIL))
+    spool.replay(store)
+    queue = stats.review_queue(store)
+    assert list(queue["filename"]) == ["late.jpg"] and queue["thumbnail"][0] == THUMBNAIL
+
+
 def test_the_export_names_each_file(store, tmp_path):
     store.log_prediction(make_record("x", filename="cat photo.png"))
     frame = stats.export_rows(store)
@@ -54,8 +64,8 @@ def test_the_export_names_each_file(store, tmp_path):
 def test_thumbnails_go_with_the_retention_setting(tmp_path):
     settings = make_settings(tmp_path, upload_retention_days=7)
     with Store(settings.database_url_resolved) as store:
-        store.log_prediction(make_record("old", score=0.1, pixels=PIXELS, created_at=datetime.now() - timedelta(days=8)))
-        store.log_prediction(make_record("new", score=0.1, pixels=PIXELS))
+        store.log_prediction(make_record("old", score=0.1, thumbnail=THUMBNAIL, created_at=datetime.now() - timedelta(days=8)))
+        store.log_prediction(make_record("new", score=0.1, thumbnail=THUMBNAIL))
         prune_expired_uploads(store, settings)  # uploads themselves are not kept: thumbnails still expire
         assert store.thumbnail(make_record("old").sha256) is None
         assert store.thumbnail(make_record("new").sha256) is not None
