@@ -112,7 +112,7 @@ def measure(settings, extra_args: list[str], photos: list[Path], idle_seconds: f
             upload.set_input_files([str(p) for p in photos])
             charts.nth(len(photos) - 1).wait_for()
             wait_idle(page)
-            page.get_by_text("gradcam++", exact=True).first.click()
+            page.get_by_text("Grad-CAM++", exact=True).first.click()  # the Method radio in the sidebar
             wait_idle(page)
 
         def faithfulness():
@@ -133,6 +133,8 @@ def measure(settings, extra_args: list[str], photos: list[Path], idle_seconds: f
                 results[label] = f"{timed(step):.1f} s"
             except (PlaywrightError, TimeoutError) as exc:  # a step the page no longer offers: say so, go on
                 results[label] = f"n/a ({type(exc).__name__})"
+                print(f"  {label}: {str(exc).splitlines()[0][:160]}", flush=True)
+        wait_idle(page)  # nothing left running before the idle measurement
         browser.close()
         time.sleep(2)  # the session's last rerun and cleanup
         results["idle CPU"] = f"{cpu_percent(psutil.Process(process.pid), idle_seconds):.1f} %"

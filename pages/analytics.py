@@ -11,7 +11,7 @@ from imgrec.predlog import stats
 from imgrec.predlog.tabular import APP_ROW_LIMIT, FORMATS
 from ui import analytics_view as view
 from ui import cache
-from ui.widgets import ensure_routed, flash, show_error, show_flash
+from ui.widgets import LOCKED, admin_unlocked, ensure_routed, flash, show_error, show_flash
 
 # Drift compares date windows once the log spans this many days; before, the last N predictions.
 DATE_WINDOWS_FROM_DAYS = 14
@@ -91,7 +91,11 @@ with queue_tab:
                "reviewed ones leave the list and count as corrections.")
     show_reviewed = st.toggle("Show reviewed ones too", key="analytics.show_reviewed")
     queue = cache.review_queue(filters, threshold, 50, show_reviewed)
-    view.review_queue(queue, cache.thumbnail, cache.class_names, save_review)
+    # Reviews change the log: with IMGREC_ADMIN_TOKEN set they wait for the token, like Models and Train.
+    may_review = admin_unlocked(settings)
+    if not may_review and not queue.empty:
+        st.caption(f"Relabelling: {LOCKED}")
+    view.review_queue(queue, cache.thumbnail, cache.class_names, save_review if may_review else None)
 
 with export_tab:
     st.caption(f"{summary.predictions:,} filtered predictions, one row each, with feedback and image metadata.")

@@ -267,3 +267,14 @@ def test_a_log_over_the_app_limit_gets_the_oldest_rows_and_a_pointer_to_the_cli(
         with open_store(seeded) as store:
             capped = export_predictions(store, stats.NO_FILTERS, "csv", max_rows=15)
         assert download.proto.url == download_url(capped, "text/csv", "predictions.csv")
+
+
+def test_with_an_admin_token_reviews_wait_for_it(monkeypatch, seeded):
+    monkeypatch.setenv("IMGREC_ADMIN_TOKEN", "s3cret")
+    with app_with_settings(monkeypatch, seeded, page="pages/analytics.py") as at:
+        at.run()
+        assert not [b for b in at.button if b.key and b.key.startswith("analytics.right.")]
+        assert any("needs the admin token" in c.value.lower() for c in at.caption)
+        at.text_input(key="app.admin_token").input("s3cret").run()
+        assert not at.exception, at.exception
+        assert [b for b in at.button if b.key and b.key.startswith("analytics.right.")]
