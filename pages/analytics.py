@@ -7,15 +7,33 @@ from datetime import timedelta
 import streamlit as st
 
 from imgrec.core.settings import get_settings
+from imgrec.predlog import stats
 from imgrec.predlog.tabular import APP_ROW_LIMIT, FORMATS
 from ui import analytics_view as view
 from ui import cache
-from ui.widgets import ensure_routed, show_error
+from ui.widgets import LOCKED, admin_unlocked, ensure_routed, flash, show_error, show_flash
+
+# Drift compares date windows once the log spans this many days; before, the last N predictions.
+DATE_WINDOWS_FROM_DAYS = 14
+RECENT_CHOICES = (50, 100, 200, 500, 1000)
+
+
+def save_review(prediction_id: int, corrected_label: str | None, wrong: bool) -> None:
+    try:
+        cache.add_feedback(prediction_id, corrected_label, wrong)
+    except Exception as exc:  # a failed write is a message, the queue stays as it was
+        show_error(exc)
+        return
+    flash("success", f"Prediction {prediction_id} relabelled as {corrected_label}." if corrected_label
+          else f"Prediction {prediction_id} marked right.")
+    st.rerun()
+
 
 ensure_routed()
 settings = get_settings()
 st.title("Analytics")
 st.caption("Every prediction from the app, the API and the CLI. Filters apply to every number, chart and export.")
+show_flash()
 
 try:
     options = cache.filter_options()
@@ -41,7 +59,8 @@ with st.sidebar:
 
 filters = view.filters_from(period, models, labels, sources, confidence)
 try:
-    summary = cache.summary(filters, threshold)
+    with st.spinner("Reading the prediction log…"):
+        summary = cache.summary(filters, threshold)
 except Exception as exc:
     show_error(exc)
     st.stop()
@@ -56,16 +75,27 @@ overview, queue_tab, export_tab, drift_tab = st.tabs(
      ":material/compare_arrows: Drift"]
 )
 with overview:
-    left, right = st.columns(2)
-    left.altair_chart(view.predictions_over_time(cache.by_day(filters)), width="stretch")
-    right.altair_chart(view.top_labels(cache.by_label(filters)), width="stretch")
-    left.altair_chart(view.confidence_histogram(cache.confidence_histogram(filters), threshold), width="stretch")
-    right.altair_chart(view.latency_over_time(cache.latency_over_time(filters)), width="stretch")
-    view.model_table(cache.by_model(filters, threshold))
+    # Hours while the range is short (day one gets more than one bar), days beyond.
+    bucket = stats.bucket_for(filters.date_from or options.first_day, filters.date_to or options.last_day)
+    with st.spinner("Drawing the charts…"):
+        counts, latency = cache.over_time(filters, bucket)
+        left, right = st.columns(2)
+        left.altair_chart(view.predictions_over_time(counts, bucket), width="stretch")
+        right.altair_chart(view.top_labels(cache.by_label(filters)), width="stretch")
+        left.altair_chart(view.confidence_histogram(cache.confidence_histogram(filters), threshold), width="stretch")
+        right.altair_chart(view.latency_over_time(latency, bucket), width="stretch")
+        view.model_table(cache.by_model(filters, threshold))
 
 with queue_tab:
-    st.caption("Flagged predictions first, then the least confident — the start of a re-labelling loop.")
-    view.review_queue(cache.review_queue(filters, threshold), cache.thumbnail)
+    st.caption("Flagged predictions first, then the least confident. Relabel each or mark it right; "
+               "reviewed ones leave the list and count as corrections.")
+    show_reviewed = st.toggle("Show reviewed ones too", key="analytics.show_reviewed")
+    queue = cache.review_queue(filters, threshold, 50, show_reviewed)
+    # Reviews change the log: with IMGREC_ADMIN_TOKEN set they wait for the token, like Models and Train.
+    may_review = admin_unlocked(settings)
+    if not may_review and not queue.empty:
+        st.caption(f"Relabelling: {LOCKED}")
+    view.review_queue(queue, cache.thumbnail, cache.class_names, save_review if may_review else None)
 
 with export_tab:
     st.caption(f"{summary.predictions:,} filtered predictions, one row each, with feedback and image metadata.")
@@ -90,15 +120,33 @@ with export_tab:
 
 with drift_tab:
     st.caption("Compare a recent window with a baseline: PSI on confidence and labels, and a KS test on confidence.")
-    today = options.last_day
-    left, right = st.columns(2)
-    window_a = left.date_input("Baseline window", (today - timedelta(days=13), today - timedelta(days=7)),
-                               key="analytics.drift_a")
-    window_b = right.date_input("Recent window", (today - timedelta(days=6), today), key="analytics.drift_b")
-    if len(window_a) == 2 and len(window_b) == 2:
+    modes = ["Last predictions", "Date windows"]
+    spans_days = (options.last_day - options.first_day).days + 1
+    mode = st.radio("Compare", modes, index=int(spans_days >= DATE_WINDOWS_FROM_DAYS), horizontal=True,
+                    key="analytics.drift_mode")
+    windows = None
+    if mode == modes[0]:
+        recent = st.select_slider("Recent predictions", RECENT_CHOICES, value=200, key="analytics.drift_recent",
+                                  help="The last N predictions against the N before them, however long they took.")
+        windows = cache.recent_windows(filters, recent)
+        if windows is None:
+            st.info("Not enough data: drift needs at least two predictions.", icon=":material/hourglass_empty:")
+        else:
+            (baseline_start, _), (recent_start, _) = windows
+            st.caption(f"Baseline from {baseline_start:%Y-%m-%d %H:%M}, recent from {recent_start:%Y-%m-%d %H:%M} (UTC).")
+    else:
+        today = options.last_day
+        left, right = st.columns(2)
+        window_a = left.date_input("Baseline window", (today - timedelta(days=13), today - timedelta(days=7)),
+                                   key="analytics.drift_a")
+        window_b = right.date_input("Recent window", (today - timedelta(days=6), today), key="analytics.drift_b")
+        if len(window_a) == 2 and len(window_b) == 2:
+            windows = tuple(window_a), tuple(window_b)
+        else:
+            st.info("Pick a start and an end date for both windows.")
+    if windows is not None:
         try:
-            view.drift(cache.drift(tuple(window_a), tuple(window_b), filters))
+            with st.spinner("Comparing the windows…"):
+                view.drift(cache.drift(*windows, filters))
         except Exception as exc:
             show_error(exc)
-    else:
-        st.info("Pick a start and an end date for both windows.")

@@ -12,6 +12,9 @@ from ui import batch_view, train_view
 from ui import models_view as view
 from ui.widgets import LOCKED, admin_unlocked, apply_change, ensure_routed, flash, plain, show_error, show_flash
 
+# Where `make api` listens by default, for the usage snippets.
+API_PORT = 8000
+
 ensure_routed()
 settings = get_settings()
 
@@ -45,7 +48,7 @@ if active:
 else:
     st.warning("The active model is missing: pick one below and make it active.", icon=":material/warning:")
 
-view.overview(cards, active, settings)
+view.overview(cards, active, settings, select_key="models.ref")
 
 by_ref = {card.ref: card for card in cards}
 refs = view.ordered_refs(cards, active)
@@ -53,11 +56,12 @@ ref = st.selectbox("Model version", refs, key="models.ref")  # the active model 
 card = by_ref[ref]
 is_active = ref == active
 
+# Keyed, so the open tab survives the rerun after an action (an export no longer lands on the Card tab).
 card_tab, evaluation_tab, exports_tab, batch_tab, compare_tab, files_tab, delete_tab = st.tabs([
     ":material/badge: Card", ":material/fact_check: Evaluation", ":material/conversion_path: Exports & parity",
     ":material/dataset: Batch", ":material/compare: Compare", ":material/download: Files",
     ":material/delete: Delete",
-])
+], key="models.tab", on_change="rerun")
 
 with card_tab:
     st.subheader(plain(card.ref), anchor=False)
@@ -68,6 +72,7 @@ with card_tab:
         apply_change(lambda: catalog.set_active_model(card.name, card.version, settings),
                           f"{card.ref} is now the active model. The API switches on `POST /model/reload`.")
     view.card_panel(card)
+    view.usage_panel(card, f"http://127.0.0.1:{API_PORT}")
 
 with evaluation_tab:
     if train_view.has_evaluation(ref):
@@ -89,8 +94,9 @@ with exports_tab:
         st.info(f"{plain(card.ref)} has no exports yet. Pick formats and run them: each is checked against the Keras "
                 "model on held-out images.", icon=":material/conversion_path:")
     with st.form("models.export_form", border=True):
-        formats = st.multiselect("Formats", exports.FORMATS, default=list(exports.FORMATS), key="models.formats",
-                                 format_func=lambda f: exports.FORMAT_INFO[f][0])
+        formats = st.multiselect("Formats", exports.FORMATS, default=[view.DEFAULT_EXPORT], key="models.formats",
+                                 format_func=lambda f: exports.FORMAT_INFO[f][0],
+                                 help="ONNX is pre-selected: it exports in seconds; add others as needed.")
         run = st.form_submit_button("Run exports", icon=":material/play_arrow:", type="primary", disabled=not unlocked,
                                     help=locked_help)
     if run:
@@ -136,9 +142,10 @@ with compare_tab:
                 icon=":material/compare:")
     else:
         left, right = st.columns(2)
-        a_ref = left.selectbox("Version A", refs, index=refs.index(ref), key="models.compare.a")
+        # Keyed by the selected version: choosing another version above starts A at it again.
+        a_ref = left.selectbox("Version A", refs, index=refs.index(ref), key=f"models.compare.a.{ref}")
         b_ref = right.selectbox("Version B", refs, index=next(i for i, r in enumerate(refs) if r != a_ref),
-                                key="models.compare.b")
+                                key=f"models.compare.b.{ref}")
         st.dataframe(view.comparison_frame(by_ref[a_ref], by_ref[b_ref]), hide_index=True, width="stretch")
 
 with files_tab:

@@ -17,7 +17,8 @@ st.caption("Transfer learning on a folder of class folders or a built-in dataset
 show_flash()
 admin_unlocked(settings)  # asks for the token in the sidebar while changes need it
 
-with st.expander("New run", expanded=not runs.list_runs(settings), icon=":material/add_circle:"):
+with st.expander("New run", expanded=st.session_state.pop(view.FORM_OPEN, False) or not runs.list_runs(settings),
+                 icon=":material/add_circle:"):
     config = view.run_form()
     if config is not None:
         try:

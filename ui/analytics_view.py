@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 
 import altair as alt
@@ -10,6 +11,12 @@ import streamlit as st
 
 from imgrec.predlog import stats
 from ui.charts import PRIMARY, SECONDARY
+from ui.widgets import plain
+
+# Counts are whole numbers: no 0.5 ticks on a day with one or two predictions.
+COUNT_AXIS = alt.Axis(tickMinStep=1, format="d")
+TIME_FORMATS = {"hour": "%d %b %H:00", "day": "%d %b"}
+REVIEW_CARDS = 8  # queue rows shown with relabel buttons; the table below lists them all
 
 
 def filters_from(period, models: list[str], labels: list[str], sources: list[str], confidence) -> stats.Filters:
@@ -33,26 +40,29 @@ def kpis(summary: stats.Summary) -> None:
     def ms(value):
         return "—" if value is None else f"{value:.0f} ms"
 
-    cells = st.columns(7)
-    cells[0].metric("Predictions", f"{summary.predictions:,}")
-    cells[1].metric("Distinct images", f"{summary.distinct_images:,}")
-    cells[2].metric("Mean top-1 confidence", pct(summary.mean_confidence))
-    cells[3].metric("Latency p50", ms(summary.latency_p50_ms))
-    cells[4].metric("Latency p95", ms(summary.latency_p95_ms))
-    cells[5].metric(f"Uncertain (< {summary.uncertain_threshold:.0%})", pct(summary.uncertain_share))
-    cells[6].metric("Flagged wrong", f"{summary.flagged:,}")
+    # Two rows of four: seven in one row cut "Mean top-1 confidence" short.
+    first, second = st.columns(4), st.columns(4)
+    first[0].metric("Predictions", f"{summary.predictions:,}")
+    first[1].metric("Distinct images", f"{summary.distinct_images:,}")
+    first[2].metric("Mean top-1 confidence", pct(summary.mean_confidence))
+    first[3].metric(f"Uncertain (< {summary.uncertain_threshold:.0%})", pct(summary.uncertain_share))
+    second[0].metric("Latency p50", ms(summary.latency_p50_ms))
+    second[1].metric("Latency p95", ms(summary.latency_p95_ms))
+    second[2].metric("Flagged wrong", f"{summary.flagged:,}")
+    second[3].metric("Corrections", f"{summary.corrected + summary.confirmed:,}",
+                     help=f"{summary.corrected:,} relabelled, {summary.confirmed:,} marked right in the review queue")
 
 
-def predictions_over_time(frame: pd.DataFrame) -> alt.Chart:
+def predictions_over_time(frame: pd.DataFrame, bucket: str = "day") -> alt.Chart:
     frame = frame.assign(model=frame["model_name"] + "@" + frame["model_version"])
     return (
-        alt.Chart(frame, title="Predictions per day, by model")
+        alt.Chart(frame, title=f"Predictions per {bucket} (UTC), by model")
         .mark_bar()
         .encode(
-            x=alt.X("day:T", title=None),
-            y=alt.Y("predictions:Q", title="predictions"),
+            x=alt.X("time:T", title=None, axis=alt.Axis(format=TIME_FORMATS[bucket], labelOverlap=True)),
+            y=alt.Y("predictions:Q", title="predictions", axis=COUNT_AXIS),
             color=alt.Color("model:N", title="model", legend=alt.Legend(orient="bottom")),
-            tooltip=["day:T", "model:N", "predictions:Q"],
+            tooltip=[alt.Tooltip("time:T", format=TIME_FORMATS[bucket]), "model:N", "predictions:Q"],
         )
         .properties(height=260)
     )
@@ -63,12 +73,13 @@ def top_labels(frame: pd.DataFrame) -> alt.Chart:
         alt.Chart(frame, title="Top labels")
         .mark_bar(color=PRIMARY, cornerRadiusEnd=3)
         .encode(
-            y=alt.Y("label:N", sort="-x", title=None, axis=alt.Axis(labelLimit=200)),
-            x=alt.X("predictions:Q", title="predictions"),
+            # Every label shown: a row per label (the chart grows) instead of Vega dropping overlapping ones.
+            y=alt.Y("label:N", sort="-x", title=None, axis=alt.Axis(labelLimit=200, labelOverlap=False)),
+            x=alt.X("predictions:Q", title="predictions", axis=COUNT_AXIS),
             tooltip=["label:N", "predictions:Q", alt.Tooltip("share:Q", format=".1%"),
                      alt.Tooltip("mean_confidence:Q", format=".1%")],
         )
-        .properties(height=260)
+        .properties(height=max(260, 18 * len(frame)))
     )
 
 
@@ -80,7 +91,7 @@ def confidence_histogram(frame: pd.DataFrame, threshold: float) -> alt.Chart:
         .encode(
             x=alt.X("lower:Q", bin="binned", title="confidence", axis=alt.Axis(format="%")),
             x2="upper:Q",
-            y=alt.Y("predictions:Q", title="predictions"),
+            y=alt.Y("predictions:Q", title="predictions", axis=COUNT_AXIS),
             color=alt.Color("verdict:N", scale=alt.Scale(domain=["confident", "uncertain"],
                                                           range=[PRIMARY, SECONDARY]), legend=None),
             tooltip=[alt.Tooltip("lower:Q", format=".0%"), alt.Tooltip("upper:Q", format=".0%"), "predictions:Q"],
@@ -89,36 +100,78 @@ def confidence_histogram(frame: pd.DataFrame, threshold: float) -> alt.Chart:
     return bars.properties(height=260)
 
 
-def latency_over_time(frame: pd.DataFrame) -> alt.Chart:
-    long = frame.melt(id_vars=["day"], value_vars=["p50_latency_ms", "p95_latency_ms"], var_name="percentile",
+def latency_over_time(frame: pd.DataFrame, bucket: str = "day") -> alt.Chart:
+    long = frame.melt(id_vars=["time"], value_vars=["p50_latency_ms", "p95_latency_ms"], var_name="percentile",
                       value_name="latency_ms")
     long["percentile"] = long["percentile"].str.replace("_latency_ms", "")
     return (
-        alt.Chart(long, title="Latency per day")
+        alt.Chart(long, title=f"Latency per {bucket} (UTC)")
         .mark_line(point=True)
         .encode(
-            x=alt.X("day:T", title=None),
+            x=alt.X("time:T", title=None, axis=alt.Axis(format=TIME_FORMATS[bucket], labelOverlap=True)),
             y=alt.Y("latency_ms:Q", title="ms"),
             color=alt.Color("percentile:N", title=None, legend=alt.Legend(orient="bottom")),
-            tooltip=["day:T", "percentile:N", alt.Tooltip("latency_ms:Q", format=".1f")],
+            tooltip=[alt.Tooltip("time:T", format=TIME_FORMATS[bucket]), "percentile:N",
+                     alt.Tooltip("latency_ms:Q", format=".1f")],
         )
         .properties(height=260)
     )
 
 
-def review_queue(frame: pd.DataFrame, thumbnail: Callable[[str], str | None]) -> None:
+def thumbnail_url(row, kept_upload: Callable[[str], str | None]) -> str | None:
+    """The review thumbnail as a data URL, else one made from the kept upload, else None."""
+    if isinstance(row.get("thumbnail"), (bytes, bytearray, memoryview)):
+        return "data:image/jpeg;base64," + base64.b64encode(bytes(row["thumbnail"])).decode()
+    stored = row.get("stored_path")
+    return kept_upload(stored) if isinstance(stored, str) else None
+
+
+def relabel_cards(frame: pd.DataFrame, class_names: Callable[[str, str], list[str]],
+                  on_feedback: Callable[[int, str | None, bool], None], images: list[str | None]) -> None:
+    """The first rows of the queue, each with "Relabel" (to a chosen class) and "This is right"."""
+    for row, image in list(zip(frame.to_dict("records"), images, strict=True))[:REVIEW_CARDS]:
+        prediction_id = int(row["prediction_id"])
+        with st.container(border=True):
+            picture, about, relabel, right = st.columns([1, 3, 3, 1.4], vertical_alignment="center")
+            if image:
+                picture.image(image, width=72)
+            else:
+                picture.caption("no image kept")
+            name = row.get("filename") or f"image {str(row['sha256'])[:10]}…"
+            flag = " · flagged wrong" if row.get("flagged") else ""
+            about.markdown(f"**{plain(name)}**  \n{plain(row['top1_label'])} {row['top1_score']:.0%} · "
+                           f"{plain(row['model_name'])}@{plain(row['model_version'])}{flag}")
+            options = class_names(row["model_name"], row["model_version"]) or [p["label"] for p in row["top_k"]]
+            choice = relabel.selectbox("Correct label", options, index=None, placeholder="Correct label…",
+                                       key=f"analytics.relabel.{prediction_id}", label_visibility="collapsed")
+            if relabel.button("Relabel", key=f"analytics.relabel_save.{prediction_id}", disabled=choice is None,
+                              icon=":material/edit:"):
+                on_feedback(prediction_id, choice, True)
+            if right.button("This is right", key=f"analytics.right.{prediction_id}", icon=":material/check:"):
+                on_feedback(prediction_id, None, False)
+
+
+def review_queue(frame: pd.DataFrame, thumbnail: Callable[[str], str | None],
+                 class_names: Callable[[str, str], list[str]] | None = None,
+                 on_feedback: Callable[[int, str | None, bool], None] | None = None) -> None:
     if frame.empty:
-        st.success("Nothing to review: no flagged or low-confidence predictions match the filters.")
+        st.info("Nothing to review: no flagged or low-confidence predictions match the filters.",
+                icon=":material/done_all:")
         return
-    frame = frame.assign(thumbnail=[thumbnail(p) if isinstance(p, str) else None for p in frame["stored_path"]])
-    columns = ["thumbnail", "created_at", "top1_label", "top1_score", "flagged", "corrected_label", "note",
+    images = [thumbnail_url(row, thumbnail) for row in frame.to_dict("records")]
+    if class_names is not None and on_feedback is not None:
+        relabel_cards(frame, class_names, on_feedback, images)
+    frame = frame.assign(thumbnail=images)
+    columns = ["thumbnail", "filename", "created_at", "top1_label", "top1_score", "flagged", "corrected_label", "note",
                "model_name", "model_version", "source", "sha256"]
     st.dataframe(
         frame[[c for c in columns if c in frame.columns]],
         hide_index=True,
         width="stretch",
         column_config={
-            "thumbnail": st.column_config.ImageColumn("image", help="Kept only when IMGREC_KEEP_UPLOADS is on"),
+            "thumbnail": st.column_config.ImageColumn("image", help="A small copy is kept of each uncertain image "
+                                                                   "(for the upload retention period)"),
+            "filename": "file",
             "created_at": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm"),
             "top1_label": "top-1",
             "top1_score": st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="percent"),
@@ -133,6 +186,8 @@ def drift(report: stats.DriftReport) -> None:
                f"{report.predictions_a:,} baseline vs {report.predictions_b:,} recent predictions.")
     if report.drifted:
         st.warning(message, icon=":material/trending_up:")
+    elif report.verdict == stats.NOT_ENOUGH_DATA:  # no verdict, so nothing to celebrate
+        st.info(message, icon=":material/hourglass_empty:")
     else:
         st.success(message, icon=":material/check_circle:")
 

@@ -142,7 +142,25 @@ by_label = _query("by_label")
 by_model = _query("by_model")
 confidence_histogram = _query("confidence_histogram")
 latency_over_time = _query("latency_over_time")
+over_time = _query("over_time")
+recent_windows = _query("recent_windows")
 review_queue = _query("review_queue")
+
+
+@st.cache_data(ttl=QUERY_TTL, show_spinner=False)
+def class_names(name: str, version: str) -> list[str]:
+    """A logged model's class names, for relabelling; empty when it is no longer registered."""
+    try:
+        return list(catalog.load_card(name, version, get_settings()).class_names)
+    except Exception:  # a deleted or broken model: the page offers the row's own top-k labels instead
+        return []
+
+
+def add_feedback(prediction_id: int, corrected_label: str | None, wrong: bool) -> None:
+    """Store a review (relabel or "this is right"), then forget the cached numbers it changes."""
+    store().add_feedback(prediction_id, corrected_label=corrected_label, wrong=wrong)
+    for cached in (summary, review_queue, export):
+        cached.clear()
 
 
 @st.cache_data(ttl=QUERY_TTL, show_spinner="Preparing the export…", max_entries=4)

@@ -21,6 +21,11 @@ from ui.widgets import plain
 # Plain text symbols: a browser without an emoji font still draws them.
 STATUS_ICONS = {exports.STATUS_OK: "✓ ok", exports.STATUS_DIVERGING: "⚠ diverging", exports.STATUS_FAILED: "✗ failed"}
 NOT_EXPORTED = "— not exported"
+# The leaderboard's score: the first of these the card's metrics hold (held-out test first, then validation).
+LEADERBOARD_METRICS = ("accuracy", "map", "mAP", "test.accuracy", "val_accuracy", "val_map")
+# Pre-selected on the Exports tab: quick to export and to serve (seconds on a small model).
+DEFAULT_EXPORT = "onnx"
+OVERVIEW_KEY = "models.overview"
 
 
 # -- Overview and the card ---------------------------------------------------------------------------
@@ -30,13 +35,27 @@ def ordered_refs(cards: list[ModelCard], active: str | None) -> list[str]:
     return sorted((c.ref for c in cards), key=lambda ref: ref != active)
 
 
-def overview(cards: list[ModelCard], active: str | None, settings: Settings) -> None:
+def leaderboard_score(card: ModelCard) -> tuple[str, float] | None:
+    """(metric, value) the leaderboard ranks this version by, or None when its card records none."""
+    metrics = flat_metrics(card.metrics)
+    for key in LEADERBOARD_METRICS:
+        if _number(metrics.get(key)):
+            return key, float(metrics[key])
+    return None
+
+
+def leaderboard_rows(cards: list[ModelCard], active: str | None, settings: Settings) -> list[dict]:
+    """One row per version, the best score first (versions without one last)."""
     rows = []
     for card in cards:
         results = _results(card, settings)
+        score = leaderboard_score(card)
         rows.append({
+            "ref": card.ref,
             "Model": card.name,
             "Version": card.version,
+            "Score": None if score is None else score[1],
+            "Metric": "—" if score is None else score[0],
             "Active": card.ref == active,
             "Backbone": card.backbone,
             "Classes": card.num_classes,
@@ -45,10 +64,54 @@ def overview(cards: list[ModelCard], active: str | None, settings: Settings) -> 
             "Exports ok": f"{sum(r.ok for r in results)} / {len(results)}" if results else "none",
             "Created": card.created.replace("T", " ")[:16],
         })
+    return sorted(rows, key=lambda row: (row["Score"] is None, -(row["Score"] or 0.0), row["ref"]))
+
+
+def overview(cards: list[ModelCard], active: str | None, settings: Settings, select_key: str) -> None:
+    """The leaderboard; clicking a row selects that version in the ``select_key`` selectbox below it."""
+    rows = leaderboard_rows(cards, active, settings)
+
+    def pick() -> None:
+        picked = st.session_state[OVERVIEW_KEY].selection.rows
+        if picked:
+            st.session_state[select_key] = rows[picked[0]]["ref"]
+
     st.dataframe(
-        pd.DataFrame(rows), hide_index=True, width="stretch",
-        column_config={"Active": st.column_config.CheckboxColumn("Active", width="small")},
+        pd.DataFrame(rows).drop(columns="ref"), hide_index=True, width="stretch", key=OVERVIEW_KEY,
+        on_select=pick, selection_mode="single-row",
+        column_config={
+            "Active": st.column_config.CheckboxColumn("Active", width="small"),
+            "Score": st.column_config.ProgressColumn("Score", min_value=0.0, max_value=1.0, format="percent",
+                                                     help="Test accuracy (or mAP) from the card; else validation"),
+        },
     )
+    st.caption("Best first. Click a row to open that version below.")
+
+
+def usage_snippets(card: ModelCard, api_url: str) -> dict[str, str]:
+    """Copy-paste calls of this version: curl and Python against the API, and the CLI."""
+    endpoint = f"{api_url}/predict?model={card.ref}&top_k=3"
+    return {
+        "curl": f'curl -F files=@photo.jpg "{endpoint}"',
+        "python": "\n".join([
+            "import requests",
+            "",
+            'with open("photo.jpg", "rb") as image:',
+            f'    answer = requests.post("{endpoint}", files={{"files": image}}, timeout=30)',
+            "answer.raise_for_status()",
+            "print(answer.json())  # one result object per file (a list for several files)",
+        ]),
+        "cli": f"python -m imgrec predict photo.jpg --model {card.name} --version {card.version} --top-k 3",
+    }
+
+
+def usage_panel(card: ModelCard, api_url: str) -> None:
+    st.markdown("**Use this version**")
+    st.caption(f"The API (`make api`) at {api_url}; the CLI from the checkout.")
+    snippets = usage_snippets(card, api_url)
+    for tab, (kind, language) in zip(st.tabs(["curl", "Python", "CLI"]),
+                                     [("curl", "bash"), ("python", "python"), ("cli", "bash")], strict=True):
+        tab.code(snippets[kind], language=language)
 
 
 def card_panel(card: ModelCard) -> None:

@@ -30,6 +30,25 @@ from ui.charts import PRIMARY, SECONDARY
 from ui.widgets import LOCKED, apply_change, may_change, plain, show_error
 
 PICK = "train.pick_run"  # the run shown in the run panel (a launch selects the new run)
+FORM_OPEN = "train.form_open"  # "Run again" opens the New run form
+NAME_DEFAULT = "train.name_default"  # the name last filled in from the dataset (replaced until the user types)
+# Run-config field -> the form widget that sets it ("Run again" and the presets fill these).
+FORM_KEYS = {
+    "backbone": "train.backbone", "image_size": "train.size", "epochs": "train.epochs",
+    "fine_tune_epochs": "train.ft_epochs", "fine_tune_layers": "train.ft_layers", "batch_size": "train.batch",
+    "learning_rate": "train.lr", "fine_tune_learning_rate": "train.ft_lr", "lr_schedule": "train.schedule",
+    "loss": "train.loss", "label_smoothing": "train.smoothing", "class_weights": "train.class_weights",
+    "early_stopping_patience": "train.patience", "limit_per_class": "train.limit",
+}
+# Starting points for the form; the time estimate under it says what each costs on this machine.
+PRESETS = {
+    "Quick demo": dict(backbone="small_cnn", image_size=32, epochs=3, fine_tune_epochs=0, batch_size=64,
+                       limit_per_class=200, early_stopping_patience=0),
+    "Balanced": dict(backbone="mobilenet_v2", image_size=96, epochs=4, fine_tune_epochs=2, batch_size=64,
+                     limit_per_class=1000, early_stopping_patience=3),
+    "Best accuracy": dict(backbone="mobilenet_v2", image_size=128, epochs=8, fine_tune_epochs=6, batch_size=64,
+                          limit_per_class=0, early_stopping_patience=5),
+}
 REFRESH_SECONDS = 2.0
 FOLDER_CHOICE = "A folder path…"
 AUG_STRENGTHS = {  # field -> (label, max, default strength, help)
@@ -59,10 +78,76 @@ def validate(source: str):
 # -- The form -------------------------------------------------------------------------------------
 
 
+def fill_form(values: dict) -> None:
+    """Put run-config values into the form's widgets (before they are drawn: a callback or a rerun)."""
+    for field_name, value in values.items():
+        key = FORM_KEYS.get(field_name)
+        if key == "train.size":
+            value = int(value[0] if isinstance(value, (list, tuple)) else value)
+        elif key == "train.limit":
+            value = int(value or 0)
+        if key:
+            st.session_state[key] = value
+
+
+def run_again(config: dict) -> None:
+    """Fill the form with a run's settings (dataset, name and augmentation included) and open it."""
+    choices = loading.dataset_choices(get_settings())
+    dataset = config.get("dataset", "")
+    st.session_state["train.dataset"] = dataset if dataset in choices else FOLDER_CHOICE
+    if dataset not in choices:
+        st.session_state["train.folder"] = dataset
+    st.session_state["train.name"] = config.get("name", "")
+    st.session_state[NAME_DEFAULT] = None  # a chosen name: keep it whatever the dataset
+    fill_form(config)
+    for field_name in AUG_STRENGTHS:
+        strength = (config.get("augment") or {}).get(field_name) or 0
+        st.session_state[f"train.aug.{field_name}"] = bool(strength)
+        if strength:
+            st.session_state[f"train.aug.{field_name}.s"] = float(strength)
+    st.session_state["train.aug.flip"] = bool((config.get("augment") or {}).get("flip"))
+    st.session_state[FORM_OPEN] = True
+
+
+def presets() -> None:
+    st.markdown("**Presets**")
+    cells = st.columns(len(PRESETS))
+    for cell, (label, values) in zip(cells, PRESETS.items(), strict=True):
+        details = (f"{values['backbone']}, {values['image_size']} px, {values['epochs']}+{values['fine_tune_epochs']} "
+                   f"epochs, {values['limit_per_class'] or 'all'} images per class")
+        cell.button(label, key=f"train.preset.{label}", on_click=fill_form, args=(values,), help=details,
+                    width="stretch")
+
+
+def follow_dataset_name(dataset: str) -> None:
+    """The model name follows the dataset until the user types one (a name kept from another dataset
+    registered a Fashion-MNIST run as cifar10)."""
+    default = _default_name(dataset)
+    previous = st.session_state.get(NAME_DEFAULT, "")
+    if previous is not None and st.session_state.get("train.name", previous) == previous:
+        st.session_state["train.name"] = default
+        st.session_state[NAME_DEFAULT] = default
+
+
+def estimate_caption(config: RunConfig) -> None:
+    try:
+        estimate = runs.estimate_seconds(config, get_settings())
+    except Exception as exc:  # an estimate is a nicety: say why there is none
+        st.caption(f"No time estimate: {plain(exc)}")
+        return
+    if estimate is None:
+        st.caption("No time estimate yet: no earlier run of this dataset with this backbone, image size, batch "
+                   "size, limit and augmentation. Try the quick demo first.")
+    else:
+        st.caption(f"Estimated time: about **{format_seconds(estimate.seconds)}**, from "
+                   f"{estimate.runs} earlier run(s) of the same setup on this machine.")
+
+
 def run_form() -> RunConfig | None:
     """The run settings; returns a RunConfig when Launch is pressed (errors are shown, not raised)."""
     settings = get_settings()
     choices = loading.dataset_choices(settings) + [FOLDER_CHOICE]
+    presets()
     left, middle, right = st.columns(3, gap="medium")
     with left:
         st.markdown("**Data**")
@@ -72,7 +157,8 @@ def run_form() -> RunConfig | None:
         if choice == FOLDER_CHOICE:
             dataset = st.text_input("Folder of class folders", key="train.folder",
                                     placeholder="/path/to/images (class folders, or train/val/test)").strip()
-        name = st.text_input("Model name", key="train.name", value=_default_name(dataset))
+        follow_dataset_name(dataset)
+        name = st.text_input("Model name", key="train.name", help="Follows the dataset until you type a name.")
         backbone = st.selectbox("Backbone", list(BACKBONES), key="train.backbone")
         size = st.select_slider("Image size", [28, 32, 48, 64, 96, 128, 160, 224], value=96, key="train.size")
     with middle:
@@ -102,11 +188,8 @@ def run_form() -> RunConfig | None:
     if dataset and choice == FOLDER_CHOICE:
         dataset_report_panel(dataset)
     unlocked = may_change(get_settings())
-    if not st.button("Launch run", type="primary", icon=":material/play_arrow:", key="train.launch",
-                     disabled=not (dataset and unlocked), help=None if unlocked else LOCKED):
-        return None
     try:
-        return RunConfig(
+        config = RunConfig(
             name=name, dataset=dataset, backbone=backbone, image_size=int(size),
             weights=None if backbone == "small_cnn" else "imagenet",
             epochs=int(epochs), fine_tune_epochs=0 if backbone == "small_cnn" else int(fine_tune_epochs),
@@ -116,9 +199,16 @@ def run_form() -> RunConfig | None:
             limit_per_class=int(limit) or None,
         )
     except Exception as exc:  # a bad value becomes a message
-
-        show_error(exc)
+        if st.button("Launch run", type="primary", icon=":material/play_arrow:", key="train.launch",
+                     disabled=not (dataset and unlocked), help=None if unlocked else LOCKED):
+            show_error(exc)
         return None
+    if dataset:
+        estimate_caption(config)
+    if not st.button("Launch run", type="primary", icon=":material/play_arrow:", key="train.launch",
+                     disabled=not (dataset and unlocked), help=None if unlocked else LOCKED):
+        return None
+    return config
 
 
 def _default_name(dataset: str) -> str:
@@ -217,16 +307,27 @@ def _status_header(run: runs.Run, status: dict) -> None:
     icon = {runs.RUNNING: ":material/autorenew:", runs.QUEUED: ":material/schedule:",
             runs.COMPLETED: ":material/check_circle:", runs.FAILED: ":material/error:",
             runs.CANCELLED: ":material/cancel:", runs.INTERRUPTED: ":material/warning:"}[state]
-    st.markdown(f"#### {icon} `{run.id}` — {state}")
+    cancelling = state in runs.LIVE_STATES and run.cancel_requested()
+    if cancelling:
+        state_text = "cancelling…"
+    else:
+        state_text = state
+    st.markdown(f"#### {icon} `{run.id}` — {state_text}")
+    if cancelling:
+        st.info("Cancelling… the run stops at the end of the current step and keeps its last finished epoch.",
+                icon=":material/hourglass_top:")
     epoch, total = int(status.get("epoch") or 0), int(status.get("total_epochs") or 0)
     steps, step = status.get("steps_per_epoch") or 0, status.get("step") or 0
     fraction = (epoch + (step / steps if steps and state == runs.RUNNING else 0)) / total if total else 0
     st.progress(min(max(fraction, 0.0), 1.0), text=f"epoch {epoch}/{total} · {status.get('message', '')}")
     cols = st.columns(4)
-    cols[0].metric("State", state)
+    cols[0].metric("State", state_text)
     cols[1].metric("Best val accuracy", f"{status['best_val_accuracy']:.1%}" if status.get("best_val_accuracy") else "–")
     cols[2].metric("ETA", format_seconds(status.get("eta_seconds")) if state == runs.RUNNING else "–")
-    cols[3].metric("Epoch time", format_seconds(status.get("train_seconds")), help="Time spent in finished epochs.")
+    last_epoch = status.get("epoch_seconds") or next(
+        (row.get("seconds") for row in reversed(run.metrics()) if row.get("seconds") is not None), None)
+    cols[3].metric("Epoch time", format_seconds(last_epoch),
+                   help=f"The last finished epoch; all epochs so far: {format_seconds(status.get('train_seconds'))}.")
     if status.get("error"):
         st.error(plain(status["error"]))
 
@@ -241,16 +342,33 @@ def _run_actions(run: runs.Run, status: dict) -> None:
                      help=locked_help):
             runs.cancel(run.id, settings)
             st.rerun(scope="app")
-    elif state in runs.RESUMABLE_STATES and st.button("Resume run", key=f"train.resume.{run.id}",
-                                                      icon=":material/play_arrow:", type="primary",
-                                                      disabled=not unlocked, help=locked_help):
-        runs.resume(run.id, settings)
-        st.rerun(scope="app")
+    elif state in runs.RESUMABLE_STATES:
+        resume_col, save_col = st.columns(2)
+        if resume_col.button("Resume run", key=f"train.resume.{run.id}", icon=":material/play_arrow:", type="primary",
+                             disabled=not unlocked, help=locked_help):
+            runs.resume(run.id, settings)
+            st.rerun(scope="app")
+        finished = int(run.training_state().get("epoch") or 0)
+        if finished and save_col.button(
+                "Save the best epoch as a model", key=f"train.finish.{run.id}", icon=":material/save:",
+                disabled=not unlocked, help=locked_help or f"Registers the best of its {finished} finished epoch(s) "
+                                                           "without training more."):
+            try:
+                runs.finish_early(run.id, settings)
+            except Exception as exc:  # a refusal becomes a message
+                show_error(exc)
+            else:
+                st.rerun(scope="app")
+    if state in runs.FINAL_STATES:
+        st.button("Run again with these settings", key=f"train.again.{run.id}", icon=":material/replay:",
+                  on_click=run_again, args=(run.config_dict(),))
 
 
 def format_seconds(seconds) -> str:
     if seconds is None:
         return "–"
+    if float(seconds) < 10:  # a small model's epoch: "0.4s", not "0s"
+        return f"{float(seconds):.1f}s"
     seconds = int(round(float(seconds)))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)

@@ -267,7 +267,7 @@ def log_outcomes(prediction_log: PredictionLog | None, outcomes: list[Outcome], 
                  session_id: str | None = None, user_agent: str | None = None,
                  metadata: dict | None = None) -> None:
     """Write each result to the log; a failed write leaves a warning on the outcome, never an exception."""
-    from imgrec.predlog.store import PredictionRecord, utc_now  # SQLAlchemy loads only once something is logged
+    from imgrec.predlog.store import PredictionRecord, review_thumbnail, utc_now  # SQLAlchemy loads only once something is logged
 
     if prediction_log is None:
         return
@@ -293,6 +293,8 @@ def log_outcomes(prediction_log: PredictionLog | None, outcomes: list[Outcome], 
             user_agent=user_agent,
             metadata=metadata,
             image_bytes=outcome.upload.data if settings.keep_uploads else None,
+            filename=outcome.upload.filename,
+            thumbnail=review_thumbnail(outcome.image.pixels),  # the store keeps it only for uncertain predictions
             created_at=utc_now(),  # the prediction's time, also when the record is written later from the spool
             key=uuid.uuid4().hex,
         )

@@ -174,6 +174,7 @@ def _to_json(record) -> dict:
         data["label_set"] = [[str(item[0]), float(item[1]), float(item[2])] for item in record.label_set]
     data["created_at"] = record.created_at.isoformat() if record.created_at else None
     data["image_bytes"] = base64.b64encode(record.image_bytes).decode() if record.image_bytes else None
+    data["thumbnail"] = base64.b64encode(record.thumbnail).decode() if record.thumbnail else None
     return data
 
 
@@ -188,4 +189,5 @@ def _from_json(data: dict):
         data["label_set"] = [tuple(item) for item in data["label_set"]]
     data["created_at"] = datetime.fromisoformat(data["created_at"]) if data["created_at"] else None
     data["image_bytes"] = base64.b64decode(data["image_bytes"]) if data["image_bytes"] else None
+    data["thumbnail"] = base64.b64decode(data["thumbnail"]) if data.get("thumbnail") else None
     return PredictionRecord(**data)

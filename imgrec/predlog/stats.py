@@ -45,6 +45,8 @@ PSI_MODERATE, PSI_MAJOR = 0.1, 0.25  # the usual reading: < 0.1 stable, < 0.25 m
 KS_BINS = 1000  # KS on score histograms of this resolution: D is exact to 0.001 of a score
 VERDICTS = ("stable", "moderate shift", "major shift")
 NOT_ENOUGH_DATA = "not enough data"
+# Charts over time count per hour while the range spans at most this many days, per day beyond.
+HOURLY_MAX_DAYS = 2
 
 
 class _FloorToInt(FunctionElement):
@@ -152,6 +154,8 @@ class Summary:
     uncertain_share: float | None  # share of predictions whose top-1 score is below the threshold
     uncertain_threshold: float
     flagged: int  # predictions someone marked wrong
+    corrected: int = 0  # predictions someone relabelled (a corrected label given)
+    confirmed: int = 0  # predictions someone marked right
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -235,6 +239,14 @@ def summary(
             .join_from(feedback_table, predictions_table, F.prediction_id == P.id)
             .where(F.wrong.is_(True), *conditions)
         )
+        corrected, confirmed = connection.execute(
+            sa.select(
+                sa.func.count(sa.distinct(sa.case((F.corrected_label.is_not(None), F.prediction_id)))),
+                sa.func.count(sa.distinct(sa.case((F.wrong.is_(False), F.prediction_id)))),
+            )
+            .join_from(feedback_table, predictions_table, F.prediction_id == P.id)
+            .where(*conditions)
+        ).one()
         p50, p95 = _percentiles(store, connection, P.latency_ms, conditions, (0.5, 0.95), count=count)
     return Summary(
         predictions=count,
@@ -245,6 +257,8 @@ def summary(
         uncertain_share=_float(uncertain_share),
         uncertain_threshold=uncertain_threshold,
         flagged=flagged,
+        corrected=corrected,
+        confirmed=confirmed,
     )
 
 
@@ -313,6 +327,53 @@ def by_day(store: Store, filters: Filters = NO_FILTERS) -> pd.DataFrame:
         .order_by(P.created_day, P.model_name, P.model_version)
     )
     return _with_iso_days(_frame(store, "predictions by day", query))
+
+
+def bucket_for(first: date | datetime, last: date | datetime) -> str:
+    """ "hour" for a range of at most ``HOURLY_MAX_DAYS`` days (day one gets more than one bar), else "day"."""
+    return "hour" if (as_utc_naive(last) - as_utc_naive(first)) <= timedelta(days=HOURLY_MAX_DAYS - 1) else "day"
+
+
+def over_time(store: Store, filters: Filters = NO_FILTERS, bucket: str = "day") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(counts, latency)`` per ``bucket`` ("hour" or "day", UTC), the start of each in ``time`` (ISO
+    text): predictions per model version, and predictions with mean/p50/p95 latency."""
+    if bucket == "day":
+        counts = by_day(store, filters).rename(columns={"day": "time"})
+        latency = latency_over_time(store, filters).rename(columns={"day": "time"})
+        return counts, latency
+    if bucket != "hour":
+        raise StoreError(f"Bucket {bucket!r} is not one of: hour, day.")
+    hour = (sa.func.date_trunc("hour", P.created_at) if store.backend == "postgresql"
+            else sa.func.strftime("%Y-%m-%dT%H:00:00", P.created_at))
+    query = (
+        sa.select(hour.label("time"), P.model_name, P.model_version, P.latency_ms)
+        .where(*filters.conditions())
+    )
+    # At most HOURLY_MAX_DAYS of rows: few enough to bucket in pandas on both backends.
+    rows = _frame(store, "predictions by hour", query)
+    rows["time"] = [value.isoformat() if isinstance(value, datetime) else value for value in rows["time"]]
+    counts = (rows.groupby(["time", "model_name", "model_version"], as_index=False).size()
+              .rename(columns={"size": "predictions"}))
+    grouped = rows.groupby("time")["latency_ms"]
+    latency = pd.DataFrame({
+        "predictions": grouped.size(), "mean_latency_ms": grouped.mean(),
+        "p50_latency_ms": grouped.quantile(0.5), "p95_latency_ms": grouped.quantile(0.95),
+    }).reset_index()
+    return counts, latency
+
+
+def recent_windows(store: Store, filters: Filters = NO_FILTERS, recent: int = 200) -> tuple[Window, Window] | None:
+    """Windows for drift over the last ``recent`` predictions against the ``recent`` before them (by time);
+    None when the filtered log holds fewer than two predictions."""
+    recent = _positive(recent, "recent")
+    query = sa.select(P.created_at).where(*filters.conditions()).order_by(P.created_at.desc()).limit(2 * recent)
+    with _reading(store, "the recent windows") as connection:
+        times = [row[0] for row in connection.execute(query).all()]
+    if len(times) < 2:
+        return None
+    split = times[min(recent, len(times) // 2) - 1]  # the oldest of the recent ones
+    end = times[0] + timedelta(microseconds=1)  # datetime ends are exclusive
+    return (times[-1], split), (split, end)
 
 
 def confidence_histogram(store: Store, filters: Filters = NO_FILTERS, bins: int = 10) -> pd.DataFrame:
@@ -422,17 +483,24 @@ def detection_score_histogram(store: Store, filters: Filters = NO_FILTERS, bins:
 
 
 def review_queue(
-    store: Store, filters: Filters = NO_FILTERS, max_confidence: float = DEFAULT_UNCERTAIN_THRESHOLD, limit: int = 50
+    store: Store, filters: Filters = NO_FILTERS, max_confidence: float = DEFAULT_UNCERTAIN_THRESHOLD, limit: int = 50,
+    reviewed: bool = True,
 ) -> pd.DataFrame:
     """Predictions worth a look: flagged wrong first, then the least confident, below ``max_confidence``.
     A detector's prediction counts by its lowest-scoring box (``review_score``), so a doubtful box
     beside a sure one is reviewed too.
 
-    Each row carries the top-k (a list of ``{"label", "score"}``), the image's hash and kept file
-    (``stored_path``, relative to the uploads dir, or None) and the latest feedback, if any.
+    Each row carries the top-k (a list of ``{"label", "score"}``), the file name, the image's hash, kept
+    file (``stored_path``, relative to the uploads dir, or None), review ``thumbnail`` (JPEG bytes or
+    None) and the latest feedback, if any. ``reviewed=False`` leaves out what someone relabelled or
+    marked right already (the relabelling loop's "still to do").
     """
     limit = _positive(limit, "limit")
     conditions = filters.conditions()
+    if not reviewed:
+        done = feedback_table.alias("done")
+        conditions.append(~sa.exists().where(done.c.prediction_id == P.id,
+                                             sa.or_(done.c.corrected_label.is_not(None), done.c.wrong.is_(False))))
     # The result is among (flagged rows) + (the ``limit`` least confident rows), each found by an index,
     # so the final sort sees at most 2 * limit rows instead of every matching prediction.
     least_confident = (
@@ -477,8 +545,10 @@ def review_queue(
             P.top1_score,
             P.top_k,
             P.source,
+            P.filename,
             U.sha256,
             U.stored_path,
+            U.thumbnail,
             is_flagged.label("flagged"),
             review_score.label("review_score"),
         )
@@ -507,6 +577,7 @@ def _with_upload_and_latest_feedback(*columns: sa.ColumnElement) -> sa.Select:
 _EXPORT_QUERY = _with_upload_and_latest_feedback(
     P.id.label("prediction_id"),
     P.created_at,
+    P.filename,
     P.source,
     P.session_id,
     P.user_agent,

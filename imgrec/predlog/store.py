@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import json
 import logging
 import math
@@ -20,11 +21,13 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
+from PIL import Image
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -57,6 +60,9 @@ PG_CONNECT_ARGS = {
     "tcp_user_timeout": 10000,
 }
 KEY_PATTERN = re.compile(r"[0-9a-f]{32}")
+# Review-queue thumbnails: longest side in pixels, and JPEG quality (a few kB each).
+REVIEW_THUMBNAIL_PX = 96
+REVIEW_THUMBNAIL_QUALITY = 80
 MAX_LENGTHS = {"model_name": 128, "model_version": 64, "session_id": 64, "format": 16}
 
 metadata = sa.MetaData(
@@ -82,6 +88,8 @@ uploads_table = sa.Table(
     # Relative to the uploads dir, so the data dir can move; NULL when not kept (or pruned).
     sa.Column("stored_path", sa.Text, nullable=True),
     sa.Column("created_at", sa.DateTime, nullable=False),
+    # A small JPEG of an uncertain image for the review queue (see REVIEW_THUMBNAIL_PX); NULL past retention.
+    sa.Column("thumbnail", sa.LargeBinary, nullable=True),
 )
 
 predictions_table = sa.Table(
@@ -104,6 +112,7 @@ predictions_table = sa.Table(
     sa.Column("metadata", JSON_TYPE, nullable=True),
     # Set by the faces (a UUID per prediction): writing the same record twice leaves one row.
     sa.Column("request_key", sa.String(32), nullable=True),
+    sa.Column("filename", sa.Text, nullable=True),  # as the user's file was called (shown, never used as a path)
     sa.CheckConstraint("source IN ('app', 'api', 'cli', 'batch', 'video')", name="source"),
     # The trailing columns make these indexes covering for the analytics in imgrec.predlog.stats, so the
     # common aggregates read only the index (no lookup per row): see bench/analytics.py.
@@ -209,6 +218,9 @@ class PredictionRecord:
     detections: Sequence[tuple[str, float, float, float, float, float]] | None = None
     # A multi-label prediction's labels found: (label, score, threshold); None for other tasks.
     label_set: Sequence[tuple[str, float, float]] | None = None
+    filename: str | None = None  # the upload's name as the user had it
+    # A small JPEG (``review_thumbnail``) for the review queue: kept only when the prediction is uncertain.
+    thumbnail: bytes | None = field(default=None, repr=False)
 
 
 def utc_now() -> datetime:
@@ -256,7 +268,7 @@ class Store:
     """The prediction log behind one database URL. Safe to share between threads."""
 
     def __init__(self, url: str | URL, *, uploads_dir: Path | None = None, keep_uploads: bool = False,
-                 uploads_storage: Storage | None = None):
+                 uploads_storage: Storage | None = None, review_below: float = 0.5):
         self.url = make_url(url)
         self.backend = self.url.get_backend_name()
         if self.backend not in ("sqlite", "postgresql"):
@@ -270,6 +282,7 @@ class Store:
         self.keep_uploads = keep_uploads
         # With a storage (IMGREC_STORAGE_URL), kept images live under its uploads/ instead of uploads_dir.
         self.uploads_storage = uploads_storage
+        self.review_below = review_below  # a top-1 score below this keeps a thumbnail for the review queue
         self.location = self._describe_location()
         try:
             self.engine = self._create_engine()
@@ -393,13 +406,15 @@ class Store:
         _validate(record)
         created_at = as_utc_naive(record.created_at) if record.created_at else utc_now()
         stored_path = self._kept_path(record) if self.keep_uploads and record.image_bytes else None
+        top_score = max((float(score) for _, score in record.top_k), default=0.0)
+        thumbnail = record.thumbnail if top_score < self.review_below else None
         new_file = None
         for attempt in (1, 2):
             try:
                 # The rows first, the file last inside the transaction: a database that refuses the rows
                 # (read-only, full) leaves no file behind, and a failed file write rolls the rows back.
                 with self._write_engine.begin() as connection:
-                    upload_id = self._upload_id(connection, record, stored_path, created_at)
+                    upload_id = self._upload_id(connection, record, stored_path, created_at, thumbnail)
                     prediction_id = self._insert_prediction(connection, record, upload_id, created_at)
                     if stored_path is not None:
                         new_file = self._keep_upload(record, stored_path)
@@ -520,6 +535,27 @@ class Store:
             return self.upload_file(stored_path).read_bytes()
         except OSError as exc:
             raise StoreError(f"Could not read the kept upload '{stored_path}': {exc.strerror or exc}.") from None
+
+    def prune_thumbnails(self, older_than_days: float) -> int:
+        """Forget review thumbnails of images first seen more than ``older_than_days`` ago; returns how many."""
+        cutoff = utc_now() - timedelta(days=older_than_days)
+        try:
+            with self._write_engine.begin() as connection:
+                return connection.execute(
+                    uploads_table.update()
+                    .where(uploads_table.c.thumbnail.is_not(None), uploads_table.c.created_at < cutoff)
+                    .values(thumbnail=None)
+                ).rowcount
+        except SQLAlchemyError as exc:
+            raise StoreError(f"Old review thumbnails were not deleted: {self.explain(exc)}.") from exc
+
+    def thumbnail(self, sha256: str) -> bytes | None:
+        """The review thumbnail (JPEG bytes) of the image with this hash, if one is kept."""
+        try:
+            with self.engine.connect() as connection:
+                return connection.scalar(sa.select(uploads_table.c.thumbnail).where(uploads_table.c.sha256 == sha256))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"Cannot read the thumbnail: {self.explain(exc)}.") from exc
 
     def upload_file(self, stored_path: str) -> Path:
         """The file of a kept upload, from the ``stored_path`` column."""
@@ -655,7 +691,8 @@ class Store:
         return target
 
     def _upload_id(
-        self, connection: Connection, record: PredictionRecord, stored_path: str | None, created_at: datetime
+        self, connection: Connection, record: PredictionRecord, stored_path: str | None, created_at: datetime,
+        thumbnail: bytes | None = None,
     ) -> int:
         """Insert-or-get by hash. ON CONFLICT DO NOTHING makes concurrent first uploads of one image safe."""
         upload_id = connection.scalar(
@@ -668,6 +705,7 @@ class Store:
                 "format": record.format,
                 "stored_path": stored_path,
                 "created_at": created_at,
+                "thumbnail": thumbnail,
             },
         )
         if upload_id is not None:
@@ -677,6 +715,8 @@ class Store:
             connection.execute(
                 _statements(self.backend).set_stored_path, {"upload_id": upload_id, "stored_path": stored_path}
             )
+        if thumbnail is not None:
+            connection.execute(_statements(self.backend).set_thumbnail, {"upload_id": upload_id, "thumbnail": thumbnail})
         return upload_id
 
     def _insert_prediction(
@@ -702,6 +742,7 @@ class Store:
                 "user_agent": record.user_agent,
                 "metadata": record.metadata,
                 "request_key": record.key,
+                "filename": record.filename,
             },
         )
         if record.key is None:
@@ -749,6 +790,7 @@ class _WriteStatements:
     insert_upload: sa.Insert
     upload_id: sa.Select
     set_stored_path: sa.Update
+    set_thumbnail: sa.Update
     insert_prediction: sa.Insert
     insert_keyed_prediction: sa.Insert
     keyed_prediction_id: sa.Select
@@ -765,6 +807,9 @@ def _statements(backend: str) -> _WriteStatements:
         set_stored_path=uploads_table.update()
         .where(uploads.id == sa.bindparam("upload_id"), uploads.stored_path.is_(None))
         .values(stored_path=sa.bindparam("stored_path")),
+        set_thumbnail=uploads_table.update()
+        .where(uploads.id == sa.bindparam("upload_id"))
+        .values(thumbnail=sa.bindparam("thumbnail")),
         insert_prediction=predictions_table.insert(),
         insert_keyed_prediction=insert(predictions_table)
         .on_conflict_do_nothing(index_elements=["request_key"])
@@ -780,6 +825,7 @@ def open_store(settings: Settings) -> Store:
     return Store(
         settings.database_url_resolved, uploads_dir=settings.uploads_dir, keep_uploads=settings.keep_uploads,
         uploads_storage=storage_for(settings),
+        review_below=settings.uncertain_threshold,
     )
 
 
@@ -791,15 +837,26 @@ def open_store_for_serving(settings: Settings) -> Store:
 
 
 def prune_expired_uploads(store: Store, settings: Settings) -> int:
-    """Apply ``upload_retention_days`` to kept uploads (0 keeps them for ever). For a face that opens the
-    log at start: a failure is logged, never raised, since predictions matter more than housekeeping."""
-    if not settings.keep_uploads or settings.upload_retention_days <= 0:
+    """Apply ``upload_retention_days`` to kept uploads and review thumbnails (0 keeps them for ever). For a
+    face that opens the log at start: a failure is logged, never raised, since predictions matter more
+    than housekeeping. Returns the kept uploads deleted."""
+    if settings.upload_retention_days <= 0:
         return 0
     try:
-        return store.prune_uploads(settings.upload_retention_days)
+        store.prune_thumbnails(settings.upload_retention_days)
+        return store.prune_uploads(settings.upload_retention_days) if settings.keep_uploads else 0
     except (StoreError, OSError) as exc:
         log.warning("Old uploads were not pruned: %s", exc)
         return 0
+
+
+def review_thumbnail(pixels) -> bytes:
+    """A small JPEG (longest side ``REVIEW_THUMBNAIL_PX``) of decoded RGB pixels, for the review queue."""
+    image = Image.fromarray(np.asarray(pixels, np.uint8)).convert("RGB")
+    image.thumbnail((REVIEW_THUMBNAIL_PX, REVIEW_THUMBNAIL_PX))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=REVIEW_THUMBNAIL_QUALITY)
+    return buffer.getvalue()
 
 
 class RecordInvalid(StoreError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,10 +49,15 @@ class BoxTarget:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A one-line judgement of a result for people: ``kind`` is "confident", "uncertain" or "none"."""
+    """A one-line judgement of a result for people: ``kind`` is "confident", "uncertain" or "none".
+
+    ``out_of_distribution`` says the image looks unlike the model's classes ("outside this model's
+    classes?"); ``figures`` holds what the judgement rests on (the task's own names, e.g. margin)."""
 
     kind: str
     text: str
+    out_of_distribution: bool = False
+    figures: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Single-label classification: a softmax head, ranked top-k labels, accuracy metrics, top-1/top-5 parity."""
+"""Single-label classification: a softmax head, ranked top-k labels, an honest verdict (calibrated, margin,
+out-of-distribution), accuracy metrics, top-1/top-5 parity."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ MIN_TOP1_AGREEMENT = 0.97
 MIN_TOP5_OVERLAP = 0.80
 # Reported besides: top-1 agreement on the held-out images where Keras itself is at least this sure.
 CONFIDENT_SCORE = 0.5
+# The verdict: a top class this little ahead of the runner-up (calibrated) is a close call.
+MIN_MARGIN = 0.2
+# Normalized entropy above which an image looks unlike the model's classes, for cards whose evaluation did
+# not fit one (``ood_threshold`` in the card's metrics, see ``classification_metrics.fit_ood_threshold``).
+DEFAULT_OOD_THRESHOLD = 0.35
 
 
 class Prediction(NamedTuple):
@@ -31,6 +37,9 @@ class Classification:
     predictions: list[Prediction]
     probabilities: np.ndarray  # all classes, in the card's class order
     latency_ms: float  # this image's share of the batch's inference time
+    temperature: float = 1.0  # the card's fitted temperature: probabilities ** (1/T), renormalised, are calibrated
+    ood_threshold: float = DEFAULT_OOD_THRESHOLD  # normalized entropy above which it looks out of distribution
+    class_names: tuple[str, ...] = ()  # the card's, for naming the runner-up
 
     @property
     def top(self) -> Prediction:
@@ -84,11 +93,13 @@ class ClassificationTask(Task):
     def decode(self, outputs: np.ndarray, card, options: DecodeOptions, latency_ms: float,
                image_sizes=None) -> list[Classification]:
         k = max(1, min(int(options.top_k), card.num_classes))
+        temperature = float(card.metrics.get("temperature") or 1.0)
+        ood_threshold = float(card.metrics.get("ood_threshold") or DEFAULT_OOD_THRESHOLD)
         results = []
         for row in np.asarray(outputs, np.float32):
             order = np.argsort(-row, kind="stable")[:k]
             ranked = [Prediction(card.class_names[i], float(row[i])) for i in order]
-            results.append(Classification(ranked, row, latency_ms))
+            results.append(Classification(ranked, row, latency_ms, temperature, ood_threshold, card.class_names))
         return results
 
     def to_json(self, result: Classification) -> dict[str, Any]:
@@ -101,10 +112,30 @@ class ClassificationTask(Task):
         return [(p.label, p.score) for p in result.predictions]
 
     def verdict(self, result: Classification, threshold: float) -> Verdict:
-        top = result.top
-        if top.score < threshold:
-            return Verdict("uncertain", f"Uncertain: the top score {top.score:.1%} is below {threshold:.0%}.")
-        return Verdict("confident", f"{top.label} ({top.score:.1%})")
+        """Judged on the calibrated probabilities (the card's temperature): the top one against
+        ``threshold``, its margin over the runner-up, and how spread they are (out of distribution?)."""
+        calibrated = classification_metrics.apply_temperature(result.probabilities[None, :], result.temperature)[0]
+        order = np.argsort(-calibrated, kind="stable")
+        best = float(calibrated[order[0]])
+        second = float(calibrated[order[1]]) if len(order) > 1 else 0.0
+        spread = float(classification_metrics.normalized_entropy(calibrated)[0])
+        names = result.class_names or tuple(p.label for p in result.predictions)
+        label = result.top.label
+        runner_up = names[order[1]] if len(order) > 1 and order[1] < len(names) else "the next class"
+        figures = {"calibrated": best, "margin": best - second, "entropy": spread, "ood_threshold": result.ood_threshold,
+                   "temperature": result.temperature}
+        if spread > result.ood_threshold:
+            return Verdict("uncertain", f"Outside this model's classes? {label} {best:.1%} (calibrated), but the scores "
+                           f"are spread like on unfamiliar images (entropy {spread:.2f} > {result.ood_threshold:.2f}).",
+                           out_of_distribution=True, figures=figures)
+        if best < threshold:
+            return Verdict("uncertain", f"Uncertain: {label} {best:.1%} (calibrated) is below {threshold:.0%}; "
+                           f"next {runner_up} {second:.1%}.", figures=figures)
+        if best - second < MIN_MARGIN:
+            return Verdict("uncertain", f"Close call: {label} {best:.1%} vs {runner_up} {second:.1%} (calibrated).",
+                           figures=figures)
+        return Verdict("confident", f"{label} {best:.1%} (calibrated), {best - second:.0%} ahead of {runner_up}.",
+                       figures=figures)
 
     def explanation_target(self, result: Classification, card, choice: str | None = None) -> ClassTarget:
         label = choice if choice is not None else result.top.label
@@ -116,9 +147,11 @@ class ClassificationTask(Task):
 
     def evaluate(self, y_true, outputs: np.ndarray, class_names, split: str, *,
                  calibration: tuple | None = None, temperature: float = 1.0):
+        ood_threshold = None
         if calibration is not None and len(calibration[0]):
             temperature = classification_metrics.fit_temperature(*calibration)
-        return classification_metrics.build_report(y_true, outputs, class_names, split, temperature)
+            ood_threshold = classification_metrics.fit_ood_threshold(calibration[1], temperature)
+        return classification_metrics.build_report(y_true, outputs, class_names, split, temperature, ood_threshold)
 
     def report_from_dict(self, data: dict):
         return classification_metrics.EvaluationReport.from_dict(data)

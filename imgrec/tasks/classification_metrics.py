@@ -1,5 +1,6 @@
 """Single-label classification metrics: accuracy, top-3, F1s, per-class scores, confusion matrix,
-calibration (ECE, reliability bins) and temperature scaling, on numpy arrays of labels and probabilities."""
+calibration (ECE, reliability bins), temperature scaling and the out-of-distribution threshold, on numpy
+arrays of labels and probabilities."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from imgrec.core.files import write_atomically
 
 ECE_BINS = 15
 MAX_ERRORS_PER_CELL = 64
+# The out-of-distribution threshold keeps this share of held-out (in-distribution) images below it.
+OOD_KEPT_SHARE = 0.95
 
 
 class EvaluationError(ImgrecError):
@@ -91,6 +94,25 @@ def fit_temperature(y_true, probabilities) -> float:
     return float(np.exp(result.x))
 
 
+def normalized_entropy(probabilities) -> np.ndarray:
+    """Entropy of each row divided by log(classes): 0 when one class takes everything, 1 when all tie.
+
+    The out-of-distribution score: the models end in a softmax, so logit scores (energy, max-logit) are
+    gone from their outputs, but how spread the probabilities are is still there."""
+    p = np.clip(np.asarray(probabilities, np.float64), 1e-12, 1.0)
+    p = np.atleast_2d(p)
+    return -(p * np.log(p)).sum(axis=1) / np.log(max(p.shape[1], 2))
+
+
+def fit_ood_threshold(probabilities, temperature: float = 1.0) -> float | None:
+    """The normalized entropy that ``OOD_KEPT_SHARE`` of these in-distribution images stay below (after
+    temperature scaling, as the verdict sees them); None without images."""
+    if len(probabilities) == 0:
+        return None
+    scores = normalized_entropy(apply_temperature(probabilities, temperature))
+    return float(np.quantile(scores, OOD_KEPT_SHARE))
+
+
 @dataclass
 class EvaluationReport:
     class_names: list[str]
@@ -107,6 +129,7 @@ class EvaluationReport:
     calibrated: dict = field(default_factory=dict)  # ECE and NLL after temperature scaling
     errors: dict = field(default_factory=dict)  # "true|pred" -> indices into the split (misclassified)
     nll: float = 0.0
+    ood_threshold: float | None = None  # normalized entropy above which an image looks unlike the classes
 
     def summary(self) -> dict:
         """The short form kept in the model card's metrics."""
@@ -121,6 +144,7 @@ class EvaluationReport:
             "nll": round(self.nll, 5),
             "temperature": round(self.temperature, 5),
             "ece_calibrated": round(self.calibrated.get("ece", self.calibration["ece"]), 5),
+            **({} if self.ood_threshold is None else {"ood_threshold": round(self.ood_threshold, 5)}),
         }
 
     def to_dict(self) -> dict:
@@ -155,7 +179,8 @@ class EvaluationReport:
         return lines
 
 
-def build_report(y_true, probabilities, class_names, split: str = "test", temperature: float = 1.0) -> EvaluationReport:
+def build_report(y_true, probabilities, class_names, split: str = "test", temperature: float = 1.0,
+                 ood_threshold: float | None = None) -> EvaluationReport:
     y_true = np.asarray(y_true, int)
     probabilities = np.asarray(probabilities, np.float64)
     if probabilities.ndim != 2 or probabilities.shape[1] != len(class_names) or len(y_true) != len(probabilities):
@@ -196,4 +221,5 @@ def build_report(y_true, probabilities, class_names, split: str = "test", temper
         calibrated={**calibration(y_true, scaled), "nll": negative_log_likelihood(y_true, scaled)},
         errors=errors,
         nll=negative_log_likelihood(y_true, probabilities),
+        ood_threshold=ood_threshold,
     )

@@ -23,6 +23,7 @@ Only one run trains at a time: a worker must hold an exclusive ``flock`` on ``ru
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -354,6 +355,71 @@ def resume(run_id: str, settings: Settings) -> Run:
                       message="Queued to resume.", resumes=int(status.get("resumes") or 0) + 1)
     launch(run, settings)
     return run
+
+
+def finish_early(run_id: str, settings: Settings) -> Run:
+    """Register a stopped run's best epoch as a model: its config is cut to the epochs it finished, and a
+    resumed worker then only restores the best weights, evaluates and saves (no more training)."""
+    import yaml
+
+    run = get_run(run_id, settings)
+    status = run.status()
+    if status["state"] not in RESUMABLE_STATES:
+        raise RunError(f"Run '{run_id}' is {status['state']}. Only a cancelled, interrupted or failed run can be "
+                       "saved as it is.")
+    done = int(run.training_state().get("epoch") or 0)
+    if done == 0:
+        raise RunError(f"Run '{run_id}' has not finished an epoch yet: there is no best epoch to save. Resume it "
+                       "instead.")
+    config = RunConfig.from_dict(run.config_dict())
+    if done < config.total_epochs:
+        head = min(done, config.epochs)
+        cut = dataclasses.replace(config, epochs=head, fine_tune_epochs=done - head)
+        write_atomically(run.config_path, yaml.safe_dump(cut.to_dict(), sort_keys=False).encode())
+        run.update_status(total_epochs=done, planned_epochs=config.total_epochs)
+    return resume(run_id, settings)
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """How long a config should take, from earlier runs of the same dataset, backbone, size and limit."""
+
+    seconds: float
+    runs: int  # earlier runs it is based on
+
+
+def estimate_seconds(config: RunConfig, settings: Settings) -> Estimate | None:
+    """Epoch seconds per phase (head, fine-tune) measured by finished epochs of comparable runs, times the
+    config's epochs, plus their mean time outside epochs; None without a comparable run (or phase)."""
+    alike = [run for run in list_runs(settings) if _comparable(run, config)]
+    seconds = {"head": [], "fine_tune": []}
+    overheads = []
+    for run in alike:
+        rows = run.metrics()
+        for row in rows:
+            if row.get("phase") in seconds and row.get("seconds") is not None:
+                seconds[row["phase"]].append(float(row["seconds"]))
+        finished = run.status().get("metrics") or {}  # a completed run's card metrics
+        if finished.get("wall_seconds") and finished.get("train_seconds") is not None:
+            overheads.append(max(0.0, float(finished["wall_seconds"]) - float(finished["train_seconds"])))
+    fine_tune = config.total_epochs - config.epochs
+    if (config.epochs and not seconds["head"]) or (fine_tune and not seconds["fine_tune"]) or not alike:
+        return None
+    total = sum(config.epochs * sum(v) / len(v) if phase == "head" else fine_tune * sum(v) / len(v)
+                for phase, v in seconds.items() if v and (config.epochs if phase == "head" else fine_tune))
+    overhead = sum(overheads) / len(overheads) if overheads else 0.0
+    return Estimate(round(total + overhead, 1), len(alike))
+
+
+def _comparable(run: Run, config: RunConfig) -> bool:
+    try:
+        other = RunConfig.from_dict(run.config_dict())
+    except (ImgrecError, OSError, ValueError, TypeError):
+        return False
+    return ((other.dataset, other.backbone, tuple(other.image_size), other.limit_per_class, other.batch_size,
+             other.augment.enabled) ==
+            (config.dataset, config.backbone, tuple(config.image_size), config.limit_per_class, config.batch_size,
+             config.augment.enabled))
 
 
 def active_runs(settings: Settings) -> list[Run]:

@@ -390,7 +390,6 @@ class _Recorder:
                 self.cancelled = False
                 self.last_epoch_done = trainer.state["epoch"]
                 self._epoch_started = time.time()
-                self._epoch_times: list[float] = []
 
             def _schedule(self, epoch: int) -> float:
                 if trainer.config.lr_schedule == "constant" or end_epoch - first_epoch <= 1:
@@ -412,10 +411,9 @@ class _Recorder:
                     return
                 steps = self.params.get("steps") or 0
                 elapsed = time.time() - self._epoch_started
-                eta = None
-                if steps:
-                    epoch_estimate = elapsed / (batch + 1) * steps
-                    eta = epoch_estimate - elapsed + epoch_estimate * (end_epoch - self._epoch - 1)
+                finished = trainer.state["epoch"]
+                eta = eta_seconds(trainer.state["train_seconds"] / finished if finished else None, elapsed,
+                                  batch + 1, steps, trainer.config.total_epochs - self._epoch - 1)
                 trainer.run_dir.report_progress(
                     step=batch + 1, steps_per_epoch=steps, eta_seconds=_round(eta),
                     message=f"{phase.replace('_', '-')}: epoch {self._epoch + 1}/{trainer.config.total_epochs}",
@@ -425,7 +423,6 @@ class _Recorder:
                 if self.cancelled:  # a partial epoch is not recorded: resume redoes it
                     return
                 seconds = time.time() - self._epoch_started
-                self._epoch_times.append(seconds)
                 state = trainer.state
                 state["train_seconds"] += seconds
                 row = {"epoch": epoch + 1, "phase": phase, "lr": float(self._schedule(epoch)),
@@ -454,11 +451,11 @@ class _Recorder:
                 if stop:
                     self.model.stop_training = True
                     trainer.log(f"Early stopping after epoch {epoch + 1}: no better {trainer.task.monitor} for {patience} epochs.")
-                remaining = 0 if stop else end_epoch - epoch - 1
+                remaining = 0 if stop else trainer.config.total_epochs - epoch - 1
                 trainer.run_dir.update_status(
                     epoch=epoch + 1, phase=phase, step=0, best_val_accuracy=state["best"],
-                    eta_seconds=_round(np.mean(self._epoch_times[-3:]) * remaining),
-                    train_seconds=round(state["train_seconds"], 1),
+                    eta_seconds=_round(state["train_seconds"] / state["epoch"] * remaining),
+                    train_seconds=round(state["train_seconds"], 1), epoch_seconds=round(seconds, 2),
                 )
 
         return Recorder()
@@ -572,6 +569,24 @@ def restore_optimizer(fit_model, path: Path, phase: str, epoch: int) -> int | No
     for variable, array in zip(optimizer.variables, arrays):
         variable.assign(array)
     return int(optimizer.iterations)
+
+
+# Batches of a fresh epoch before its own pace is trusted for an ETA (the first ones include tracing).
+MIN_ETA_STEPS = 5
+
+
+def eta_seconds(mean_epoch_seconds: float | None, elapsed: float, steps_done: int, steps: int,
+                epochs_after: int) -> float | None:
+    """Seconds left: the rest of this epoch and ``epochs_after`` more. Paced by the finished epochs' mean
+    (kept in the training state, so a resume does not start from its slow first batches); before any
+    epoch finished, by this epoch's own pace once ``MIN_ETA_STEPS`` batches ran; else unknown."""
+    if mean_epoch_seconds:
+        per_epoch = float(mean_epoch_seconds)
+    elif steps and steps_done >= min(MIN_ETA_STEPS, steps):
+        per_epoch = elapsed / steps_done * steps
+    else:
+        return None
+    return _round(max(per_epoch - elapsed, 0.0) + per_epoch * max(epochs_after, 0))
 
 
 def _round(value):

@@ -50,8 +50,10 @@ def test_cards_and_parity_table(monkeypatch, seeded):
         assert not at.exception, at.exception
         assert "tiny-cnn@1" in shown(at.success[0].value)  # the active model
         overview = next(f for f in _frames(at) if "Backbone" in f.columns)
-        assert list(overview["Version"]) == ["1", "2"] and list(overview["Active"]) == [True, False]
-        assert list(overview["Exports ok"])[1] == "none"
+        # A leaderboard: version 2 (test accuracy 83 %) above version 1 (validation accuracy 80 %).
+        assert list(overview["Version"]) == ["2", "1"] and list(overview["Active"]) == [False, True]
+        assert list(overview["Score"]) == [0.83, 0.8] and list(overview["Metric"]) == ["test.accuracy", "val_accuracy"]
+        assert list(overview["Exports ok"])[0] == "none"
         assert at.selectbox(key="models.ref").value == "tiny-cnn@1"
         assert {m.label: m.value for m in at.metric}["val_accuracy"] == "80.0%"
         parity = next(f for f in _frames(at) if "Top-1 agreement" in f.columns)
@@ -118,11 +120,48 @@ def test_run_exports_from_the_page(monkeypatch, seeded):
 def test_compare_two_versions(monkeypatch, seeded):
     with app_with_settings(monkeypatch, seeded, page=PAGE) as at:
         at.run()
-        assert at.selectbox(key="models.compare.a").value == "tiny-cnn@1"
-        assert at.selectbox(key="models.compare.b").value == "tiny-cnn@2"
+        assert at.selectbox(key="models.compare.a.tiny-cnn@1").value == "tiny-cnn@1"
+        assert at.selectbox(key="models.compare.b.tiny-cnn@1").value == "tiny-cnn@2"
         table = next(f for f in _frames(at) if "Δ (B − A)" in f.columns).set_index("")
         assert table.loc["val_accuracy", "Δ (B − A)"] == "+0.05"
         assert table.loc["test.accuracy", "tiny-cnn@1"] == "—"
+        # Version A follows the version selected above the tabs.
+        at.selectbox(key="models.ref").set_value("tiny-cnn@2").run()
+        assert at.selectbox(key="models.compare.a.tiny-cnn@2").value == "tiny-cnn@2"
+        assert at.selectbox(key="models.compare.b.tiny-cnn@2").value == "tiny-cnn@1"
+
+
+def test_one_fast_export_is_preselected_and_each_version_has_usage_snippets(monkeypatch, seeded):
+    with app_with_settings(monkeypatch, seeded, page=PAGE) as at:
+        at.run()
+        assert at.multiselect(key="models.formats").value == ["onnx"]
+        at.selectbox(key="models.ref").set_value("tiny-cnn@2").run()
+        code = [c.value for c in at.code]
+        assert any(c.startswith("curl -F files=@photo.jpg") and "model=tiny-cnn@2" in c for c in code)
+        assert any("import requests" in c and "model=tiny-cnn@2" in c for c in code)
+        assert "python -m imgrec predict photo.jpg --model tiny-cnn --version 2 --top-k 3" in code
+
+
+def test_usage_snippets_call_the_real_api(tiny_settings, photos_dir, tmp_path):
+    """The curl snippet, run as written against the API serving that version, answers with its result."""
+    import subprocess
+
+    from tests.helpers.probe import ApiServer
+    from tests.helpers.settings import settings_env
+    from ui.models_view import usage_snippets
+
+    card = catalog.load_card("tiny-cnn", "1", tiny_settings)
+    shutil.copy(photos_dir / "cat.jpg", tmp_path / "photo.jpg")
+    env = {**settings_env(tiny_settings), "IMGREC_DATA_DIR": str(tmp_path / "data"), "IMGREC_DEFAULT_MODEL": "tiny-cnn"}
+    api = ApiServer(tmp_path, env).start()
+    try:
+        command = usage_snippets(card, api.url)["curl"]
+        answer = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    finally:
+        api.stop()
+    assert answer.returncode == 0, answer.stderr
+    body = json.loads(answer.stdout)
+    assert body["model"]["name"] == "tiny-cnn" and body["filename"] == "photo.jpg" and body["predictions"]
 
 
 def test_delete_needs_confirmation_and_never_the_active_one(monkeypatch, seeded):

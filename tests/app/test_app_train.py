@@ -128,10 +128,87 @@ def test_cancel_button_stops_a_live_run(monkeypatch, tmp_path):
             assert run.cancel_requested()
             assert cancel_key not in [b.key for b in at.button]  # no second Cancel for the same run
             header = next(m.value for m in at.markdown if run.id in m.value)
-            assert header.endswith(("queued", "cancelled")), header  # the worker may already have stopped
+            assert header.endswith(("cancelling…", "cancelled")), header  # the worker may already have stopped
+            if header.endswith("cancelling…"):
+                assert any(i.value.startswith("Cancelling…") for i in at.info)
             wait_until(lambda: run.state == runs.CANCELLED, 60, "the worker to stop", run)
             at.run()
             assert not at.exception, at.exception
             assert any(run.id in m.value and m.value.endswith("cancelled") for m in at.markdown)
             assert at.button(key=f"train.resume.{run.id}")
     assert not run.metrics() and "started" not in run.status()  # it never trained
+
+
+def test_the_model_name_follows_the_dataset_until_the_user_types_one(monkeypatch, tmp_path):
+    from imgrec.datasets.loading import datasets_dir
+
+    settings = make_settings(tmp_path)
+    for name in ("flowers", "birds"):
+        make_image_folder(datasets_dir(settings) / "folders" / name, per_class=4)
+    folders = {name: str(datasets_dir(settings) / "folders" / name) for name in ("flowers", "birds")}
+    with app_with_settings(monkeypatch, settings, page=PAGE) as at:
+        at.run()
+        at.selectbox(key="train.dataset").set_value(folders["flowers"]).run()
+        assert at.text_input(key="train.name").value == "flowers"
+        at.selectbox(key="train.dataset").set_value(folders["birds"]).run()
+        assert at.text_input(key="train.name").value == "birds"
+        at.text_input(key="train.name").input("my-birds").run()
+        at.selectbox(key="train.dataset").set_value(folders["flowers"]).run()
+        assert not at.exception, at.exception
+        assert at.text_input(key="train.name").value == "my-birds"
+
+
+def test_a_preset_fills_the_form_and_the_estimate_says_when_it_has_nothing_to_go_by(monkeypatch, tmp_path):
+    from ui.train_view import PRESETS
+
+    settings = make_settings(tmp_path)
+    folder = make_image_folder(tmp_path / "ds", per_class=4)
+    with app_with_settings(monkeypatch, settings, page=PAGE) as at:
+        at.run()
+        at.selectbox(key="train.dataset").set_value("A folder path…").run()
+        at.text_input(key="train.folder").input(str(folder)).run()
+        at.button(key="train.preset.Quick demo").click().run()
+        assert not at.exception, at.exception
+        quick = PRESETS["Quick demo"]
+        assert at.selectbox(key="train.backbone").value == quick["backbone"]
+        assert at.select_slider(key="train.size").value == quick["image_size"]
+        assert (at.number_input(key="train.epochs").value, at.number_input(key="train.limit").value) == (
+            quick["epochs"], quick["limit_per_class"])
+        assert any("No time estimate yet" in c.value for c in at.caption)
+
+
+@pytest.mark.slow
+def test_run_again_fills_the_form_and_epoch_time_is_per_epoch(monkeypatch, finished):
+    settings, folder, run = finished
+    last_epoch = run.metrics()[-1]["seconds"]
+    with app_with_settings(monkeypatch, settings, page=PAGE) as at:
+        at.run()
+        at.selectbox(key="train.pick_run").set_value(run.id).run()
+        from ui.train_view import format_seconds
+
+        epoch_time = next(m for m in at.metric if m.label == "Epoch time")
+        assert epoch_time.value == format_seconds(last_epoch)
+        at.button(key=f"train.again.{run.id}").click().run()
+        assert not at.exception, at.exception
+        assert at.selectbox(key="train.dataset").value == "A folder path…"
+        assert at.text_input(key="train.folder").value == str(folder)
+        assert at.text_input(key="train.name").value == "page-model"
+        assert at.selectbox(key="train.backbone").value == "small_cnn"
+        assert at.number_input(key="train.epochs").value == 2
+
+
+@pytest.mark.slow
+def test_a_stopped_run_offers_to_save_its_best_epoch(monkeypatch, finished):
+    settings, folder, _ = finished
+    run = runs.create_run(tiny_config(folder, name="stopped", epochs=5), settings)
+    run.save_training_state({"epoch": 2})
+    run.update_status(state=runs.RUNNING, pid=2**22 + 12346)  # a dead worker: reads as interrupted
+    launched = []
+    monkeypatch.setattr(runs, "launch", lambda r, settings=None, extra_env=None: launched.append(r.id) or 1)
+    with app_with_settings(monkeypatch, settings, page=PAGE) as at:
+        at.run()
+        at.selectbox(key="train.pick_run").set_value(run.id).run()
+        at.button(key=f"train.finish.{run.id}").click().run()
+        assert not at.exception, at.exception
+    assert launched == [run.id]
+    assert config.RunConfig.from_dict(run.config_dict()).epochs == 2 and run.raw_status()["total_epochs"] == 2

@@ -40,7 +40,7 @@ def test_a_spooled_label_set_survives_the_replay():
     assert [tuple(item) for item in again.label_set] == STREET
 
 
-def test_migration_0007_adds_the_table_and_goes_back(database_url):
+def test_migration_0008_adds_the_table_and_goes_back(database_url):
     if database_url.startswith("sqlite"):
         from pathlib import Path
 
@@ -49,7 +49,7 @@ def test_migration_0007_adds_the_table_and_goes_back(database_url):
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "0005")
+        command.upgrade(config, "0007")
         assert "prediction_labels" not in sa.inspect(connection).get_table_names()
     engine.dispose()
     with Store(database_url) as store:  # opening migrates to head
@@ -60,6 +60,6 @@ def test_migration_0007_adds_the_table_and_goes_back(database_url):
         assert sorted(rows) == ["bicycle", "person"]
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "0005")
+        command.downgrade(config, "0007")
         assert "prediction_labels" not in sa.inspect(connection).get_table_names()
     engine.dispose()

@@ -41,10 +41,44 @@ def test_json_log_labels_and_summary_say_the_same_ranking():
     assert TASK.summary(result) == "cat 70.0%, dog 20.0%"
 
 
+# A card whose evaluation fitted a loose out-of-distribution threshold: the score and margin rules decide.
+TOLERANT = CARD.with_updates(metrics={"ood_threshold": 0.9})
+
+
 def test_verdict_follows_the_threshold():
-    [result] = TASK.decode(np.array([[0.45, 0.4, 0.15, 0, 0, 0, 0]], np.float32), CARD, DecodeOptions(), 1.0)
-    assert TASK.verdict(result, 0.5).kind == "uncertain" and "45.0%" in TASK.verdict(result, 0.5).text
-    assert TASK.verdict(result, 0.4).kind == "confident"
+    [result] = TASK.decode(np.array([[0.75, 0.2, 0.05, 0, 0, 0, 0]], np.float32), TOLERANT, DecodeOptions(), 1.0)
+    assert TASK.verdict(result, 0.8).kind == "uncertain" and "75.0%" in TASK.verdict(result, 0.8).text
+    confident = TASK.verdict(result, 0.7)
+    assert confident.kind == "confident" and "ahead of dog" in confident.text
+    assert confident.figures["margin"] == pytest.approx(0.55)
+
+
+def test_verdict_uses_the_cards_temperature():
+    outputs = np.array([[0.7, 0.2, 0.1, 0, 0, 0, 0]], np.float32)
+    sharpening = CARD.with_updates(metrics={"temperature": 0.5, "ood_threshold": 0.9})  # T < 1: underconfident
+    [raw] = TASK.decode(outputs, TOLERANT, DecodeOptions(), 1.0)
+    [calibrated] = TASK.decode(outputs, sharpening, DecodeOptions(), 1.0)
+    assert TASK.verdict(raw, 0.8).kind == "uncertain"
+    verdict = TASK.verdict(calibrated, 0.8)
+    # 0.7² / (0.7² + 0.2² + 0.1²) = 0.907
+    assert verdict.kind == "confident" and verdict.figures["calibrated"] == pytest.approx(0.49 / 0.54, abs=1e-4)
+
+
+def test_a_close_call_is_not_confident():
+    [result] = TASK.decode(np.array([[0.55, 0.45, 0, 0, 0, 0, 0]], np.float32), TOLERANT, DecodeOptions(), 1.0)
+    verdict = TASK.verdict(result, 0.5)
+    assert verdict.kind == "uncertain" and verdict.text.startswith("Close call: cat 55.0% vs dog 45.0%")
+
+
+def test_spread_scores_warn_outside_the_models_classes():
+    spread = np.array([[0.4, 0.15, 0.15, 0.1, 0.1, 0.05, 0.05]], np.float32)
+    [result] = TASK.decode(spread, CARD, DecodeOptions(), 1.0)
+    verdict = TASK.verdict(result, 0.3)  # above the score threshold, but spread
+    assert verdict.kind == "uncertain" and verdict.out_of_distribution
+    assert verdict.text.startswith("Outside this model's classes? cat 40.0%")
+    # A card whose evaluation fitted a looser threshold accepts the same scores.
+    [tolerant] = TASK.decode(spread, TOLERANT, DecodeOptions(), 1.0)
+    assert not TASK.verdict(tolerant, 0.3).out_of_distribution
 
 
 def test_explanation_target_is_the_chosen_class_else_the_top_one():

@@ -66,3 +66,20 @@ def test_report_round_trips_and_refuses_wrong_shapes(tmp_path):
     assert again.summary() == report.summary()
     with pytest.raises(EvaluationError, match="Expected"):
         classification_metrics.build_report([0, 1], np.ones((2, 3)) / 3, ["x", "y"])
+
+
+def test_ood_threshold_is_fitted_on_the_calibration_split_and_kept_in_the_summary():
+    from imgrec.tasks.classification import ClassificationTask
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 200)
+    sure = one_hot_probs(labels, 4, confidence=0.97)
+    spread = classification_metrics.normalized_entropy(sure)
+    report = ClassificationTask().evaluate(labels, sure, list("abcd"), "test", calibration=(labels, sure))
+    assert report.ood_threshold == pytest.approx(
+        classification_metrics.fit_ood_threshold(sure, report.temperature))
+    assert report.summary()["ood_threshold"] == pytest.approx(report.ood_threshold, abs=1e-5)
+    assert 0 < report.ood_threshold < 1 and spread.max() < 1
+    uniform = np.full((1, 4), 0.25)
+    assert classification_metrics.normalized_entropy(uniform)[0] == pytest.approx(1.0)
+    assert classification_metrics.fit_ood_threshold(np.zeros((0, 4))) is None

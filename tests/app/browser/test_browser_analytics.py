@@ -1,4 +1,4 @@
-"""A person's flow on the Analytics page in Chromium: seeded log, KPIs, a filter, a CSV download."""
+"""A person's flow on the Analytics page in Chromium: seeded log, KPIs, a filter, a CSV download, a review."""
 
 from __future__ import annotations
 
@@ -36,3 +36,19 @@ def test_filter_and_export(settings, tmp_path):
         frame = pd.read_csv(path)
         assert len(frame) == 20 and set(frame["source"]) == {"api"}
         screenshot(page, "analytics-export")
+
+
+def test_mark_a_queued_prediction_right(settings):
+    seed_analytics_log(settings)
+    with streamlit_server(settings) as url, browser_page() as page:
+        page.goto(url)
+        page.get_by_role("link", name="Analytics").click()
+        corrections = page.locator("[data-testid='stMetric']").filter(has_text="Corrections").first
+        corrections.wait_for()
+        assert corrections.inner_text().splitlines()[-1] == "3"  # the seed's three relabelled cats
+        page.get_by_role("tab", name="Review queue").click()
+        page.get_by_role("button", name="This is right").first.click()
+        page.get_by_text("marked right").wait_for()
+        corrections.filter(has_text="4").wait_for()
+        screenshot(page, "analytics-review")
+        assert page.get_by_text("Traceback").count() == 0

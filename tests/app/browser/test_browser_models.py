@@ -36,3 +36,25 @@ def test_parity_table_and_set_active(tmp_path):
         assert catalog.active_model(settings) == ("tiny-cnn", "2")
         page.get_by_text("Active model: tiny-cnn@2").wait_for()
         screenshot(page, "models-page-activated")
+
+
+def test_leaderboard_row_opens_its_version_and_an_export_stays_on_its_tab(tmp_path):
+    settings = seed_models(tmp_path)
+    with streamlit_server(settings) as url, browser_page() as page:
+        page.goto(f"{url}/models")
+        board = page.locator("[data-testid='stDataFrame']").filter(has_text="Backbone").first
+        board.wait_for()
+        page.wait_for_timeout(1000)  # the grid draws on a canvas: let it finish
+        # The leaderboard puts tiny-cnn@2 (83 %) first; the page opened on the active tiny-cnn@1.
+        page.get_by_role("heading", name="tiny-cnn@1").wait_for()  # the Card tab's title
+        box = board.bounding_box()
+        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # the first row's selection cell
+        page.get_by_role("heading", name="tiny-cnn@2").wait_for()
+        # Export the pre-selected fast format: the page comes back on the Exports tab.
+        page.get_by_role("tab", name="Exports & parity").click()
+        page.get_by_role("button", name="Run exports").click()
+        page.get_by_text("Exports of tiny-cnn@2 finished").wait_for(timeout=180_000)
+        tab = page.get_by_role("tab", name="Exports & parity")
+        assert tab.get_attribute("aria-selected") == "true"
+        assert page.get_by_role("button", name="Run exports").is_visible()
+        screenshot(page, "models-after-export")

@@ -79,3 +79,26 @@ def test_launch_a_tiny_run_and_watch_the_curve_grow(tmp_path):
         assert page.get_by_text("Traceback").count() == 0
     [run] = runs.list_runs(settings)
     assert run.state == runs.COMPLETED and len(run.metrics()) >= 2
+
+
+def test_the_name_follows_the_dataset_and_a_preset_fills_the_form(tmp_path):
+    from imgrec.datasets.loading import datasets_dir
+
+    settings = make_settings(tmp_path)
+    for name in ("flowers", "birds"):
+        make_image_folder(datasets_dir(settings) / "folders" / name, per_class=4)
+    with streamlit_server(settings) as url, browser_page() as page:
+        page.goto(f"{url}/train")
+        page.get_by_role("button", name="Launch run").wait_for(timeout=120_000)
+        name = page.get_by_role("textbox", name="Model name")
+        _pick(page, "Dataset", str(datasets_dir(settings) / "folders" / "flowers"))
+        page.wait_for_function("() => [...document.querySelectorAll('input')].some(i => i.value === 'flowers')")
+        _pick(page, "Dataset", str(datasets_dir(settings) / "folders" / "birds"))
+        page.wait_for_function("() => [...document.querySelectorAll('input')].some(i => i.value === 'birds')")
+        assert name.input_value() == "birds"
+        page.get_by_role("button", name="Quick demo").click()
+        page.get_by_text("No time estimate yet").wait_for()
+        page.wait_for_function("() => [...document.querySelectorAll('input')].some("
+                               "i => i.getAttribute('aria-label') === 'Head epochs' && i.value === '3')")
+        screenshot(page, "train-presets")
+        assert page.get_by_text("Traceback").count() == 0
