@@ -11,6 +11,7 @@ Run: ``.venv/bin/python bench/detect.py`` (``--rounds``, ``--formats``).
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -56,6 +57,13 @@ def main() -> None:
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="imgrec-bench-detect-"))
+    try:
+        run(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run(args, scratch: Path) -> None:
     photos = photos_dir()
     settings = Settings(models_dir=scratch / "models", data_dir=scratch / "data", samples_dir=photos)
     image = decode_image(photos / PHOTO)
