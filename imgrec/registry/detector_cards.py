@@ -8,6 +8,7 @@ from imgrec.core.class_names import coco_name
 from imgrec.core.errors import ModelError, first_line
 from imgrec.core.files import sha256_file
 from imgrec.core.settings import Settings
+from imgrec.modeling.darknet import UPSTREAM_COMMIT, UPSTREAM_FOLDER, UPSTREAM_REPOSITORY, fetch_instructions
 from imgrec.modeling.yolo_spec import YoloHeadSpec
 from imgrec.registry.card import ModelCard
 from imgrec.tasks.detection import DetectionTask
@@ -16,9 +17,6 @@ from imgrec.tasks.detection import DetectionTask
 DEFAULT_SCORE_THRESHOLD = 0.3
 DEFAULT_IOU_THRESHOLD = 0.45
 DEFAULT_MAX_DETECTIONS = 100
-UPSTREAM_REPOSITORY = "dog-qiuqiu/Yolo-Fastest"
-UPSTREAM_COMMIT = "96a2900d163196c396e73f3fdab04ca4dd9a2f70"
-UPSTREAM_FOLDER = "ModelZoo/yolo-fastest-1.1_coco"
 DARKNET_LICENCE = "Darknet YOLO licence (public domain): \"Do whatever you want with it.\""
 # Yolo-Fastest 1.1's two heads (from its .cfg; the same for XL and regular).
 YOLO_FASTEST_SPEC = YoloHeadSpec(
@@ -76,9 +74,7 @@ def load_stock_detector(name: str, settings: Settings):
         raise ModelError(
             f"Detector '{name}' needs {stock.folder}/{stock.folder}.keras and coco.names in the shared detection "
             f"folder (IMGREC_SHARED_DETECTION_DIR, now {settings.shared_detection_dir.name}/), which are missing. "
-            f"Import the Darknet originals instead: `imgrec import darknet {stock.folder}.cfg {stock.folder}.weights "
-            f"--names coco.names` with the files of {UPSTREAM_REPOSITORY} at commit {UPSTREAM_COMMIT} "
-            f"({UPSTREAM_FOLDER}/).")
+            f"Import the Darknet originals instead: {fetch_instructions(stock.folder)}.")
     actual = sha256_file(path)
     if actual != stock.sha256:
         raise ModelError(f"{path.name} has checksum {actual[:12]}…, expected {stock.sha256[:12]}… "
