@@ -267,7 +267,8 @@ def log_outcomes(prediction_log: PredictionLog | None, outcomes: list[Outcome], 
                  session_id: str | None = None, user_agent: str | None = None,
                  metadata: dict | None = None) -> None:
     """Write each result to the log; a failed write leaves a warning on the outcome, never an exception."""
-    from imgrec.predlog.store import PredictionRecord, review_thumbnail, utc_now  # SQLAlchemy loads only once something is logged
+    # SQLAlchemy loads only once something is logged.
+    from imgrec.predlog.store import PredictionRecord, review_thumbnail, utc_now
 
     if prediction_log is None:
         return
