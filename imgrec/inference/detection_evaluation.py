@@ -102,6 +102,7 @@ def evaluate_registered_detector(model_ref: str, dataset_path: str | Path, setti
                                      known_classes=predictor.card.class_names)
     report = evaluate_detector(predictor, dataset, score_threshold=score_threshold, best_class_only=best_class_only,
                                progress=progress)
+    report.dataset = str(dataset_path)  # what the user named (a bucket URL, not its local copy)
     path = output or catalog.model_dir(predictor.card.name, predictor.card.version, settings) / DETECTION_REPORT
     report.save(path)
     return report, path

@@ -3,6 +3,7 @@ loaded the same as a local copy; a changed object syncs again, an unfinished cop
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ import s3fs
 from imgrec.datasets.detection import load_detection_dataset
 from imgrec.datasets.loading import SYNC_MANIFEST, DatasetError, dataset_location, load_dataset
 from tests.helpers.buckets import make_bucket, moto_s3
+from tests.helpers.cli import run_cli
+from tests.helpers.darknet import write_tiny_detector
 from tests.helpers.datasets import make_image_folder
 from tests.helpers.detection_data import write_coco
 from tests.helpers.settings import make_settings
@@ -109,3 +112,28 @@ def test_a_missing_bucket_path_is_a_clear_error(bucket, tmp_path):
     with pytest.raises(DatasetError, match="Cannot use 'nosuchscheme://b/d'.*Expected a folder or a URL"):
         load_dataset("nosuchscheme://b/d", settings)
     assert not (settings.data_dir / "datasets" / "buckets").exists()
+
+
+def test_imgrec_evaluate_scores_a_detector_on_a_bucket_dataset_as_on_its_local_copy(bucket, tmp_path):
+    settings = make_settings(tmp_path)
+    cfg, weights, names = write_tiny_detector(tmp_path / "darknet")
+    assert run_cli(["import", "darknet", cfg, weights, "--names", names, "--name", "tiny-yolo"],
+                   settings).returncode == 0
+    annotations = write_coco(tmp_path / "coco")
+    url = f"{bucket}/evaluate/coco"
+    upload(annotations.parent, url)
+
+    reports = []
+    for dataset in (f"{url}/annotations.json", annotations):
+        done = run_cli(["evaluate", "tiny-yolo", "--dataset", dataset, "--score-threshold", "0.05",
+                        "--output", tmp_path / "report.json", "--json"], settings)
+        assert done.returncode == 0, done.stderr
+        reports.append(json.loads(done.stdout))
+    from_bucket, from_disk = ({k: v for k, v in r.items() if k not in ("created", "dataset")} for r in reports)
+    assert from_bucket == from_disk and from_bucket["images"] == 3
+    assert reports[0]["dataset"] == f"{url}/annotations.json"
+
+    missing = run_cli(["evaluate", "tiny-yolo", "--dataset", f"{url}/gone.json"], settings)
+    assert missing.returncode == 2
+    assert f"error: '{url}/gone.json' does not exist. Expected a dataset folder in a bucket" in missing.stderr
+    assert "Traceback" not in missing.stderr
