@@ -137,3 +137,18 @@ def test_imgrec_evaluate_scores_a_detector_on_a_bucket_dataset_as_on_its_local_c
     assert missing.returncode == 2
     assert f"error: '{url}/gone.json' does not exist. Expected a dataset folder in a bucket" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_a_run_trains_on_a_bucket_dataset_and_its_report_names_the_url(bucket, tmp_path):
+    from imgrec.registry import catalog
+    from imgrec.training import trainer
+    from tests.helpers.training import tiny_config
+
+    settings = make_settings(tmp_path)
+    url = f"{bucket}/training/colours"
+    upload(make_image_folder(tmp_path / "colours", per_class=12), url)
+    config = tiny_config(url, name="from-bucket", epochs=1)
+    assert config.dataset == url  # a URL is not made into a local path
+    trainer.train(config, settings)
+    assert catalog.load_card("from-bucket", "1", settings).class_names == ("blue", "green", "red")
+    assert catalog.training_config("from-bucket", "1", settings)["dataset"] == url
