@@ -77,7 +77,7 @@ def thumbnail(stored_path: str) -> str | None:
     from PIL import Image
 
     try:
-        with Image.open(store().upload_file(stored_path)) as image:
+        with Image.open(io.BytesIO(store().read_upload(stored_path))) as image:
             image.thumbnail((96, 96))
             buffer = io.BytesIO()
             image.convert("RGB").save(buffer, format="JPEG", quality=80)

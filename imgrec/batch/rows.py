@@ -41,7 +41,7 @@ def outcome_rows(outcome: Outcome) -> list[dict]:
     fields = task.to_json(outcome.result)
     image = {**base, "latency_ms": round(outcome.result.latency_ms, 3), "sha256": outcome.image.sha256,
              "prediction_id": outcome.prediction_id, "log_warning": outcome.log_warning}
-    items_field = getattr(task, "batch_rows_from", None)
+    items_field = task.batch_rows_from
     if items_field and fields.get(items_field):
         return [{**image, "label": item.get("label"), "score": item.get("score"), "result": json.dumps(item)}
                 for item in fields[items_field]]

@@ -63,7 +63,7 @@ def run(args, settings: Settings) -> int:
 
 def run_detector(args, settings: Settings) -> int:
     report, path = evaluate_registered_detector(
-        args.model, Path(args.dataset), settings, format=args.format, class_map=args.class_map,
+        args.model, args.dataset, settings, format=args.format, class_map=args.class_map,
         score_threshold=args.score_threshold, best_class_only=args.best_class_only, output=args.output,
         progress=lambda done, total: print(f"{done}/{total} images", file=sys.stderr, flush=True))
     if args.json:

@@ -5,7 +5,9 @@ Sources
       ``test/``; missing val/test are carved out of train) or one folder split stratified with a
       fixed seed (default 70/15/15);
     * the built-in ``cifar10`` and ``fashion_mnist`` from ``settings.shared_data_dir``, unpacked
-      once into ``settings.data_dir/datasets`` and reused.
+      once into ``settings.data_dir/datasets`` and reused;
+    * any of these in a bucket (``s3://…``, ``gs://…``): :func:`dataset_location` syncs it once into
+      ``settings.data_dir/datasets/buckets`` and it is loaded from there.
 
 Folder images go through :func:`imgrec.core.images.decode_image` (the same rules as uploads), so a
 file the app would refuse is skipped and listed in the report instead of crashing a run.
@@ -25,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from imgrec.core.errors import ImageError, ImgrecError
+from imgrec.core.errors import ImageError, ImgrecError, first_line
 from imgrec.core.files import write_atomically
 from imgrec.core.images import decode_image, resize
 from imgrec.core.settings import Settings
+from imgrec.core.storage import Storage, StorageError, is_url
 
 
 class DatasetError(ImgrecError):
@@ -182,12 +185,12 @@ def load_dataset(
     limit_per_class: int | None = None,
     min_per_class: int = MIN_IMAGES_PER_CLASS,
 ) -> Dataset:
-    """A dataset by built-in name or folder path, split and validated. Raises ``DatasetError`` if unusable."""
+    """A dataset by built-in name, folder path or bucket URL, split and validated. Raises ``DatasetError`` if unusable."""
     name = str(source)
     if name in BUILTIN:
         dataset = _load_builtin(name, settings, val_fraction, seed)
     else:
-        dataset = _load_folder(Path(source).expanduser(), val_fraction, test_fraction, seed)
+        dataset = _load_folder(Path(dataset_location(source, settings)).expanduser(), val_fraction, test_fraction, seed)
     if limit_per_class:
         dataset.splits = {k: _limit(v, limit_per_class, dataset.num_classes, seed) for k, v in dataset.splits.items()}
     check_dataset(dataset, min_per_class)
@@ -391,6 +394,129 @@ def _duplicates_across_splits(dataset: Dataset) -> list[dict]:
 def _item_name(dataset: Dataset, split: str, index: int) -> str:
     paths = dataset.splits[split].paths
     return str(paths[index]) if paths is not None else f"{split}[{index}]"
+
+
+# -- Buckets ---------------------------------------------------------------------------------------
+
+BUCKET_CACHE = "buckets"  # under datasets_dir: one folder per bucket URL synced
+SYNC_MANIFEST = ".imgrec-sync"  # what a synced copy holds, written last; hidden (and no .json) so loaders skip it
+
+
+def dataset_location(source: str | Path, settings: Settings) -> str | Path:
+    """Where a dataset is on this machine: a bucket URL (a folder, or a file such as a COCO .json or a label
+    CSV, whose folder comes with it) is synced into ``datasets_dir/buckets`` first; anything else is returned as is."""
+    if not is_url(str(source)):
+        return source
+    url = str(source).rstrip("/")
+    storage = _bucket(url)
+    try:
+        is_folder = storage.fs.isdir(storage.root)
+        if not is_folder and not storage.fs.isfile(storage.root):
+            raise FileNotFoundError(url)
+    except FileNotFoundError:
+        raise DatasetError(f"'{url}' does not exist. Expected a dataset folder in a bucket or a dataset file in "
+                           "one, e.g. s3://bucket/datasets/flowers or s3://bucket/coco/annotations.json.") from None
+    except OSError as exc:
+        raise DatasetError(f"Could not read '{url}': {first_line(exc)}.") from None
+    if is_folder:
+        return _sync_folder(storage, settings)
+    folder_url, file_name = url.rsplit("/", 1)
+    return _sync_folder(_bucket(folder_url), settings) / file_name
+
+
+def _bucket(url: str) -> Storage:
+    try:
+        return Storage(url)
+    except StorageError as exc:
+        raise DatasetError(str(exc)) from None
+
+
+def _sync_folder(storage: Storage, settings: Settings) -> Path:
+    """The local copy of everything under ``storage``: downloaded whole into a hidden folder, checked, and renamed
+    into place; reused without a download while the bucket's listing (ETags) is unchanged."""
+    remote = _listing(storage)
+    manifest = {key: _fingerprint(info) for key, info in sorted(remote.items())}
+    # Named by the URL (two buckets may hold folders of one name), ending in the bucket folder's own name so
+    # the dataset is called what its local copy would be.
+    cache = datasets_dir(settings) / BUCKET_CACHE / hashlib.sha256(storage.url.encode()).hexdigest()[:16]
+    target = cache / storage.url.rsplit("/", 1)[-1]
+    if _synced_manifest(target) == manifest:
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    import fcntl
+
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two runs starting together download once
+        if _synced_manifest(target) == manifest:
+            return target
+        staging = Path(tempfile.mkdtemp(dir=cache, prefix=".sync-"))
+        try:
+            for key, info in remote.items():
+                _download(storage, key, info, staging)
+            (staging / SYNC_MANIFEST).write_text(json.dumps(manifest))
+            staging.chmod(0o755)
+            if target.exists():  # an older copy: moved aside whole, so the target is never a mix of both
+                stale = Path(tempfile.mkdtemp(dir=cache, prefix=".stale-"))
+                target.rename(stale / "old")
+                shutil.rmtree(stale)
+            staging.rename(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return target
+
+
+def _listing(storage: Storage) -> dict[str, dict]:
+    """Every object under ``storage`` by key relative to it, with the details the listing gives."""
+    try:
+        storage.fs.invalidate_cache(storage.root)  # a listing cached by an earlier use would hide changes
+        found = storage.fs.find(storage.root, detail=True)
+    except OSError as exc:
+        raise DatasetError(f"Could not list '{storage.url}': {first_line(exc)}.") from None
+    prefix = storage.root.rstrip("/") + "/"
+    files = {path[len(prefix):]: info for path, info in found.items()
+             if info.get("type") != "directory" and path.startswith(prefix)}
+    unsafe = sorted(key for key in files if ".." in key.split("/") or key.startswith("/"))
+    if unsafe:
+        raise DatasetError(f"'{storage.url}' holds keys that would land outside the dataset folder "
+                           f"({', '.join(unsafe[:3])}). Expected plain relative keys.")
+    if not files:
+        raise DatasetError(f"'{storage.url}' holds no files. Expected the dataset's files under it.")
+    return files
+
+
+def _fingerprint(info: dict) -> str:
+    """What changes when an object does: its ETag (S3) or hash (GCS), else its size and time."""
+    tag = info.get("ETag") or info.get("etag") or info.get("md5Hash") or info.get("crc32c")
+    return str(tag) if tag else f"{info.get('size')}:{info.get('LastModified') or info.get('mtime') or info.get('updated')}"
+
+
+def _md5_of_etag(info: dict) -> str | None:
+    """The MD5 an S3 ETag states for an object uploaded in one part; None for other ETags (multipart, KMS)."""
+    tag = str(info.get("ETag") or "").strip('"').lower()
+    return tag if len(tag) == 32 and all(c in "0123456789abcdef" for c in tag) else None
+
+
+def _download(storage: Storage, key: str, info: dict, staging: Path) -> None:
+    target = staging / key
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        storage.fs.get_file(storage.path(key), str(target))
+    except OSError as exc:
+        raise DatasetError(f"Could not download '{storage.url_of(key)}': {first_line(exc)}.") from None
+    expected = _md5_of_etag(info)
+    if expected is not None:
+        actual = hashlib.md5(target.read_bytes(), usedforsecurity=False).hexdigest()
+        if actual != expected:
+            raise DatasetError(f"'{storage.url_of(key)}' arrived with MD5 {actual[:12]}…, but the bucket states "
+                               f"{expected[:12]}…. The download was damaged; try again.")
+
+
+def _synced_manifest(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / SYNC_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 # -- Built-ins -------------------------------------------------------------------------------------

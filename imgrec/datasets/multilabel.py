@@ -46,6 +46,7 @@ def load_multilabel_dataset(source: str | Path, settings: Settings, format: str 
 
     ``limit_per_class`` caps each split at that many images per class (the first ones, a quick experiment)."""
     name = str(source)
+    source = loading.dataset_location(source, settings)
     if name == MOSAIC:
         # A cap builds only the mosaics it keeps (train gives val its share first).
         cap = limit_per_class * CIFAR_CLASSES if limit_per_class else None

@@ -13,6 +13,7 @@ from imgrec.core.images import decode_image
 from imgrec.core.refs import ModelRef
 from imgrec.core.settings import Settings
 from imgrec.datasets.detection import DetectionDataset, load_detection_dataset
+from imgrec.datasets.loading import dataset_location
 from imgrec.inference.predictor import Predictor, image_sizes
 from imgrec.inference.runtimes import MAX_BATCH
 from imgrec.registry import catalog
@@ -88,7 +89,7 @@ def _best_class_only(outputs: np.ndarray) -> np.ndarray:
     return np.concatenate([outputs[..., :4], kept], axis=-1)
 
 
-def evaluate_registered_detector(model_ref: str, dataset_path: Path, settings: Settings, *,
+def evaluate_registered_detector(model_ref: str, dataset_path: str | Path, settings: Settings, *,
                                  format: str | None = None, class_map: Path | None = None,
                                  score_threshold: float = DEFAULT_EVALUATION_THRESHOLD, best_class_only: bool = False,
                                  output: Path | None = None, backend: str | None = None,
@@ -97,10 +98,11 @@ def evaluate_registered_detector(model_ref: str, dataset_path: Path, settings: S
     beside the model (or to ``output``); returns the report and where it was written."""
     ref = ModelRef.parse(model_ref)
     predictor = Predictor.load(ref.name, ref.version, settings, backend=backend)
-    dataset = load_detection_dataset(dataset_path, format, class_map=class_map,
+    dataset = load_detection_dataset(Path(dataset_location(dataset_path, settings)), format, class_map=class_map,
                                      known_classes=predictor.card.class_names)
     report = evaluate_detector(predictor, dataset, score_threshold=score_threshold, best_class_only=best_class_only,
                                progress=progress)
+    report.dataset = str(dataset_path)  # what the user named (a bucket URL, not its local copy)
     path = output or catalog.model_dir(predictor.card.name, predictor.card.version, settings) / DETECTION_REPORT
     report.save(path)
     return report, path

@@ -78,6 +78,8 @@ class Task(ABC):
     losses: tuple[str, ...]  # the run config's ``loss`` choices, the default first
     parity_titles: dict[str, str]  # parity figure -> column title, in display order
     label_sets: bool = False  # trains on datasets whose images carry label sets (multi-hot labels)
+    # The ``to_json`` field whose items are one batch row each (a detector's detections); None: one row per image.
+    batch_rows_from: str | None = None
 
     # -- Modeling and training ------------------------------------------------------------------
 

@@ -72,6 +72,7 @@ class DetectionTask(Task):
     title = "Object detection"
     monitor = "val_map"
     losses = ("none",)
+    batch_rows_from = "detections"  # one batch row per box; an image with none keeps one row of its own
     parity_titles = {
         "matched_share": "Boxes matched (IoU ≥ 0.5)",
         "mean_iou": "Mean IoU",

@@ -70,6 +70,8 @@ class MultiLabelTask(Task):
     monitor = "val_map"
     losses = ("asymmetric", "bce", "focal")
     label_sets = True
+    # One batch row per image: ``labels`` lists every class (found or not), and the set is the image's answer.
+    batch_rows_from = None
     parity_titles = {
         "decision_agreement": "Label decisions agree",
         "set_agreement": "Label sets agree",

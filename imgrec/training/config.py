@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from imgrec.core.errors import ImgrecError
+from imgrec.core.storage import is_url
 from imgrec.datasets import multilabel
 from imgrec.datasets.augment import AugmentConfig
 from imgrec.datasets.loading import BUILTIN
@@ -59,7 +60,8 @@ class RunConfig:
         if isinstance(self.image_size, (int, float)):
             self.image_size = (int(self.image_size), int(self.image_size))
         self.image_size = tuple(int(v) for v in self.image_size)
-        if self.dataset and self.dataset not in BUILTIN and self.dataset not in multilabel.BUILTIN:  # a folder: absolute, so any worker finds it
+        if (self.dataset and self.dataset not in BUILTIN and self.dataset not in multilabel.BUILTIN
+                and not is_url(self.dataset)):  # a folder: absolute, so any worker finds it (a bucket URL already is)
             self.dataset = str(Path(self.dataset).expanduser().resolve())
         if not self.loss and self.task in TASKS:
             self.loss = TASKS[self.task].losses[0]

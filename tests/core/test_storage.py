@@ -3,7 +3,9 @@ and the model registry and kept uploads end to end on the bucket."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
 
 import numpy as np
@@ -16,7 +18,7 @@ from imgrec.registry import catalog
 from tests.helpers.buckets import make_bucket, moto_s3
 from tests.helpers.cli import run_cli
 from tests.helpers.models import build_tiny_model, tiny_card
-from tests.helpers.settings import make_settings
+from tests.helpers.settings import make_settings, settings_env
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +90,13 @@ def test_registry_lives_in_the_bucket(bucket, tmp_path, photos_dir):
     assert Storage(url).list_names("models/tiny-cnn") == ["1"]
 
 
-def test_kept_uploads_live_in_the_bucket(bucket, tmp_path, photos_dir, s3_env):
+def test_kept_uploads_live_in_the_bucket(bucket, tmp_path, photos_dir, s3_env, monkeypatch):
+    import streamlit as st
+    from PIL import Image
+
+    from imgrec.core.settings import get_settings
     from imgrec.predlog.store import open_store
+    from ui import cache
 
     url = f"{bucket}/state"
     settings = make_settings(tmp_path, storage_url=url, keep_uploads=True)
@@ -105,6 +112,20 @@ def test_kept_uploads_live_in_the_bucket(bucket, tmp_path, photos_dir, s3_env):
     with open_store(settings) as store:
         stored_path = store.get_prediction(prediction_id)["stored_path"]
         assert store.read_upload(stored_path) == data
+        # The review queue's thumbnail of it comes from the bucket too (the app reads the same settings).
+        for name, value in {**settings_env(settings), "IMGREC_STORAGE_URL": url, "IMGREC_KEEP_UPLOADS": "1"}.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        st.cache_resource.clear()
+        st.cache_data.clear()
+        try:
+            thumbnail = cache.thumbnail(stored_path)
+        finally:
+            get_settings.cache_clear()
+            st.cache_resource.clear()
+        assert thumbnail.startswith("data:image/jpeg;base64,")
+        with Image.open(io.BytesIO(base64.b64decode(thumbnail.split(",", 1)[1]))) as small:
+            assert max(small.size) == 96 and small.format == "JPEG"
         assert store.prune_uploads(0) == 1
         assert store.get_prediction(prediction_id)["stored_path"] is None
     assert not Storage(url).exists(f"uploads/{digest[:2]}/{digest}.jpg")
