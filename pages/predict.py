@@ -1,5 +1,6 @@
-"""Predict: upload, photograph or pick images; see each model's result (a classifier's top-k scores and
-verdict, a detector's boxes and counts) with Grad-CAM overlays. Everything is kept across page visits."""
+"""Predict: upload, photograph or pick images; see each model's result (a classifier's top-k scores, a
+multi-label model's label set, a detector's boxes and counts), its task's verdict and Grad-CAM overlays.
+Everything is kept across page visits."""
 
 from __future__ import annotations
 
@@ -14,7 +15,16 @@ from imgrec.core.settings import get_settings
 from imgrec.inference.service import Upload, serve_uploads
 from imgrec.tasks.classification import ClassificationTask
 from imgrec.tasks.detection import DetectionTask
-from ui import cache, detection_view, explain_view, predict_classification, predict_results, predict_state
+from imgrec.tasks.multilabel import MultiLabelTask
+from ui import (
+    cache,
+    detection_view,
+    explain_view,
+    predict_classification,
+    predict_multilabel,
+    predict_results,
+    predict_state,
+)
 from ui.predict_state import kept_widget
 from ui.widgets import ensure_routed, forget_other_inputs, plain, session_id, show_error
 
@@ -25,7 +35,7 @@ SERVED = "predict.served"  # (input key, model ref) -> the DecodeOptions its Out
 OUTPUTS = "predict.outputs"  # (input key, model ref) -> raw outputs, to decode again with other options
 SHOWN = "predict.shown"  # (input key, model ref, options) -> the result decoded with those options
 # Each task's sidebar options and per-image view.
-VIEWS = {ClassificationTask: predict_classification, DetectionTask: detection_view}
+VIEWS = {ClassificationTask: predict_classification, MultiLabelTask: predict_multilabel, DetectionTask: detection_view}
 for state_key in (RESULTS, SERVED, OUTPUTS, SHOWN):
     st.session_state.setdefault(state_key, {})
 
@@ -39,6 +49,8 @@ except Exception as exc:  # any failure becomes a message, never a traceback
     st.stop()
 
 with st.sidebar:
+    for problem in cache.stock_detectors(str(settings.models_dir)):
+        st.caption(f"A shipped detector is not listed: {plain(problem)}")
     st.subheader("Model")
     model_ref = kept_widget(st.selectbox, "Model", key="predict.model", default=refs[0], options=refs,
                             help="The active model is listed first.")
@@ -53,7 +65,9 @@ view = VIEWS[type(predictor.task)]
 with st.sidebar:
     options = view.sidebar_options(predictor.card)
     threshold = kept_widget(st.slider, "Uncertain below", 0.0, 1.0, step=0.05, key="predict.threshold",
-                            default=settings.uncertain_threshold, help="A best score under this is reported as uncertain.")
+                            default=settings.uncertain_threshold, disabled=not view.USES_THRESHOLD,
+                            help="The verdict calls a result uncertain when its best (calibrated) score is under "
+                                 "this." if view.USES_THRESHOLD else "This model's labels have their own thresholds.")
     cam_controls = view.cam_options(explain_view.sidebar_controls())
     cam_controls = explain_view.layer_picker(predictor, model_ref, cam_controls)
 

@@ -10,11 +10,11 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner import script_runner
 
-from imgrec.core.errors import StoreError
+from imgrec.core.errors import ImgrecError, StoreError
 from imgrec.core.settings import get_settings
 from imgrec.inference.predictor import Predictor
 from imgrec.inference.service import PredictionLog
-from imgrec.registry import catalog
+from imgrec.registry import catalog, detector_cards
 
 
 def _clean_up_after_a_run() -> None:
@@ -53,11 +53,29 @@ def store():
     return opened
 
 
+@st.cache_resource(show_spinner="Registering the shipped detectors…")
+def stock_detectors(models_dir: str) -> tuple[str, ...]:
+    """Register the shipped detectors in ``models_dir`` the first time the app lists models there, as every
+    face does on first use; once per process (each costs a checksum, a load and a save, ~1 s, only the
+    first time). Without the shared detection folder there is nothing to register. Returns the problems."""
+    settings = get_settings()
+    if not settings.shared_detection_dir.is_dir():
+        return ()
+    problems = []
+    for name in detector_cards.STOCK_DETECTORS:
+        try:
+            catalog.ensure_stock_detector(name, settings)
+        except ImgrecError as exc:  # a missing or corrupt file: the other models are still listed
+            problems.append(str(exc))
+    return tuple(problems)
+
+
 @st.cache_data(ttl=30, show_spinner="Preparing the default model…")
 def model_refs() -> list[str]:
-    """Every registered model as ``name@version``, the active one first."""
+    """Every registered model as ``name@version``, the active one first, the shipped detectors included."""
     settings = get_settings()
     active = catalog.active_ref(settings)  # first: it may register the stock default model
+    stock_detectors(str(settings.models_dir))
     refs = [card.ref for card in catalog.list_cards(settings)]
     return sorted(refs, key=lambda ref: ref != active)
 

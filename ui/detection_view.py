@@ -13,10 +13,12 @@ from imgrec.core.drawing import draw_boxes
 from imgrec.explain import render
 from imgrec.tasks.base import DecodeOptions
 from imgrec.tasks.detection import Detections, decoding_defaults
-from ui import explain_view
+from ui import explain_view, predict_verdict
 from ui.explain_view import METHOD_TITLES, CamControls
 from ui.predict_state import kept_widget
 from ui.widgets import plain, show_error
+
+USES_THRESHOLD = True  # the verdict weighs the best box's score against the page's threshold
 
 
 def sidebar_options(card) -> DecodeOptions:
@@ -63,12 +65,7 @@ def show(predictor, model_ref: str, image_key: str, item, result: Detections, th
     verdict = predictor.task.verdict(result, threshold)
     boxes_col, cam_col, side_col = st.columns([2, 2, 1.3], gap="medium")
     with side_col:
-        if verdict.kind == "confident":
-            st.success(plain(verdict.text), icon=":material/check_circle:")
-        elif verdict.kind == "uncertain":
-            st.warning(plain(verdict.text), icon=":material/help:")
-        else:
-            st.info(plain(verdict.text), icon=":material/search_off:")
+        predict_verdict.show(verdict, none_title="No objects found")
         if result.detections:
             st.dataframe(counts_table(result), hide_index=True, width="stretch", key=f"predict.counts.{image_key}")
         st.caption(f"{plain(item.card.ref)} · {result.latency_ms:.0f} ms")

@@ -3,11 +3,12 @@
 Heatmaps are kept in session state by (image, model, method, layer, target), so moving
 the opacity slider or changing the colormap only re-blends; nothing is recomputed. With
 heatmaps off nothing is computed at all; faithfulness and comparisons only on request.
-A target is whatever the model's task says Grad-CAM explains (a class, or one detection).
+A target is whatever the model's task says Grad-CAM explains (a class, a label, or one detection).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import pandas as pd
@@ -114,18 +115,22 @@ def heatmap_box_image(blended, heatmap_shown):
     return draw_boxes(blended, [found])
 
 
-def overlay_panel(predictor, model_ref, image_key, item, predictions, controls: CamControls,
+def target_key(image_key: str) -> str:
+    """The widget key of an image's "explain which label" picker."""
+    return f"predict.cam_target.{image_key}"
+
+
+def overlay_panel(predictor, model_ref, image_key, item, pick_target: Callable[[], str], controls: CamControls,
                   overlay_col, heatmap_col):
-    """Overlay and bare heatmap in their columns, the class picker and download below. Returns the
-    heatmap shown, or None (heatmaps off, or it could not be computed: then a message says why)."""
+    """Overlay and bare heatmap in their columns, the label picker (``pick_target`` draws it and returns the
+    label) and download below. Returns the heatmap shown and its target, or None (heatmaps off, or it could
+    not be computed: then a message says why)."""
     if not controls.enabled:
         overlay_col.caption("Heatmaps are off (sidebar).")
         return None
     pick_col, download_col = st.columns([2, 1], vertical_alignment="bottom")
-    labels = [p.label for p in predictions]
     with pick_col:
-        target_label = kept_widget(st.selectbox, "Explain class", key=f"predict.cam_target.{image_key}",
-                                   default=labels[0], options=labels)
+        target_label = pick_target()
     try:
         explained = target(predictor, item.result, target_label)
         with overlay_col:

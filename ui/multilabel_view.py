@@ -7,6 +7,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from imgrec.tasks.base import Verdict
 from imgrec.tasks.multilabel import LabelSet, MultiLabelTask
 from imgrec.tasks.multilabel_metrics import MultiLabelReport
 from ui.charts import PRIMARY, SECONDARY
@@ -37,9 +38,10 @@ def label_scores_chart(result: LabelSet) -> alt.Chart:
     return (bars + ticks).properties(height=alt.Step(30))
 
 
-def show_result(result: LabelSet) -> None:
-    """The labels found (or "no label found") above every label's score against its threshold."""
-    verdict = TASK.verdict(result, threshold=0.0)
+def show_result(result: LabelSet, verdict: Verdict | None = None) -> None:
+    """The labels found (or "no label found": ``verdict``, the task's own by default) above every label's
+    score against its threshold."""
+    verdict = verdict or TASK.verdict(result, threshold=0.0)
     if verdict.kind == "none":
         st.warning(plain(verdict.text))
     else:

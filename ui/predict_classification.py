@@ -1,5 +1,5 @@
-"""The Predict page's view of a classifier: top-k and the verdict in the sidebar; per image the original,
-the Grad-CAM overlay (optionally with the box it implies) and the heatmap, the top-k chart, details."""
+"""The Predict page's view of a classifier: top-k in the sidebar; per image the original, the
+Grad-CAM overlay (optionally with the box it implies) and the heatmap, the task's verdict, the top-k chart, details."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import streamlit as st
 
 from imgrec.core.settings import get_settings
 from imgrec.tasks.base import DecodeOptions
-from ui import explain_view
+from ui import explain_view, predict_verdict
 from ui.charts import top_k_bars
 from ui.explain_view import CamControls
 from ui.predict_state import kept_widget
 from ui.widgets import plain
 
 MAX_TOP_K = 10
+USES_THRESHOLD = True  # the verdict weighs the calibrated best score against the page's threshold
 TOP_K = "predict.top_k"
 
 
@@ -37,14 +38,14 @@ def show(predictor, model_ref: str, image_key: str, item, result, threshold: flo
         image_col, overlay_col, heatmap_col = st.columns(3, gap="small")
         image_col.image(item.image.pixels, caption=f"{item.image.width}×{item.image.height} {item.image.format}",
                         width="stretch")
-        explained = explain_view.overlay_panel(predictor, model_ref, image_key, item, predictions, controls,
-                                               overlay_col, heatmap_col)
+        labels = [p.label for p in predictions]
+        explained = explain_view.overlay_panel(
+            predictor, model_ref, image_key, item,
+            lambda: kept_widget(st.selectbox, "Explain class", key=explain_view.target_key(image_key),
+                                default=labels[0], options=labels),
+            controls, overlay_col, heatmap_col)
     with chart_col:
-        best = predictions[0]
-        if verdict.kind == "confident":
-            st.success(f"**{plain(best.label)}** — {best.score:.1%}", icon=":material/check_circle:")
-        else:
-            st.warning(f"**Uncertain** — best guess *{plain(best.label)}* at {best.score:.1%}", icon=":material/help:")
+        predict_verdict.show(verdict)
         st.altair_chart(top_k_bars(predictions, threshold), width="stretch")
         st.caption(f"{plain(item.card.ref)} · {result.latency_ms:.0f} ms")
     if explained is not None:

@@ -1,4 +1,4 @@
-"""The Predict page's table of many uploads: thumbnail, file, headline label and score, verdict, result;
+"""The Predict page's table of many uploads: thumbnail, file, headline label and score, verdict and why, result;
 and its CSV download (the same rows without thumbnails)."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def table(entries, threshold: float) -> pd.DataFrame:
     for input_key, name, item, result in entries:
         if not item.ok:
             rows.append({"thumbnail": None, "file": name, "result": item.error, "label": None, "score": None,
-                         "verdict": "error"})
+                         "verdict": "error", "why": None})
             continue
         task = task_for(item.card)
         headline = task.log_labels(result)[:1]
@@ -46,8 +46,9 @@ def table(entries, threshold: float) -> pd.DataFrame:
             "label": headline[0][0] if headline else None,
             "score": round(headline[0][1], 4) if headline else None,
             "verdict": verdict.kind,
+            "why": verdict.text,
         })
-    return pd.DataFrame(rows, columns=["thumbnail", "file", "label", "score", "verdict", "result"])
+    return pd.DataFrame(rows, columns=["thumbnail", "file", "label", "score", "verdict", "why", "result"])
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:
@@ -67,6 +68,8 @@ def show(entries, threshold: float) -> None:
             "label": st.column_config.TextColumn("Top label"),
             "score": st.column_config.ProgressColumn("Score", min_value=0.0, max_value=1.0, format="percent"),
             "verdict": st.column_config.TextColumn("Verdict"),
+            "why": st.column_config.TextColumn("Why", help="The verdict in a line: calibrated score, margin, "
+                                                            "or why the image looks outside the model's classes"),
         },
     )
     st.download_button("Download the table (CSV)", csv_bytes(frame),

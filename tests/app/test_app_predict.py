@@ -44,9 +44,15 @@ def main_panel_captions(at) -> list[str]:
     return found
 
 
+def without_stock_detectors(monkeypatch, tmp_path) -> None:
+    """The app lists (so registers) the shipped detectors; not into the models folder shared by the tests."""
+    monkeypatch.setenv("IMGREC_SHARED_DETECTION_DIR", str(tmp_path / "no-detectors"))
+
+
 @pytest.fixture
-def page_settings(tiny_settings, tmp_path):
+def page_settings(tiny_settings, tmp_path, monkeypatch):
     # The shared tiny model, a fresh database per test.
+    without_stock_detectors(monkeypatch, tmp_path)
     return tiny_active(make_settings(tmp_path, models_dir=tiny_settings.models_dir))
 
 
@@ -84,17 +90,6 @@ def test_bad_upload_is_an_error_message_and_others_still_predicted(monkeypatch, 
         assert len(elements(at, "vega_lite_chart")) == 1
     with open_store(page_settings) as store:
         assert store.count_predictions() == 1
-
-
-def test_uncertain_verdict_follows_the_threshold(monkeypatch, page_settings):
-    with app_with_settings(monkeypatch, page_settings) as at:
-        at.run()
-        at.file_uploader(key="predict.files").set_value([("red.png", png(), "image/png")]).run()
-        at.slider(key="predict.threshold").set_value(1.0).run()
-        assert any("Uncertain" in w.value for w in at.warning)
-        at.slider(key="predict.threshold").set_value(0.0).run()
-        assert not any("Uncertain" in w.value for w in at.warning)
-        assert at.success
 
 
 def test_reruns_do_not_reload_the_model(monkeypatch, page_settings):
@@ -207,6 +202,7 @@ class CountingSpy:
 def test_custom_layer_missing_from_the_next_model_falls_back_to_the_automatic_one(
     monkeypatch, tmp_path, two_models_dir
 ):
+    without_stock_detectors(monkeypatch, tmp_path)
     settings = tiny_active(make_settings(tmp_path, models_dir=two_models_dir))
     with app_with_settings(monkeypatch, settings) as at:
         at.run()
@@ -263,6 +259,7 @@ def test_no_heatmap_work_when_off_and_comparison_only_on_request(monkeypatch, pa
 
 
 def test_comparison_with_another_model_on_request(monkeypatch, tmp_path, two_models_dir):
+    without_stock_detectors(monkeypatch, tmp_path)
     settings = tiny_active(make_settings(tmp_path, models_dir=two_models_dir))
     with app_with_settings(monkeypatch, settings) as at:
         at.run()

@@ -9,14 +9,15 @@ import pandas as pd
 import pytest
 
 from imgrec.predlog.store import open_store
-from tests.app.test_app_predict import png, tiny_active
+from tests.app.test_app_predict import png, tiny_active, without_stock_detectors
 from tests.helpers.apptest import app_with_settings, elements, shown
 from tests.helpers.settings import make_settings
 from ui.predict_results import csv_bytes
 
 
 @pytest.fixture
-def page_settings(tiny_settings, tmp_path):
+def page_settings(tiny_settings, tmp_path, monkeypatch):
+    without_stock_detectors(monkeypatch, tmp_path)
     return tiny_active(make_settings(tmp_path, models_dir=tiny_settings.models_dir))
 
 
@@ -79,10 +80,11 @@ def test_many_uploads_get_a_results_table_and_csv(monkeypatch, page_settings):
         assert rows["label"][0] in ("cat", "dog", "bird") and 0 < rows["score"][0] <= 1
         assert rows["verdict"][2] == "error" and "Unsupported image format" in rows["result"][2]
         assert set(rows["verdict"][:2]) <= {"confident", "uncertain"}
+        assert all(why for why in rows["why"][:2])  # the verdict's one-line reason
         assert "Download the table (CSV)" in [b.label for b in elements(at, "download_button")]
         # What that button serves: the same rows without thumbnails.
         exported = pd.read_csv(io.BytesIO(csv_bytes(rows)))
-        assert list(exported.columns) == ["file", "label", "score", "verdict", "result"]
+        assert list(exported.columns) == ["file", "label", "score", "verdict", "why", "result"]
         assert list(exported["file"]) == ["red.png", "blue.png", "notes.jpg"]
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from tests.app.test_app_predict import without_stock_detectors
 from tests.helpers.browser import browser_page, screenshot, streamlit_server
 from tests.helpers.settings import make_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def test_upload_a_photo_and_see_chart_and_overlay(imagenet_settings, photos_dir, tmp_path):
+def test_upload_a_photo_and_see_chart_and_overlay(monkeypatch, imagenet_settings, photos_dir, tmp_path):
+    without_stock_detectors(monkeypatch, tmp_path)
     settings = make_settings(tmp_path, models_dir=imagenet_settings.models_dir, samples_dir=photos_dir)
     bad = tmp_path / "notes.jpg"
     bad.write_text("this is not a picture")
