@@ -130,10 +130,11 @@ def objects_over_time(frame: pd.DataFrame) -> alt.Chart:
         alt.Chart(frame, title="Detected objects per day (UTC), by class")
         .mark_bar()
         .encode(
-            x=alt.X("day:T", title=None, axis=alt.Axis(format=TIME_FORMATS["day"], labelOverlap=True)),
+            # One band per logged day: a time axis draws a few days' bars as slivers.
+            x=alt.X("day:O", title=None, axis=alt.Axis(labelAngle=0, labelOverlap=True)),
             y=alt.Y("objects:Q", title="objects", axis=COUNT_AXIS),
             color=alt.Color("label:N", title="class", legend=alt.Legend(orient="bottom", columns=4)),
-            tooltip=[alt.Tooltip("day:T", format=TIME_FORMATS["day"]), "label:N", "objects:Q"],
+            tooltip=["day:O", "label:N", "objects:Q"],
         )
         .properties(height=260)
     )
@@ -187,13 +188,14 @@ def label_counts(frame: pd.DataFrame) -> alt.Chart:
 
 
 def label_co_occurrence(frame: pd.DataFrame) -> alt.Chart:
-    base = alt.Chart(frame, title="Labels found together").encode(
+    base = alt.Chart(frame).encode(
         x=alt.X("label_a:N", title=None), y=alt.Y("label_b:N", title=None))
     cells = base.mark_rect().encode(
         color=alt.Color("predictions:Q", title="predictions", scale=alt.Scale(scheme="blues")),
         tooltip=["label_a:N", "label_b:N", "predictions:Q"])
     numbers = base.mark_text(baseline="middle").encode(text="predictions:Q")
-    return (cells + numbers).properties(height=max(260, 24 * frame["label_a"].nunique()))
+    return alt.layer(cells, numbers, title="Labels found together").properties(
+        height=max(260, 24 * frame["label_a"].nunique()))
 
 
 # -- video -------------------------------------------------------------------------------------
