@@ -104,7 +104,7 @@ with overview:
     if contents.detections:
         st.subheader("Detections")
         with st.spinner("Drawing the detection charts…"):
-            st.altair_chart(view.objects_over_time(cache.objects_by_day(filters)), width="stretch")
+            st.altair_chart(view.objects_over_time(cache.objects_over_time(filters, bucket), bucket), width="stretch")
             left, right = st.columns(2)
             left.altair_chart(view.objects_per_image(cache.objects_per_image(filters)), width="stretch")
             right.altair_chart(view.detection_scores(cache.detection_score_histogram(filters), threshold),

@@ -125,16 +125,15 @@ def latency_over_time(frame: pd.DataFrame, bucket: str = "day") -> alt.Chart:
 # -- detections --------------------------------------------------------------------------------
 
 
-def objects_over_time(frame: pd.DataFrame) -> alt.Chart:
+def objects_over_time(frame: pd.DataFrame, bucket: str = "day") -> alt.Chart:
     return (
-        alt.Chart(frame, title="Detected objects per day (UTC), by class")
+        alt.Chart(frame, title=f"Detected objects per {bucket} (UTC), by class")
         .mark_bar()
         .encode(
-            # One band per logged day: a time axis draws a few days' bars as slivers.
-            x=alt.X("day:O", title=None, axis=alt.Axis(labelAngle=0, labelOverlap=True)),
+            x=alt.X("time:T", title=None, axis=alt.Axis(format=TIME_FORMATS[bucket], labelOverlap=True)),
             y=alt.Y("objects:Q", title="objects", axis=COUNT_AXIS),
             color=alt.Color("label:N", title="class", legend=alt.Legend(orient="bottom", columns=4)),
-            tooltip=["day:O", "label:N", "objects:Q"],
+            tooltip=[alt.Tooltip("time:T", format=TIME_FORMATS[bucket]), "label:N", "objects:Q"],
         )
         .properties(height=260)
     )

@@ -353,15 +353,13 @@ def over_time(store: Store, filters: Filters = NO_FILTERS, bucket: str = "day") 
         return counts, latency
     if bucket != "hour":
         raise StoreError(f"Bucket {bucket!r} is not one of: hour, day.")
-    hour = (sa.func.date_trunc("hour", P.created_at) if store.backend == "postgresql"
-            else sa.func.strftime("%Y-%m-%dT%H:00:00", P.created_at))
     query = (
-        sa.select(hour.label("time"), P.model_name, P.model_version, P.latency_ms)
+        sa.select(_hour(store).label("time"), P.model_name, P.model_version, P.latency_ms)
         .where(*filters.conditions())
     )
     # At most HOURLY_MAX_DAYS of rows: few enough to bucket in pandas on both backends.
     rows = _frame(store, "predictions by hour", query)
-    rows["time"] = [value.isoformat() if isinstance(value, datetime) else value for value in rows["time"]]
+    rows["time"] = _iso_hours(rows["time"])
     counts = (rows.groupby(["time", "model_name", "model_version"], as_index=False).size()
               .rename(columns={"size": "predictions"}))
     grouped = rows.groupby("time")["latency_ms"]
@@ -370,6 +368,16 @@ def over_time(store: Store, filters: Filters = NO_FILTERS, bucket: str = "day") 
         "p50_latency_ms": grouped.quantile(0.5), "p95_latency_ms": grouped.quantile(0.95),
     }).reset_index()
     return counts, latency
+
+
+def _hour(store: Store) -> sa.ColumnElement:
+    """The UTC hour a prediction was made in (a timestamp on PostgreSQL, ISO text on SQLite)."""
+    return (sa.func.date_trunc("hour", P.created_at) if store.backend == "postgresql"
+            else sa.func.strftime("%Y-%m-%dT%H:00:00", P.created_at))
+
+
+def _iso_hours(values) -> list[str]:
+    return [value.isoformat() if isinstance(value, datetime) else value for value in values]
 
 
 def recent_windows(store: Store, filters: Filters = NO_FILTERS, recent: int = 200) -> tuple[Window, Window] | None:
@@ -456,6 +464,26 @@ def objects_by_day(store: Store, filters: Filters = NO_FILTERS) -> pd.DataFrame:
         .order_by(P.created_day, D.label)
     )
     return _with_iso_days(_frame(store, "objects by day", query))
+
+
+def objects_over_time(store: Store, filters: Filters = NO_FILTERS, bucket: str = "day") -> pd.DataFrame:
+    """Detected objects per ``bucket`` ("hour" or "day", UTC, as ``over_time``) and class: ``time`` (ISO
+    text of the bucket's start), ``label``, ``objects``."""
+    if bucket == "day":
+        return objects_by_day(store, filters).rename(columns={"day": "time"})
+    if bucket != "hour":
+        raise StoreError(f"Bucket {bucket!r} is not one of: hour, day.")
+    hour = _hour(store)
+    query = (
+        sa.select(hour.label("time"), D.label, sa.func.count().label("objects"))
+        .join_from(detections_table, predictions_table, D.prediction_id == P.id)
+        .where(*filters.conditions())
+        .group_by(hour, D.label)
+        .order_by(hour, D.label)
+    )
+    frame = _frame(store, "objects by hour", query)
+    frame["time"] = _iso_hours(frame["time"])
+    return frame
 
 
 def objects_per_image(store: Store, filters: Filters = NO_FILTERS) -> pd.DataFrame:

@@ -42,7 +42,7 @@ def test_detections_label_sets_and_videos_each_get_their_section(monkeypatch, se
         assert not at.exception, at.exception
         assert {"Detections", "Label sets", "Videos"} <= {h.value for h in at.subheader}
         titles = chart_titles(at)
-        for title in ("Detected objects per day (UTC), by class", "Objects per image", "Detection scores (every box)",
+        for title in ("Detected objects per hour (UTC), by class", "Objects per image", "Detection scores (every box)",
                       "Labels found (multi-label)", "Labels found together"):
             assert title in titles
         shown_metrics = metrics(at)

@@ -68,6 +68,13 @@ def test_detection_charts_count_every_box_and_filter_by_detected_class(store):
     by_day = stats.objects_by_day(store)
     assert list(by_day.itertuples(index=False, name=None)) == [
         ("2026-11-03", "car", 1), ("2026-11-03", "person", 2), ("2026-11-04", "dog", 1), ("2026-11-04", "person", 1)]
+    assert stats.objects_over_time(store, bucket="day").equals(by_day.rename(columns={"day": "time"}))
+    by_hour = stats.objects_over_time(store, bucket="hour")
+    assert list(by_hour.itertuples(index=False, name=None)) == [
+        ("2026-11-03T10:00:00", "car", 1), ("2026-11-03T10:00:00", "person", 2),
+        ("2026-11-04T10:00:00", "dog", 1), ("2026-11-04T10:00:00", "person", 1)]
+    with pytest.raises(StoreError, match="Bucket 'week' is not one of: hour, day"):
+        stats.objects_over_time(store, bucket="week")
     per_image = stats.objects_per_image(store)
     assert dict(zip(per_image["objects"], per_image["predictions"])) == {0: 1, 2: 1, 3: 1}  # no classifier row
     scores = stats.detection_score_histogram(store)

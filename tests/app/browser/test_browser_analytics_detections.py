@@ -17,7 +17,7 @@ def test_detection_charts_and_the_detected_class_filter(settings):
         page.goto(url)
         page.get_by_role("link", name="Analytics").click()
         page.get_by_role("heading", name="Detections").wait_for()
-        for title in ("Detected objects per day (UTC), by class", "Objects per image", "Detection scores (every box)"):
+        for title in ("Detected objects per hour (UTC), by class", "Objects per image", "Detection scores (every box)"):
             # Vega draws each chart's title into its SVG: the chart is on screen, not just in the page's data.
             page.locator("[data-testid='stVegaLiteChart'] svg").filter(has_text=title).first.wait_for()
         page.get_by_role("heading", name="Detections").scroll_into_view_if_needed()
