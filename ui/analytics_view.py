@@ -144,7 +144,7 @@ def objects_per_image(frame: pd.DataFrame) -> alt.Chart:
         alt.Chart(frame, title="Objects per image")
         .mark_bar(color=PRIMARY)
         .encode(
-            x=alt.X("objects:O", title="objects found in one image"),
+            x=alt.X("objects:O", title="objects found in one image", axis=alt.Axis(labelAngle=0)),
             y=alt.Y("predictions:Q", title="predictions", axis=COUNT_AXIS),
             tooltip=["objects:O", "predictions:Q"],
         )
@@ -190,7 +190,8 @@ def label_co_occurrence(frame: pd.DataFrame) -> alt.Chart:
     base = alt.Chart(frame).encode(
         x=alt.X("label_a:N", title=None), y=alt.Y("label_b:N", title=None))
     cells = base.mark_rect().encode(
-        color=alt.Color("predictions:Q", title="predictions", scale=alt.Scale(scheme="blues")),
+        color=alt.Color("predictions:Q", title="predictions", scale=alt.Scale(scheme="blues"),
+                        legend=alt.Legend(format="d", tickMinStep=1)),
         tooltip=["label_a:N", "label_b:N", "predictions:Q"])
     numbers = base.mark_text(baseline="middle").encode(text="predictions:Q")
     return alt.layer(cells, numbers, title="Labels found together").properties(

@@ -23,6 +23,10 @@ def test_detection_charts_and_the_detected_class_filter(settings):
         page.get_by_role("heading", name="Detections").scroll_into_view_if_needed()
         page.wait_for_timeout(1000)
         screenshot(page, "analytics-detections")
+        page.locator("[data-testid='stVegaLiteChart'] svg").filter(has_text="Labels found together").first.wait_for()
+        page.get_by_role("heading", name="Videos").scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
+        screenshot(page, "analytics-label-sets-and-videos")
         predictions = page.locator("[data-testid='stMetric']").filter(has_text="Predictions").first
         assert predictions.inner_text().splitlines()[-1] == "6"
         page.locator("[data-testid='stMultiSelect']").filter(has_text="Detected classes").click()
