@@ -1,4 +1,5 @@
-"""Analytics: KPIs, charts, a review queue, export and drift over the prediction log."""
+"""Analytics: KPIs, charts (per task: detections, label sets, videos), a review queue, export and drift over
+the prediction log."""
 
 from __future__ import annotations
 
@@ -18,14 +19,21 @@ DATE_WINDOWS_FROM_DAYS = 14
 RECENT_CHOICES = (50, 100, 200, 500, 1000)
 
 
-def save_review(prediction_id: int, corrected_label: str | None, wrong: bool) -> None:
+def save_review(prediction_id: int, corrected_label: str | None, wrong: bool,
+                corrected_labels: list[str] | None = None) -> None:
     try:
-        cache.add_feedback(prediction_id, corrected_label, wrong)
+        cache.add_feedback(prediction_id, corrected_label, wrong, corrected_labels)
     except Exception as exc:  # a failed write is a message, the queue stays as it was
         show_error(exc)
         return
-    flash("success", f"Prediction {prediction_id} relabelled as {corrected_label}." if corrected_label
-          else f"Prediction {prediction_id} marked right.")
+    if corrected_labels is not None:
+        message = (f"Prediction {prediction_id} relabelled as {', '.join(sorted(corrected_labels))}."
+                   if corrected_labels else f"Prediction {prediction_id} relabelled: no label is there.")
+    elif corrected_label:
+        message = f"Prediction {prediction_id} relabelled as {corrected_label}."
+    else:
+        message = f"Prediction {prediction_id} marked right."
+    flash("success", message)
     st.rerun()
 
 
@@ -37,6 +45,7 @@ show_flash()
 
 try:
     options = cache.filter_options()
+    contents = cache.contents()
 except Exception as exc:  # a broken database is a message, not a traceback
     show_error(exc)
     st.stop()
@@ -53,11 +62,18 @@ with st.sidebar:
     models = st.multiselect("Models", options.models, key="analytics.models", placeholder="All models")
     labels = st.multiselect("Top-1 labels", options.labels, key="analytics.labels", placeholder="All labels")
     sources = st.multiselect("Sources", options.sources, key="analytics.sources", placeholder="All sources")
+    # Only when the log holds that task's rows, like the sections below.
+    detected = (st.multiselect("Detected classes", contents.detected_labels, key="analytics.detected",
+                               placeholder="Any class", help="Detector predictions with a box of any of these")
+                if contents.detected_labels else [])
+    in_set = (st.multiselect("Labels found (multi-label)", contents.set_labels, key="analytics.set_labels",
+                             placeholder="Any label", help="Multi-label predictions that found any of these")
+              if contents.set_labels else [])
     confidence = st.slider("Top-1 confidence", 0.0, 1.0, (0.0, 1.0), 0.05, key="analytics.confidence")
     threshold = st.slider("Uncertain below", 0.0, 1.0, settings.uncertain_threshold, 0.05,
                           key="analytics.threshold")
 
-filters = view.filters_from(period, models, labels, sources, confidence)
+filters = view.filters_from(period, models, labels, sources, confidence, detected, in_set)
 try:
     with st.spinner("Reading the prediction log…"):
         summary = cache.summary(filters, threshold)
@@ -85,6 +101,27 @@ with overview:
         left.altair_chart(view.confidence_histogram(cache.confidence_histogram(filters), threshold), width="stretch")
         right.altair_chart(view.latency_over_time(latency, bucket), width="stretch")
         view.model_table(cache.by_model(filters, threshold))
+    if contents.detections:
+        st.subheader("Detections")
+        with st.spinner("Drawing the detection charts…"):
+            st.altair_chart(view.objects_over_time(cache.objects_over_time(filters, bucket), bucket), width="stretch")
+            left, right = st.columns(2)
+            left.altair_chart(view.objects_per_image(cache.objects_per_image(filters)), width="stretch")
+            right.altair_chart(view.detection_scores(cache.detection_score_histogram(filters), threshold),
+                               width="stretch")
+    if contents.label_sets:
+        st.subheader("Label sets")
+        counts = cache.label_counts(filters)
+        if counts.empty:
+            st.info("No multi-label prediction with a label found matches these filters.")
+        else:
+            left, right = st.columns(2)
+            left.altair_chart(view.label_counts(counts), width="stretch")
+            right.altair_chart(view.label_co_occurrence(cache.label_co_occurrence(filters)), width="stretch")
+    if contents.video_frames:
+        st.subheader("Videos")
+        view.media(cache.media(filters))
+        view.videos_table(cache.videos(filters))
 
 with queue_tab:
     st.caption("Flagged predictions first, then the least confident. Relabel each or mark it right; "
@@ -95,10 +132,12 @@ with queue_tab:
     may_review = admin_unlocked(settings)
     if not may_review and not queue.empty:
         st.caption(f"Relabelling: {LOCKED}")
-    view.review_queue(queue, cache.thumbnail, cache.class_names, save_review if may_review else None)
+    view.review_queue(queue, cache.thumbnail, cache.class_names, save_review if may_review else None,
+                      contents.label_set_models)
 
 with export_tab:
-    st.caption(f"{summary.predictions:,} filtered predictions, one row each, with feedback and image metadata.")
+    st.caption(f"{summary.predictions:,} filtered predictions, one row each (a detector's: one per box; a "
+               "multi-label one lists its label set), with feedback and image metadata.")
     if summary.predictions > APP_ROW_LIMIT:
         st.info(f"A download here holds the oldest {APP_ROW_LIMIT:,} of them. For every row, run "
                 "`python -m imgrec log-export predictions.csv` (same filters as options), which streams "

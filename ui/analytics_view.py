@@ -1,9 +1,10 @@
-"""Display pieces of the Analytics page: KPIs, charts, the review queue and the drift verdict."""
+"""Display pieces of the Analytics page: KPIs, charts (detections, label sets, videos too), the review queue
+and the drift verdict."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import altair as alt
 import pandas as pd
@@ -19,7 +20,8 @@ TIME_FORMATS = {"hour": "%d %b %H:00", "day": "%d %b"}
 REVIEW_CARDS = 8  # queue rows shown with relabel buttons; the table below lists them all
 
 
-def filters_from(period, models: list[str], labels: list[str], sources: list[str], confidence) -> stats.Filters:
+def filters_from(period, models: list[str], labels: list[str], sources: list[str], confidence,
+                 detected_labels: list[str] = (), set_labels: list[str] = ()) -> stats.Filters:
     start, end = (tuple(period) + (None, None))[:2] if isinstance(period, (tuple, list)) else (period, period)
     low, high = confidence
     return stats.Filters(
@@ -30,6 +32,8 @@ def filters_from(period, models: list[str], labels: list[str], sources: list[str
         sources=sources,
         min_confidence=low if low > 0 else None,
         max_confidence=high if high < 1 else None,
+        detected_labels=sorted(detected_labels),
+        set_labels=sorted(set_labels),
     )
 
 
@@ -118,6 +122,117 @@ def latency_over_time(frame: pd.DataFrame, bucket: str = "day") -> alt.Chart:
     )
 
 
+# -- detections --------------------------------------------------------------------------------
+
+
+def objects_over_time(frame: pd.DataFrame, bucket: str = "day") -> alt.Chart:
+    return (
+        alt.Chart(frame, title=f"Detected objects per {bucket} (UTC), by class")
+        .mark_bar()
+        .encode(
+            x=alt.X("time:T", title=None, axis=alt.Axis(format=TIME_FORMATS[bucket], labelOverlap=True)),
+            y=alt.Y("objects:Q", title="objects", axis=COUNT_AXIS),
+            color=alt.Color("label:N", title="class", legend=alt.Legend(orient="bottom", columns=4)),
+            tooltip=[alt.Tooltip("time:T", format=TIME_FORMATS[bucket]), "label:N", "objects:Q"],
+        )
+        .properties(height=260)
+    )
+
+
+def objects_per_image(frame: pd.DataFrame) -> alt.Chart:
+    return (
+        alt.Chart(frame, title="Objects per image")
+        .mark_bar(color=PRIMARY)
+        .encode(
+            x=alt.X("objects:O", title="objects found in one image", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("predictions:Q", title="predictions", axis=COUNT_AXIS),
+            tooltip=["objects:O", "predictions:Q"],
+        )
+        .properties(height=260)
+    )
+
+
+def detection_scores(frame: pd.DataFrame, threshold: float) -> alt.Chart:
+    frame = frame.assign(verdict=["uncertain" if upper <= threshold else "confident" for upper in frame["upper"]])
+    return (
+        alt.Chart(frame, title="Detection scores (every box)")
+        .mark_bar()
+        .encode(
+            x=alt.X("lower:Q", bin="binned", title="score", axis=alt.Axis(format="%")),
+            x2="upper:Q",
+            y=alt.Y("objects:Q", title="boxes", axis=COUNT_AXIS),
+            color=alt.Color("verdict:N", scale=alt.Scale(domain=["confident", "uncertain"],
+                                                          range=[PRIMARY, SECONDARY]), legend=None),
+            tooltip=[alt.Tooltip("lower:Q", format=".0%"), alt.Tooltip("upper:Q", format=".0%"), "objects:Q"],
+        )
+        .properties(height=260)
+    )
+
+
+# -- label sets --------------------------------------------------------------------------------
+
+
+def label_counts(frame: pd.DataFrame) -> alt.Chart:
+    return (
+        alt.Chart(frame, title="Labels found (multi-label)")
+        .mark_bar(color=PRIMARY, cornerRadiusEnd=3)
+        .encode(
+            y=alt.Y("label:N", sort="-x", title=None, axis=alt.Axis(labelLimit=200, labelOverlap=False)),
+            x=alt.X("predictions:Q", title="predictions", axis=COUNT_AXIS),
+            tooltip=["label:N", "predictions:Q", alt.Tooltip("share:Q", format=".1%"),
+                     alt.Tooltip("mean_score:Q", format=".1%")],
+        )
+        .properties(height=max(260, 18 * len(frame)))
+    )
+
+
+def label_co_occurrence(frame: pd.DataFrame) -> alt.Chart:
+    base = alt.Chart(frame).encode(
+        x=alt.X("label_a:N", title=None), y=alt.Y("label_b:N", title=None))
+    cells = base.mark_rect().encode(
+        color=alt.Color("predictions:Q", title="predictions", scale=alt.Scale(scheme="blues"),
+                        legend=alt.Legend(format="d", tickMinStep=1)),
+        tooltip=["label_a:N", "label_b:N", "predictions:Q"])
+    numbers = base.mark_text(baseline="middle").encode(text="predictions:Q")
+    return alt.layer(cells, numbers, title="Labels found together").properties(
+        height=max(260, 24 * frame["label_a"].nunique()))
+
+
+# -- video -------------------------------------------------------------------------------------
+
+
+def media(counts: dict[str, int]) -> None:
+    cells = st.columns(3)
+    cells[0].metric("Photo predictions", f"{counts['photo_predictions']:,}")
+    cells[1].metric("Video frames", f"{counts['frame_predictions']:,}", help="Processed frames logged from videos")
+    cells[2].metric("Videos", f"{counts['videos']:,}")
+
+
+def videos_table(frame: pd.DataFrame) -> None:
+    st.dataframe(
+        frame,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "filename": "video",
+            "sha256": st.column_config.TextColumn("video hash", width="small"),
+            "model_name": "model",
+            "model_version": "version",
+            "frames": "frames logged",
+            "first_frame": "first frame",
+            "last_frame": "last frame",
+            "first_time_s": st.column_config.NumberColumn("from", format="%.1f s"),
+            "last_time_s": st.column_config.NumberColumn("to", format="%.1f s"),
+            "mean_confidence": st.column_config.NumberColumn("mean confidence", format="percent"),
+            "top_label": "most frequent label",
+            "logged_at": st.column_config.DatetimeColumn("logged (UTC)", format="YYYY-MM-DD HH:mm"),
+        },
+    )
+
+
+# -- review queue ------------------------------------------------------------------------------
+
+
 def thumbnail_url(row, kept_upload: Callable[[str], str | None]) -> str | None:
     """The review thumbnail as a data URL, else one made from the kept upload, else None."""
     if isinstance(row.get("thumbnail"), (bytes, bytearray, memoryview)):
@@ -126,9 +241,13 @@ def thumbnail_url(row, kept_upload: Callable[[str], str | None]) -> str | None:
     return kept_upload(stored) if isinstance(stored, str) else None
 
 
+Feedback = Callable[..., None]  # (prediction_id, corrected_label, wrong, corrected_labels=None)
+
+
 def relabel_cards(frame: pd.DataFrame, class_names: Callable[[str, str], list[str]],
-                  on_feedback: Callable[[int, str | None, bool], None], images: list[str | None]) -> None:
-    """The first rows of the queue, each with "Relabel" (to a chosen class) and "This is right"."""
+                  on_feedback: Feedback, images: list[str | None], label_set_models: Sequence[str] = ()) -> None:
+    """The first rows of the queue, each with "Relabel" (to a chosen class; for a multi-label model, the
+    whole set of labels that are there) and "This is right"."""
     for row, image in list(zip(frame.to_dict("records"), images, strict=True))[:REVIEW_CARDS]:
         prediction_id = int(row["prediction_id"])
         with st.container(border=True):
@@ -139,9 +258,22 @@ def relabel_cards(frame: pd.DataFrame, class_names: Callable[[str, str], list[st
                 picture.caption("no image kept")
             name = row.get("filename") or f"image {str(row['sha256'])[:10]}…"
             flag = " · flagged wrong" if row.get("flagged") else ""
+            options = class_names(row["model_name"], row["model_version"]) or [p["label"] for p in row["top_k"]]
+            if f"{row['model_name']}@{row['model_version']}" in label_set_models:
+                found = row.get("label_set") or []
+                about.markdown(f"**{plain(name)}**  \n{plain(', '.join(found)) or 'no label found'} · "
+                               f"{plain(row['model_name'])}@{plain(row['model_version'])}{flag}")
+                chosen = relabel.multiselect("Labels that are there", options, default=[o for o in found if o in options],
+                                             key=f"analytics.relabel_set.{prediction_id}",
+                                             label_visibility="collapsed", placeholder="No label is there")
+                if relabel.button("Save labels", key=f"analytics.relabel_save.{prediction_id}",
+                                  disabled=sorted(chosen) == sorted(found), icon=":material/edit:"):
+                    on_feedback(prediction_id, None, True, corrected_labels=chosen)
+                if right.button("This is right", key=f"analytics.right.{prediction_id}", icon=":material/check:"):
+                    on_feedback(prediction_id, None, False)
+                continue
             about.markdown(f"**{plain(name)}**  \n{plain(row['top1_label'])} {row['top1_score']:.0%} · "
                            f"{plain(row['model_name'])}@{plain(row['model_version'])}{flag}")
-            options = class_names(row["model_name"], row["model_version"]) or [p["label"] for p in row["top_k"]]
             choice = relabel.selectbox("Correct label", options, index=None, placeholder="Correct label…",
                                        key=f"analytics.relabel.{prediction_id}", label_visibility="collapsed")
             if relabel.button("Relabel", key=f"analytics.relabel_save.{prediction_id}", disabled=choice is None,
@@ -153,17 +285,17 @@ def relabel_cards(frame: pd.DataFrame, class_names: Callable[[str, str], list[st
 
 def review_queue(frame: pd.DataFrame, thumbnail: Callable[[str], str | None],
                  class_names: Callable[[str, str], list[str]] | None = None,
-                 on_feedback: Callable[[int, str | None, bool], None] | None = None) -> None:
+                 on_feedback: Feedback | None = None, label_set_models: Sequence[str] = ()) -> None:
     if frame.empty:
         st.info("Nothing to review: no flagged or low-confidence predictions match the filters.",
                 icon=":material/done_all:")
         return
     images = [thumbnail_url(row, thumbnail) for row in frame.to_dict("records")]
     if class_names is not None and on_feedback is not None:
-        relabel_cards(frame, class_names, on_feedback, images)
+        relabel_cards(frame, class_names, on_feedback, images, label_set_models)
     frame = frame.assign(thumbnail=images)
-    columns = ["thumbnail", "filename", "created_at", "top1_label", "top1_score", "flagged", "corrected_label", "note",
-               "model_name", "model_version", "source", "sha256"]
+    columns = ["thumbnail", "filename", "created_at", "top1_label", "top1_score", "review_score", "label_set", "flagged",
+               "corrected_label", "corrected_labels", "note", "model_name", "model_version", "source", "sha256"]
     st.dataframe(
         frame[[c for c in columns if c in frame.columns]],
         hide_index=True,
@@ -175,7 +307,12 @@ def review_queue(frame: pd.DataFrame, thumbnail: Callable[[str], str | None],
             "created_at": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm"),
             "top1_label": "top-1",
             "top1_score": st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="percent"),
+            "review_score": st.column_config.ProgressColumn("least sure part", min_value=0.0, max_value=1.0,
+                                                            format="percent",
+                                                            help="The lowest box or label score, else the top-1"),
+            "label_set": st.column_config.ListColumn("labels found"),
             "corrected_label": "corrected to",
+            "corrected_labels": st.column_config.ListColumn("labels corrected to"),
             "sha256": st.column_config.TextColumn("image hash", width="small"),
         },
     )

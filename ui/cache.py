@@ -136,6 +136,14 @@ def filter_options() -> FilterOptions:
 
 
 @st.cache_data(ttl=QUERY_TTL, show_spinner=False)
+def contents():
+    """Which tasks' and sources' rows the log holds (``stats.contents``)."""
+    from imgrec.predlog import stats  # SQLAlchemy loads only on pages that read the log
+
+    return stats.contents(store())
+
+
+@st.cache_data(ttl=QUERY_TTL, show_spinner=False)
 def summary(filters, threshold: float):
     from imgrec.predlog import stats  # SQLAlchemy loads only on pages that read the log
 
@@ -156,6 +164,13 @@ def _query(name: str):
 
 
 by_day = _query("by_day")
+detection_score_histogram = _query("detection_score_histogram")
+label_co_occurrence = _query("label_co_occurrence")
+label_counts = _query("label_counts")
+media = _query("media")
+objects_over_time = _query("objects_over_time")
+objects_per_image = _query("objects_per_image")
+videos = _query("videos")
 by_label = _query("by_label")
 by_model = _query("by_model")
 confidence_histogram = _query("confidence_histogram")
@@ -174,9 +189,12 @@ def class_names(name: str, version: str) -> list[str]:
         return []
 
 
-def add_feedback(prediction_id: int, corrected_label: str | None, wrong: bool) -> None:
-    """Store a review (relabel or "this is right"), then forget the cached numbers it changes."""
-    store().add_feedback(prediction_id, corrected_label=corrected_label, wrong=wrong)
+def add_feedback(prediction_id: int, corrected_label: str | None, wrong: bool,
+                 corrected_labels: list[str] | None = None) -> None:
+    """Store a review (relabel, a corrected label set, or "this is right"), then forget the cached numbers
+    it changes."""
+    store().add_feedback(prediction_id, corrected_label=corrected_label, wrong=wrong,
+                         corrected_labels=corrected_labels)
     for cached in (summary, review_queue, export):
         cached.clear()
 

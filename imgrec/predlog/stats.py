@@ -32,11 +32,17 @@ from imgrec.predlog.store import (
     as_utc_naive,
     detections_table,
     feedback_table,
+    prediction_labels_table,
     predictions_table,
     uploads_table,
 )
 
 P, U, F, D = predictions_table.c, uploads_table.c, feedback_table.c, detections_table.c
+L = prediction_labels_table.c
+# How ``imgrec.video.process.log_frame`` (a layer above, so not importable here) logs a frame: the source,
+# and where the frame's index and time sit in the prediction's metadata.
+VIDEO_SOURCE = "video"
+FRAME_INDEX, FRAME_TIME = ("video", "frame"), ("video", "time_s")
 
 DEFAULT_UNCERTAIN_THRESHOLD = 0.5
 # Population stability index: shares below this count as this, so an empty bin does not make PSI infinite.
@@ -88,9 +94,10 @@ class Filters:
     max_confidence: float | None = None
     models: Sequence[tuple[str, str]] = ()  # last, so positional calls written before it still work
     detected_labels: Sequence[str] = ()  # detector predictions with at least one box of any of these classes
+    set_labels: Sequence[str] = ()  # multi-label predictions whose label set holds any of these labels
 
     def __post_init__(self) -> None:
-        for name in ("model_names", "model_versions", "labels", "sources", "detected_labels"):
+        for name in ("model_names", "model_versions", "labels", "sources", "detected_labels", "set_labels"):
             value = getattr(self, name) or ()
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
         models = self.models or ()
@@ -121,6 +128,9 @@ class Filters:
             # Its own alias: queries over the detections table itself must not correlate with it.
             boxes = detections_table.alias("filter_boxes").c
             conditions.append(sa.exists().where(boxes.prediction_id == P.id, boxes.label.in_(self.detected_labels)))
+        if self.set_labels:
+            found = prediction_labels_table.alias("filter_labels").c
+            conditions.append(sa.exists().where(found.prediction_id == P.id, found.label.in_(self.set_labels)))
         if self.min_confidence is not None:
             conditions.append(P.top1_score >= float(self.min_confidence))
         if self.max_confidence is not None:
@@ -241,7 +251,7 @@ def summary(
         )
         corrected, confirmed = connection.execute(
             sa.select(
-                sa.func.count(sa.distinct(sa.case((F.corrected_label.is_not(None), F.prediction_id)))),
+                sa.func.count(sa.distinct(sa.case((_corrected(F), F.prediction_id)))),
                 sa.func.count(sa.distinct(sa.case((F.wrong.is_(False), F.prediction_id)))),
             )
             .join_from(feedback_table, predictions_table, F.prediction_id == P.id)
@@ -343,15 +353,13 @@ def over_time(store: Store, filters: Filters = NO_FILTERS, bucket: str = "day") 
         return counts, latency
     if bucket != "hour":
         raise StoreError(f"Bucket {bucket!r} is not one of: hour, day.")
-    hour = (sa.func.date_trunc("hour", P.created_at) if store.backend == "postgresql"
-            else sa.func.strftime("%Y-%m-%dT%H:00:00", P.created_at))
     query = (
-        sa.select(hour.label("time"), P.model_name, P.model_version, P.latency_ms)
+        sa.select(_hour(store).label("time"), P.model_name, P.model_version, P.latency_ms)
         .where(*filters.conditions())
     )
     # At most HOURLY_MAX_DAYS of rows: few enough to bucket in pandas on both backends.
     rows = _frame(store, "predictions by hour", query)
-    rows["time"] = [value.isoformat() if isinstance(value, datetime) else value for value in rows["time"]]
+    rows["time"] = _iso_hours(rows["time"])
     counts = (rows.groupby(["time", "model_name", "model_version"], as_index=False).size()
               .rename(columns={"size": "predictions"}))
     grouped = rows.groupby("time")["latency_ms"]
@@ -360,6 +368,16 @@ def over_time(store: Store, filters: Filters = NO_FILTERS, bucket: str = "day") 
         "p50_latency_ms": grouped.quantile(0.5), "p95_latency_ms": grouped.quantile(0.95),
     }).reset_index()
     return counts, latency
+
+
+def _hour(store: Store) -> sa.ColumnElement:
+    """The UTC hour a prediction was made in (a timestamp on PostgreSQL, ISO text on SQLite)."""
+    return (sa.func.date_trunc("hour", P.created_at) if store.backend == "postgresql"
+            else sa.func.strftime("%Y-%m-%dT%H:00:00", P.created_at))
+
+
+def _iso_hours(values) -> list[str]:
+    return [value.isoformat() if isinstance(value, datetime) else value for value in values]
 
 
 def recent_windows(store: Store, filters: Filters = NO_FILTERS, recent: int = 200) -> tuple[Window, Window] | None:
@@ -448,6 +466,26 @@ def objects_by_day(store: Store, filters: Filters = NO_FILTERS) -> pd.DataFrame:
     return _with_iso_days(_frame(store, "objects by day", query))
 
 
+def objects_over_time(store: Store, filters: Filters = NO_FILTERS, bucket: str = "day") -> pd.DataFrame:
+    """Detected objects per ``bucket`` ("hour" or "day", UTC, as ``over_time``) and class: ``time`` (ISO
+    text of the bucket's start), ``label``, ``objects``."""
+    if bucket == "day":
+        return objects_by_day(store, filters).rename(columns={"day": "time"})
+    if bucket != "hour":
+        raise StoreError(f"Bucket {bucket!r} is not one of: hour, day.")
+    hour = _hour(store)
+    query = (
+        sa.select(hour.label("time"), D.label, sa.func.count().label("objects"))
+        .join_from(detections_table, predictions_table, D.prediction_id == P.id)
+        .where(*filters.conditions())
+        .group_by(hour, D.label)
+        .order_by(hour, D.label)
+    )
+    frame = _frame(store, "objects by hour", query)
+    frame["time"] = _iso_hours(frame["time"])
+    return frame
+
+
 def objects_per_image(store: Store, filters: Filters = NO_FILTERS) -> pd.DataFrame:
     """How many of the filtered detector predictions found 0, 1, 2, … objects (classifiers' rows left out)."""
     # Over the outer join: a row with a box, or a detector's prediction that found nothing.
@@ -479,6 +517,138 @@ def detection_score_histogram(store: Store, filters: Filters = NO_FILTERS, bins:
                          "objects": [counts.get(i, 0) for i in range(bins)]})
 
 
+@dataclass(frozen=True)
+class Contents:
+    """Which tasks' and sources' rows the whole log holds: the Analytics page shows a section for each."""
+
+    detections: bool
+    label_sets: bool
+    video_frames: bool
+    detected_labels: list[str]  # every class a detector found, for the filter
+    set_labels: list[str]  # every label a multi-label prediction found, for the filter
+    label_set_models: list[str]  # "name@version" of models that logged label sets (reviewed as sets)
+
+
+def contents(store: Store) -> Contents:
+    """What the log holds, from a few index reads (unfiltered: the filters' own choices come from it)."""
+    with _reading(store, "what the log holds") as connection:
+        detections = connection.scalar(sa.select(sa.exists().where(
+            sa.or_(P.top1_label == NO_DETECTIONS_LABEL, P.id.in_(sa.select(D.prediction_id))))))
+        video_frames = connection.scalar(sa.select(sa.exists().where(P.source == VIDEO_SOURCE)))
+        detected_labels = connection.scalars(sa.select(D.label).distinct().order_by(D.label)).all()
+        set_labels = connection.scalars(sa.select(L.label).distinct().order_by(L.label)).all()
+        set_models = connection.execute(
+            sa.select(P.model_name, P.model_version).distinct().where(P.id.in_(sa.select(L.prediction_id)))
+            .order_by(P.model_name, P.model_version)).all()
+    return Contents(bool(detections), bool(set_labels), bool(video_frames), list(detected_labels), list(set_labels),
+                    [f"{name}@{version}" for name, version in set_models])
+
+
+# -- label sets --------------------------------------------------------------------------------
+
+
+def label_counts(store: Store, filters: Filters = NO_FILTERS, limit: int = 30) -> pd.DataFrame:
+    """The ``limit`` labels most often found in the filtered multi-label predictions: how many predictions
+    found each, their share of the predictions with a label set, and the mean score."""
+    conditions = filters.conditions()
+    count = sa.func.count()
+    query = (
+        sa.select(L.label, count.label("predictions"), sa.func.avg(L.score).label("mean_score"))
+        .join_from(prediction_labels_table, predictions_table, L.prediction_id == P.id)
+        .where(*conditions)
+        .group_by(L.label)
+        .order_by(count.desc(), L.label)
+        .limit(_positive(limit, "limit"))
+    )
+    with _reading(store, "label counts") as connection:
+        with_a_set = connection.scalar(
+            sa.select(sa.func.count(sa.distinct(L.prediction_id)))
+            .join_from(prediction_labels_table, predictions_table, L.prediction_id == P.id).where(*conditions))
+        frame = pd.DataFrame(connection.execute(query).all(), columns=["label", "predictions", "mean_score"])
+    frame.insert(2, "share", frame["predictions"] / with_a_set if with_a_set else 0.0)
+    return frame
+
+
+def label_co_occurrence(store: Store, filters: Filters = NO_FILTERS, limit: int = 15) -> pd.DataFrame:
+    """How often two labels were found in one prediction, over the ``limit`` most frequent labels: one row
+    per ordered pair (both orders, and a label with itself = its own count), for a symmetric heatmap."""
+    top = label_counts(store, filters, limit)["label"].tolist()
+    if not top:
+        return pd.DataFrame(columns=["label_a", "label_b", "predictions"])
+    first, second = prediction_labels_table.alias("first"), prediction_labels_table.alias("second")
+    count = sa.func.count()
+    query = (
+        sa.select(first.c.label.label("label_a"), second.c.label.label("label_b"), count.label("predictions"))
+        .join_from(first, second, first.c.prediction_id == second.c.prediction_id)
+        .join(predictions_table, P.id == first.c.prediction_id)
+        .where(first.c.label.in_(top), second.c.label.in_(top), *filters.conditions())
+        .group_by(first.c.label, second.c.label)
+        .order_by(first.c.label, second.c.label)
+    )
+    return _frame(store, "label co-occurrence", query)
+
+
+# -- video -------------------------------------------------------------------------------------
+
+
+def media(store: Store, filters: Filters = NO_FILTERS) -> dict[str, int]:
+    """Photos against videos: predictions on still images, on video frames, and distinct videos."""
+    is_frame = P.source == VIDEO_SOURCE
+    with _reading(store, "photos and videos") as connection:
+        photos, frames = connection.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(_indicator(~is_frame)), 0),
+                      sa.func.coalesce(sa.func.sum(_indicator(is_frame)), 0)).where(*filters.conditions())
+        ).one()
+        videos = connection.scalar(sa.select(sa.func.count(sa.distinct(P.upload_id)))
+                                   .where(is_frame, *filters.conditions()))
+    return {"photo_predictions": int(photos), "frame_predictions": int(frames), "videos": int(videos)}
+
+
+def videos(store: Store, filters: Filters = NO_FILTERS, limit: int = 100) -> pd.DataFrame:
+    """One row per filtered video and model (newest first): its logged frames, the first and last frame's
+    index and time, the mean score and the most frequent headline label."""
+    frame_index = P.metadata[FRAME_INDEX].as_integer()
+    frame_time = P.metadata[FRAME_TIME].as_float()
+    conditions = [P.source == VIDEO_SOURCE, *filters.conditions()]
+    count = sa.func.count()
+    query = (
+        sa.select(
+            P.upload_id,
+            sa.func.max(P.filename).label("filename"),
+            U.sha256,
+            P.model_name,
+            P.model_version,
+            count.label("frames"),
+            sa.func.min(frame_index).label("first_frame"),
+            sa.func.max(frame_index).label("last_frame"),
+            sa.func.min(frame_time).label("first_time_s"),
+            sa.func.max(frame_time).label("last_time_s"),
+            sa.func.avg(P.top1_score).label("mean_confidence"),
+            sa.func.max(P.created_at).label("logged_at"),
+        )
+        .join_from(predictions_table, uploads_table, P.upload_id == U.id)
+        .where(*conditions)
+        .group_by(P.upload_id, U.sha256, P.model_name, P.model_version)
+        .order_by(sa.func.max(P.created_at).desc(), P.upload_id)
+        .limit(_positive(limit, "limit"))
+    )
+    ranked = (
+        sa.select(P.upload_id, P.model_name, P.model_version, P.top1_label, count.label("frames"))
+        .where(*conditions)
+        .group_by(P.upload_id, P.model_name, P.model_version, P.top1_label)
+    )
+    with _reading(store, "videos") as connection:
+        result = connection.execute(query)
+        frame = pd.DataFrame(result.all(), columns=list(result.keys()))
+        labels = pd.DataFrame(connection.execute(ranked).all(),
+                              columns=["upload_id", "model_name", "model_version", "top_label", "label_frames"])
+    keys = ["upload_id", "model_name", "model_version"]
+    # The most frequent headline per video and model; ties go to the label first in the alphabet.
+    labels = labels.sort_values([*keys, "label_frames", "top_label"], ascending=[True, True, True, False, True])
+    frame = frame.merge(labels.drop_duplicates(keys)[[*keys, "top_label"]], on=keys, how="left")
+    return frame.drop(columns="upload_id")
+
+
 # -- rows --------------------------------------------------------------------------------------
 
 
@@ -500,7 +670,7 @@ def review_queue(
     if not reviewed:
         done = feedback_table.alias("done")
         conditions.append(~sa.exists().where(done.c.prediction_id == P.id,
-                                             sa.or_(done.c.corrected_label.is_not(None), done.c.wrong.is_(False))))
+                                             sa.or_(_corrected(done.c), done.c.wrong.is_(False))))
     # The result is among (flagged rows) + (the ``limit`` least confident rows), each found by an index,
     # so the final sort sees at most 2 * limit rows instead of every matching prediction.
     least_confident = (
@@ -528,11 +698,22 @@ def review_queue(
         .limit(limit)
         .subquery()
     )
+    doubtful_labels = (
+        sa.select(L.prediction_id.label("id"))
+        .join_from(prediction_labels_table, predictions_table, L.prediction_id == P.id)
+        .where(L.score < max_confidence, *conditions)
+        .group_by(L.prediction_id)
+        .order_by(sa.func.min(L.score), L.prediction_id)
+        .limit(limit)
+        .subquery()
+    )
     candidates = sa.union(sa.select(least_confident.c.id), sa.select(flagged.c.id),
-                          sa.select(doubtful_boxes.c.id)).subquery()
+                          sa.select(doubtful_boxes.c.id), sa.select(doubtful_labels.c.id)).subquery()
     lowest_box = sa.select(sa.func.min(D.score)).where(D.prediction_id == P.id).correlate(predictions_table)
-    lowest_box = lowest_box.scalar_subquery()
-    review_score = sa.case((lowest_box < P.top1_score, lowest_box), else_=P.top1_score)
+    lowest_label = sa.select(sa.func.min(L.score)).where(L.prediction_id == P.id).correlate(predictions_table)
+    # A prediction has boxes or a label set, never both: its least sure part, else its headline.
+    lowest_part = sa.func.coalesce(lowest_box.scalar_subquery(), lowest_label.scalar_subquery())
+    review_score = sa.case((lowest_part < P.top1_score, lowest_part), else_=P.top1_score)
     flags = feedback_table.alias("flags")  # not the outer query's (latest) feedback row
     is_flagged = sa.exists().where(flags.c.prediction_id == P.id, flags.c.wrong.is_(True))
     query = (
@@ -556,9 +737,28 @@ def review_queue(
         .order_by(is_flagged.desc(), review_score, P.id)
         .limit(limit)
     )
-    frame = _frame(store, "the review queue", query)
+    with _reading(store, "the review queue") as connection:
+        result = connection.execute(query)
+        frame = pd.DataFrame(result.all(), columns=list(result.keys()))
+        sets = _label_sets(connection, frame["prediction_id"])
     frame["flagged"] = frame["flagged"].astype(bool)
+    frame["label_set"] = [sets.get(prediction_id) for prediction_id in frame["prediction_id"]]
     return frame
+
+
+def _label_sets(connection: sa.Connection, prediction_ids) -> dict[int, list[str]]:
+    """The labels each of these predictions found, best first (multi-label predictions with a label only)."""
+    ids = sorted({int(prediction_id) for prediction_id in prediction_ids})
+    if not ids:
+        return {}
+    rows = connection.execute(
+        sa.select(L.prediction_id, L.label).where(L.prediction_id.in_(ids))
+        .order_by(L.prediction_id, L.score.desc(), L.id)
+    ).all()
+    sets: dict[int, list[str]] = {}
+    for prediction_id, label in rows:
+        sets.setdefault(prediction_id, []).append(label)
+    return sets
 
 
 def _with_upload_and_latest_feedback(*columns: sa.ColumnElement) -> sa.Select:
@@ -566,14 +766,16 @@ def _with_upload_and_latest_feedback(*columns: sa.ColumnElement) -> sa.Select:
         sa.select(sa.func.max(F.id)).where(F.prediction_id == P.id).correlate(predictions_table).scalar_subquery()
     )
     return (
-        sa.select(*columns, F.corrected_label, F.note, F.created_at.label("feedback_at"))
+        sa.select(*columns, F.corrected_label, F.corrected_labels, F.note, F.created_at.label("feedback_at"))
         .join_from(predictions_table, uploads_table, P.upload_id == U.id)
         .outerjoin(feedback_table, F.id == latest_feedback_id)
     )
 
 
-# The export's columns, in file order: the select below is their one definition. A detector's prediction
-# gives one row per box (``detection_*`` columns; empty for other tasks and for a detector that found nothing).
+# The export's columns, in file order: the select below is their one definition, then ``label_set``. A
+# detector's prediction gives one row per box (``detection_*`` columns; empty for other tasks and for a
+# detector that found nothing); a multi-label one a single row whose ``label_set`` lists the labels found
+# (JSON text; ``corrected_labels`` is a reviewer's set).
 _EXPORT_QUERY = _with_upload_and_latest_feedback(
     P.id.label("prediction_id"),
     P.created_at,
@@ -602,7 +804,7 @@ _EXPORT_QUERY = _with_upload_and_latest_feedback(
     D.x2.label("detection_x2"),
     D.y2.label("detection_y2"),
 ).outerjoin(detections_table, D.prediction_id == P.id)
-EXPORT_COLUMNS = tuple(_EXPORT_QUERY.selected_columns.keys())
+EXPORT_COLUMNS = (*_EXPORT_QUERY.selected_columns.keys(), "label_set")
 
 
 def export_rows(store: Store, filters: Filters = NO_FILTERS, limit: int = 10_000, after_id: int = 0) -> pd.DataFrame:
@@ -615,9 +817,13 @@ def export_rows(store: Store, filters: Filters = NO_FILTERS, limit: int = 10_000
     page = (sa.select(P.id).where(P.id > after_id, *filters.conditions()).order_by(P.id)
             .limit(_positive(limit, "limit")))
     query = _EXPORT_QUERY.where(P.id.in_(page)).order_by(P.id, D.rank)
-    frame = _frame(store, "the export", query)
+    with _reading(store, "the export") as connection:
+        result = connection.execute(query)
+        frame = pd.DataFrame(result.all(), columns=list(result.keys()))
+        sets = _label_sets(connection, frame["prediction_id"])
     frame["detection_rank"] = frame["detection_rank"].astype("Int64")  # no box: empty, not NaN in a float column
-    for column in ("top_k", "metadata"):
+    frame["label_set"] = [sets.get(prediction_id) for prediction_id in frame["prediction_id"]]
+    for column in ("top_k", "metadata", "corrected_labels", "label_set"):
         frame[column] = [None if value is None else json.dumps(value) for value in frame[column]]
     return frame
 
@@ -776,6 +982,11 @@ def _window_text(window: Window) -> tuple[str, str]:
 
 def _count(conditions: list[sa.ColumnElement[bool]]) -> sa.Select:
     return sa.select(sa.func.count()).select_from(predictions_table).where(*conditions)
+
+
+def _corrected(feedback) -> sa.ColumnElement[bool]:
+    """A feedback row (columns of ``feedback`` or an alias of it) that gives a corrected label or label set."""
+    return sa.or_(feedback.corrected_label.is_not(None), feedback.corrected_labels.is_not(None))
 
 
 def _indicator(condition: sa.ColumnElement[bool]) -> sa.Case:

@@ -165,6 +165,8 @@ feedback_table = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("prediction_id", sa.Integer, sa.ForeignKey("predictions.id"), nullable=False),
     sa.Column("corrected_label", sa.Text, nullable=True),
+    # A multi-label prediction's corrected set (migration 0010); None for other tasks' feedback.
+    sa.Column("corrected_labels", JSON_TYPE, nullable=True),
     sa.Column("wrong", sa.Boolean, nullable=False),
     sa.Column("note", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
@@ -445,9 +447,15 @@ class Store:
             return None, f"Prediction not logged: unexpected error ({type(exc).__name__}: {exc})."
 
     def add_feedback(
-        self, prediction_id: int, corrected_label: str | None = None, wrong: bool = True, note: str = ""
+        self, prediction_id: int, corrected_label: str | None = None, wrong: bool = True, note: str = "",
+        corrected_labels: Sequence[str] | None = None,
     ) -> int:
-        """Record a person's verdict on a prediction; returns the feedback id."""
+        """Record a person's verdict on a prediction; returns the feedback id. ``corrected_labels`` is the
+        whole label set a multi-label prediction should have had (an empty sequence: none of them)."""
+        if corrected_labels is not None and (isinstance(corrected_labels, str)
+                                             or not all(isinstance(label, str) for label in corrected_labels)):
+            raise StoreError(f"Feedback not saved: corrected_labels must be a list of label names, "
+                             f"got {corrected_labels!r}.")
         try:
             with self._write_engine.begin() as connection:
                 exists = connection.scalar(
@@ -459,6 +467,7 @@ class Store:
                     feedback_table.insert().values(
                         prediction_id=prediction_id,
                         corrected_label=corrected_label or None,
+                        corrected_labels=None if corrected_labels is None else sorted(set(corrected_labels)),
                         wrong=bool(wrong),
                         note=note or "",
                         created_at=utc_now(),
@@ -586,7 +595,7 @@ class Store:
                 if row is None:
                     return None
                 feedback_rows = connection.execute(
-                    sa.select(f.c.id, f.c.corrected_label, f.c.wrong, f.c.note, f.c.created_at)
+                    sa.select(f.c.id, f.c.corrected_label, f.c.corrected_labels, f.c.wrong, f.c.note, f.c.created_at)
                     .where(f.c.prediction_id == prediction_id)
                     .order_by(f.c.id)
                 ).all()

@@ -45,3 +45,33 @@ def seed_models(root, exported: bool = True):
     if exported:
         exporter.export_model("tiny-cnn", "1", SEEDED_FORMATS, settings)
     return settings
+
+
+def seed_task_analytics_log(settings) -> dict[str, int]:
+    """The Analytics page's per-task sections: two detector photos (a street, a garden with an unsure person),
+    a multi-label street photo whose bicycle is unsure, and three frames of one video; returns their ids."""
+    def boxes(*found):
+        return [(label, score, 10.0 * i, 10.0 * i, 10.0 * i + 40, 10.0 * i + 60) for i, (label, score) in
+                enumerate(found)]
+
+    with open_store(settings) as store:
+        street = boxes(("person", 0.92), ("car", 0.81), ("person", 0.66))
+        garden = boxes(("dog", 0.88), ("person", 0.31))
+        found = [("person", 0.9, 0.5), ("car", 0.8, 0.5), ("bicycle", 0.42, 0.4)]
+        ids = {
+            "street": store.log_prediction(make_record(
+                "street", model_name="coco-yolo-fastest", top_k=[b[:2] for b in street], detections=street,
+                filename="street.jpg", created_at=ANALYTICS_START)),
+            "garden": store.log_prediction(make_record(
+                "garden", model_name="coco-yolo-fastest", top_k=[b[:2] for b in garden], detections=garden,
+                filename="garden.jpg", created_at=ANALYTICS_START + timedelta(days=1))),
+            "tags": store.log_prediction(make_record(
+                "tags", model_name="street-tags", top_k=[item[:2] for item in found] + [("dog", 0.05)],
+                label_set=found, filename="tags.jpg", created_at=ANALYTICS_START + timedelta(days=1))),
+        }
+        for index in (0, 10, 20):
+            store.log_prediction(make_record(
+                "bikes.mp4", label="bicycle", score=0.8, source="video", filename="bikes.mp4",
+                created_at=ANALYTICS_START + timedelta(days=1, seconds=index),
+                metadata={"video": {"frame": index, "time_s": index / 25, "fps": 25.0}}))
+    return ids
