@@ -137,7 +137,8 @@ def card_panel(card: ModelCard) -> None:
     with right:
         metrics = flat_metrics(card.metrics)
         if not metrics:
-            st.info("This card records no evaluation metrics (the stock ImageNet model was not trained here).",
+            st.info("This card records no training metrics: the model was not trained here (a detector's "
+                    "evaluation, if any, is on the Evaluation tab).",
                     icon=":material/info:")
         else:
             numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

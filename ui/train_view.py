@@ -480,13 +480,16 @@ def _history_frame(all_runs: list) -> None:
             "run": run.id, "state": status["state"], "model": status.get("model_ref") or "",
             "dataset": Path(status.get("dataset") or "").name, "backbone": status.get("backbone", ""),
             "epochs": f"{status.get('epoch', 0)}/{status.get('total_epochs', '?')}",
-            "best val acc": status.get("best_val_accuracy"), "test acc": metrics.get("accuracy"),
+            # The trainer keeps the task's monitor (val accuracy, val mAP) as best_val_accuracy.
+            "best val score": status.get("best_val_accuracy"), "test score": metrics.get("accuracy", metrics.get("mAP")),
             "created": status.get("created", ""),
         })
     frame = pd.DataFrame(rows)
     st.dataframe(frame, width="stretch", hide_index=True,
-                 column_config={"best val acc": st.column_config.NumberColumn(format="percent"),
-                                "test acc": st.column_config.NumberColumn(format="percent")})
+                 column_config={"best val score": st.column_config.NumberColumn(
+                                    format="percent", help="Validation accuracy (multi-label: mAP) of the best epoch"),
+                                "test score": st.column_config.NumberColumn(
+                                    format="percent", help="Test accuracy (multi-label: mAP)")})
 
 
 # -- Evaluation -----------------------------------------------------------------------------------

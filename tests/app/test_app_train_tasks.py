@@ -72,4 +72,6 @@ def test_a_finished_multilabel_run_shows_map_curves_and_per_class_thresholds(mon
         assert all(row.get("val_map") is not None for row in run.metrics())  # what the chart draws
         per_class = next(d.value for d in at.dataframe if "threshold" in d.value.columns)
         assert list(per_class["class"]) == sorted(COLOURS)
+        history = next(d.value for d in at.dataframe if "test score" in d.value.columns)
+        assert list(history["test score"]) == [pytest.approx(run.status()["metrics"]["mAP"])]
         assert at.multiselect(key=f"train.multilabel.{model_ref}.pr").value == sorted(COLOURS)[:5]
