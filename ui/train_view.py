@@ -193,7 +193,8 @@ def run_form() -> RunConfig | None:
         if choice == FOLDER_CHOICE:
             dataset_format = st.selectbox("Dataset format", formats, key="train.format",
                                           format_func=FORMAT_NAMES.get, disabled=len(formats) == 1)
-            dataset = st.text_input("Dataset path", key="train.folder",
+            dataset = st.text_input("Folder of class folders" if dataset_format == FOLDERS else "Dataset path",
+                                    key="train.folder",
                                     placeholder="/path/to/images (class folders, or train/val/test)"
                                     if dataset_format == FOLDERS else
                                     "labels.csv, annotations.json, or a VOC / YOLO folder").strip()
