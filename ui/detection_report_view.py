@@ -41,7 +41,7 @@ def detection_report_panel(card: ModelCard, settings: Settings, key: str = "mode
     """The report saved beside ``card``'s model, or a note on how to make one."""
     path = report_path(card, settings)
     if not path.is_file():
-        st.info(f"{plain(card.ref)} has no detection report yet. Make one with "
+        st.info(f"{plain(card.ref)} has no detection report yet. Make one below, or with "
                 f"`python -m imgrec evaluate {card.ref} --dataset PATH` (COCO JSON, Pascal VOC or YOLO layout).")
         return
     try:

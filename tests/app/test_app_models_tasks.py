@@ -158,3 +158,15 @@ def test_a_multilabel_model_shows_thresholds_pr_curves_and_its_map(monkeypatch, 
         assert list(per_class["threshold"]) == pytest.approx(card.decoding["thresholds"])
         assert at.multiselect(key="models.multilabel.tiny-multilabel@1.pr").value == sorted(COLOURS)[:5]
         assert len(elements(at, "vega_lite_chart")) >= 2  # PR curves and label co-occurrence
+
+
+def test_a_detector_without_a_report_says_how_to_make_one_and_has_no_score(monkeypatch, detector):
+    settings, _ = detector
+    (catalog.model_dir("tiny-yolo", "1", settings) / DETECTION_REPORT).unlink()
+    with app_with_settings(monkeypatch, settings, page=PAGE) as at:
+        at.run()
+        assert not at.exception, at.exception
+        board = _leaderboard(at)
+        assert list(board["Metric"]) == ["—"] and board["Score"].isna().all()
+        assert any("has no detection report yet. Make one below" in shown(i.value) for i in at.info)
+        assert at.text_input(key="models.detection_eval.path").value == ""
