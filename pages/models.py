@@ -7,8 +7,9 @@ import streamlit as st
 from imgrec.core.settings import get_settings
 from imgrec.export import exporter
 from imgrec.registry import catalog, exports
+from imgrec.tasks.detection import DetectionTask
 from imgrec.tasks.registry import task_for
-from ui import batch_view, train_view
+from ui import batch_view, detection_report_view, train_view
 from ui import models_view as view
 from ui.widgets import LOCKED, admin_unlocked, apply_change, ensure_routed, flash, plain, show_error, show_flash
 
@@ -75,7 +76,10 @@ with card_tab:
     view.usage_panel(card, f"http://127.0.0.1:{API_PORT}")
 
 with evaluation_tab:
-    if train_view.has_evaluation(ref):
+    if task_for(card).name == DetectionTask.name:  # evaluated on a box dataset, not by a training run
+        detection_report_view.detection_report_panel(card, settings)
+        detection_report_view.evaluation_form(card, settings, unlocked)
+    elif train_view.has_evaluation(ref):
         train_view.evaluation_panel(ref, page="models", show_images=False)  # tabs all run: load data on request
     else:
         st.info(f"{plain(card.ref)} has no evaluation report: only models trained here (Train page or "

@@ -12,8 +12,8 @@ from ui.widgets import admin_unlocked, ensure_routed, show_error, show_flash
 ensure_routed()
 settings = get_settings()
 st.title("Train")
-st.caption("Transfer learning on a folder of class folders or a built-in dataset. "
-           "Each run trains in its own process; one at a time, the others queue.")
+st.caption("Transfer learning for single-label or multi-label classification, on a built-in dataset, class folders "
+           "or a label-set layout. Each run trains in its own process; one at a time, the others queue.")
 show_flash()
 admin_unlocked(settings)  # asks for the token in the sidebar while changes need it
 

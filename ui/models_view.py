@@ -16,6 +16,7 @@ from imgrec.core.settings import Settings
 from imgrec.registry import catalog, exports
 from imgrec.registry.card import CARD_FILE, MODEL_FILE, ModelCard
 from imgrec.tasks.base import Task
+from ui import detection_report_view
 from ui.widgets import plain
 
 # Plain text symbols: a browser without an emoji font still draws them.
@@ -23,6 +24,7 @@ STATUS_ICONS = {exports.STATUS_OK: "✓ ok", exports.STATUS_DIVERGING: "⚠ dive
 NOT_EXPORTED = "— not exported"
 # The leaderboard's score: the first of these the card's metrics hold (held-out test first, then validation).
 LEADERBOARD_METRICS = ("accuracy", "map", "mAP", "test.accuracy", "val_accuracy", "val_map")
+DETECTION_METRIC = "mAP@[.5:.95]"  # a detector's score, from the report `imgrec evaluate` saves beside it
 # Pre-selected on the Exports tab: quick to export and to serve (seconds on a small model).
 DEFAULT_EXPORT = "onnx"
 OVERVIEW_KEY = "models.overview"
@@ -35,13 +37,15 @@ def ordered_refs(cards: list[ModelCard], active: str | None) -> list[str]:
     return sorted((c.ref for c in cards), key=lambda ref: ref != active)
 
 
-def leaderboard_score(card: ModelCard) -> tuple[str, float] | None:
-    """(metric, value) the leaderboard ranks this version by, or None when its card records none."""
+def leaderboard_score(card: ModelCard, settings: Settings) -> tuple[str, float] | None:
+    """(metric, value) the leaderboard ranks this version by: its card's test accuracy or mAP (else validation),
+    or a detector's mAP from its saved detection report; None when neither records one."""
     metrics = flat_metrics(card.metrics)
     for key in LEADERBOARD_METRICS:
         if _number(metrics.get(key)):
             return key, float(metrics[key])
-    return None
+    detection_map = detection_report_view.saved_map(card, settings)
+    return None if detection_map is None else (DETECTION_METRIC, detection_map)
 
 
 def leaderboard_rows(cards: list[ModelCard], active: str | None, settings: Settings) -> list[dict]:
@@ -49,7 +53,7 @@ def leaderboard_rows(cards: list[ModelCard], active: str | None, settings: Setti
     rows = []
     for card in cards:
         results = _results(card, settings)
-        score = leaderboard_score(card)
+        score = leaderboard_score(card, settings)
         rows.append({
             "ref": card.ref,
             "Model": card.name,
@@ -82,7 +86,7 @@ def overview(cards: list[ModelCard], active: str | None, settings: Settings, sel
         column_config={
             "Active": st.column_config.CheckboxColumn("Active", width="small"),
             "Score": st.column_config.ProgressColumn("Score", min_value=0.0, max_value=1.0, format="percent",
-                                                     help="Test accuracy (or mAP) from the card; else validation"),
+                                                     help="Test accuracy or mAP (a detector: COCO mAP@[.5:.95] of its last evaluation); else validation"),
         },
     )
     st.caption("Best first. Click a row to open that version below.")
@@ -133,7 +137,8 @@ def card_panel(card: ModelCard) -> None:
     with right:
         metrics = flat_metrics(card.metrics)
         if not metrics:
-            st.info("This card records no evaluation metrics (the stock ImageNet model was not trained here).",
+            st.info("This card records no training metrics: the model was not trained here (a detector's "
+                    "evaluation, if any, is on the Evaluation tab).",
                     icon=":material/info:")
         else:
             numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

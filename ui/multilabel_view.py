@@ -99,12 +99,12 @@ def show_report(report: MultiLabelReport, key: str) -> None:
     cols[4].metric("Hamming loss", f"{report.hamming_loss:.3f}")
     st.caption(f"{report.samples} images of the {report.split} split; F1s at the per-class thresholds"
                + (f" tuned on the {report.thresholds_from} split." if report.thresholds_from == "val" else "."))
-    st.dataframe(per_class_frame(report), hide_index=True, use_container_width=True,
+    st.dataframe(per_class_frame(report), hide_index=True, width="stretch",
                  column_config={name: st.column_config.NumberColumn(format="%.3f")
                                 for name in ("threshold", "precision", "recall", "F1", "AP")})
     classes = st.multiselect("PR curves of", list(report.class_names), default=list(report.class_names)[:5],
                              key=f"{key}.pr")
     if classes:
-        st.altair_chart(pr_curves_chart(report, classes), use_container_width=True)
+        st.altair_chart(pr_curves_chart(report, classes), width="stretch")
     predicted = st.toggle("Co-occurrence of the predicted sets (else the true ones)", key=f"{key}.cooc")
-    st.altair_chart(cooccurrence_chart(report, predicted), use_container_width=False)
+    st.altair_chart(cooccurrence_chart(report, predicted), width="content")

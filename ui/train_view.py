@@ -17,15 +17,18 @@ import streamlit as st
 
 from imgrec.core.refs import ModelRef
 from imgrec.core.settings import get_settings
-from imgrec.datasets import loading
+from imgrec.datasets import loading, multilabel
 from imgrec.datasets.augment import AugmentConfig, preview_augmentations
 from imgrec.datasets.loading import dataset_split_args
 from imgrec.modeling.backbones import BACKBONES
 from imgrec.registry import catalog
 from imgrec.registry.card import TRAINING_REPORT
-from imgrec.tasks.registry import DEFAULT_TASK, task_for, task_named
+from imgrec.tasks.detection import NOT_TRAINABLE, DetectionTask
+from imgrec.tasks.multilabel_metrics import MultiLabelReport
+from imgrec.tasks.registry import DEFAULT_TASK, TASKS, task_for, task_named
 from imgrec.training import runs
-from imgrec.training.config import SCHEDULES, RunConfig
+from imgrec.training.config import DATASET_FORMATS, FOLDERS, SCHEDULES, RunConfig
+from ui import multilabel_view
 from ui.charts import PRIMARY, SECONDARY
 from ui.widgets import LOCKED, apply_change, may_change, plain, show_error
 
@@ -34,7 +37,7 @@ FORM_OPEN = "train.form_open"  # "Run again" opens the New run form
 NAME_DEFAULT = "train.name_default"  # the name last filled in from the dataset (replaced until the user types)
 # Run-config field -> the form widget that sets it ("Run again" and the presets fill these).
 FORM_KEYS = {
-    "backbone": "train.backbone", "image_size": "train.size", "epochs": "train.epochs",
+    "task": "train.task", "dataset_format": "train.format", "backbone": "train.backbone", "image_size": "train.size", "epochs": "train.epochs",
     "fine_tune_epochs": "train.ft_epochs", "fine_tune_layers": "train.ft_layers", "batch_size": "train.batch",
     "learning_rate": "train.lr", "fine_tune_learning_rate": "train.ft_lr", "lr_schedule": "train.schedule",
     "loss": "train.loss", "label_smoothing": "train.smoothing", "class_weights": "train.class_weights",
@@ -51,6 +54,12 @@ PRESETS = {
 }
 REFRESH_SECONDS = 2.0
 FOLDER_CHOICE = "A folder path…"
+# Detectors are imported or stock, never trained here: the task list leaves detection out and says why.
+TRAINABLE_TASKS = tuple(name for name in TASKS if name != DetectionTask.name)
+LOSS_NAMES = {"crossentropy": "Cross-entropy", "focal": "Focal", "asymmetric": "Asymmetric (ASL)",
+              "bce": "Binary cross-entropy"}
+FORMAT_NAMES = {FOLDERS: "Class folders", "csv": "CSV/TSV of label sets", "coco": "COCO JSON (labels of the boxes)",
+                "voc": "Pascal VOC XML (labels of the boxes)", "yolo": "YOLO txt (labels of the boxes)"}
 AUG_STRENGTHS = {  # field -> (label, max, default strength, help)
     "rotation": ("Rotation", 0.25, 0.05, "Fraction of a full turn, e.g. 0.05 = ±18°"),
     "zoom": ("Zoom", 0.5, 0.1, "±fraction of the image size"),
@@ -66,7 +75,10 @@ AUG_STRENGTHS = {  # field -> (label, max, default strength, help)
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=2)
-def load_dataset(source: str, split_args: dict):
+def load_dataset(source: str, split_args: dict, dataset_format: str = FOLDERS):
+    if dataset_format != FOLDERS or source in multilabel.BUILTIN:  # label sets (multi-hot)
+        return multilabel.load_multilabel_dataset(source, get_settings(), dataset_format, min_per_class=1,
+                                                  **split_args)
     return loading.load_dataset(source, get_settings(), min_per_class=1, **split_args)
 
 
@@ -91,8 +103,8 @@ def fill_form(values: dict) -> None:
 
 
 def run_again(config: dict) -> None:
-    """Fill the form with a run's settings (dataset, name and augmentation included) and open it."""
-    choices = loading.dataset_choices(get_settings())
+    """Fill the form with a run's settings (task, dataset, name and augmentation included) and open it."""
+    choices = dataset_choices(task_named(config.get("task", DEFAULT_TASK)))
     dataset = config.get("dataset", "")
     st.session_state["train.dataset"] = dataset if dataset in choices else FOLDER_CHOICE
     if dataset not in choices:
@@ -143,20 +155,49 @@ def estimate_caption(config: RunConfig) -> None:
                    f"{estimate.runs} earlier run(s) of the same setup on this machine.")
 
 
+def dataset_choices(task) -> list[str]:
+    """The built-in datasets a task trains on (single-label: those found on this machine), then the folders
+    under the data dir (single-label only)."""
+    if task.label_sets:
+        return list(multilabel.BUILTIN)
+    return loading.dataset_choices(get_settings())
+
+
+def task_formats(task) -> list[str]:
+    """The run config's dataset formats that fit ``task``: label-set layouts or class folders."""
+    return [fmt for fmt in DATASET_FORMATS if (fmt != FOLDERS) == task.label_sets]
+
+
+def _keep_if_offered(key: str, options: list) -> None:
+    """Forget a widget's value that the options no longer hold (another task was chosen)."""
+    if key in st.session_state and st.session_state[key] not in options:
+        del st.session_state[key]
+
+
 def run_form() -> RunConfig | None:
     """The run settings; returns a RunConfig when Launch is pressed (errors are shown, not raised)."""
-    settings = get_settings()
-    choices = loading.dataset_choices(settings) + [FOLDER_CHOICE]
     presets()
+    _keep_if_offered("train.task", list(TRAINABLE_TASKS))
+    task = task_named(st.selectbox("Task", TRAINABLE_TASKS, key="train.task", format_func=lambda n: TASKS[n].title))
+    st.caption(f"Object detection is not trained here: {plain(NOT_TRAINABLE)}")
+    choices = dataset_choices(task) + [FOLDER_CHOICE]
+    formats = task_formats(task)
+    for key, options in (("train.dataset", choices), ("train.format", formats), ("train.loss", list(task.losses))):
+        _keep_if_offered(key, options)
     left, middle, right = st.columns(3, gap="medium")
     with left:
         st.markdown("**Data**")
         choice = st.selectbox("Dataset", choices, key="train.dataset",
-                              format_func=lambda c: loading.BUILTIN.get(c, c))
-        dataset = choice
+                              format_func=lambda c: {**loading.BUILTIN, **multilabel.BUILTIN}.get(c, c))
+        dataset, dataset_format = choice, FOLDERS  # a built-in dataset needs no format
         if choice == FOLDER_CHOICE:
-            dataset = st.text_input("Folder of class folders", key="train.folder",
-                                    placeholder="/path/to/images (class folders, or train/val/test)").strip()
+            dataset_format = st.selectbox("Dataset format", formats, key="train.format",
+                                          format_func=FORMAT_NAMES.get, disabled=len(formats) == 1)
+            dataset = st.text_input("Folder of class folders" if dataset_format == FOLDERS else "Dataset path",
+                                    key="train.folder",
+                                    placeholder="/path/to/images (class folders, or train/val/test)"
+                                    if dataset_format == FOLDERS else
+                                    "labels.csv, annotations.json, or a VOC / YOLO folder").strip()
         follow_dataset_name(dataset)
         name = st.text_input("Model name", key="train.name", help="Follows the dataset until you type a name.")
         backbone = st.selectbox("Backbone", list(BACKBONES), key="train.backbone")
@@ -175,8 +216,8 @@ def run_form() -> RunConfig | None:
         schedule = st.selectbox("Learning-rate schedule", SCHEDULES, key="train.schedule")
     with right:
         st.markdown("**Loss**")
-        loss = st.selectbox("Loss", task_named(DEFAULT_TASK).losses, key="train.loss",
-                            format_func=lambda v: {"crossentropy": "Cross-entropy", "focal": "Focal"}[v])
+        loss = st.selectbox("Loss", task.losses, key="train.loss", format_func=lambda v: LOSS_NAMES.get(v, v),
+                            help="The first is the task's default.")
         smoothing = st.slider("Label smoothing", 0.0, 0.3, 0.0, 0.05, key="train.smoothing")
         class_weights = st.toggle("Class weights from counts", key="train.class_weights")
         patience = st.number_input("Early-stopping patience (0 = off)", 0, 100, 5, key="train.patience")
@@ -184,13 +225,13 @@ def run_form() -> RunConfig | None:
     augment = augmentation_controls()
     # On demand: a preview loads the dataset, which for a built-in means unpacking it the first time.
     if st.toggle("Preview augmentations", key="train.aug.preview", disabled=not dataset):
-        augmentation_preview(dataset, augment, size)
-    if dataset and choice == FOLDER_CHOICE:
+        augmentation_preview(dataset, augment, size, dataset_format)
+    if dataset and choice == FOLDER_CHOICE and dataset_format == FOLDERS:
         dataset_report_panel(dataset)
     unlocked = may_change(get_settings())
     try:
         config = RunConfig(
-            name=name, dataset=dataset, backbone=backbone, image_size=int(size),
+            name=name, task=task.name, dataset=dataset, dataset_format=dataset_format, backbone=backbone, image_size=int(size),
             weights=None if backbone == "small_cnn" else "imagenet",
             epochs=int(epochs), fine_tune_epochs=0 if backbone == "small_cnn" else int(fine_tune_epochs),
             fine_tune_layers=int(fine_tune_layers), batch_size=int(batch_size), learning_rate=float(lr),
@@ -231,12 +272,13 @@ def augmentation_controls() -> AugmentConfig:
     return AugmentConfig(**{k: v for k, v in values.items() if k in known})
 
 
-def augmentation_preview(dataset: str, augment: AugmentConfig, size: int, images: int = 3, copies: int = 5) -> None:
+def augmentation_preview(dataset: str, augment: AugmentConfig, size: int, dataset_format: str = FOLDERS,
+                         images: int = 3, copies: int = 5) -> None:
     if not dataset:
         st.caption("Choose a dataset to preview augmentations.")
         return
     try:
-        loaded = load_dataset(dataset, {})  # the default split: any training images will do
+        loaded = load_dataset(dataset, {}, dataset_format)  # the default split: any training images will do
     except Exception as exc:
         st.caption(f"No preview: {plain(exc)}")
         return
@@ -292,7 +334,8 @@ def run_panel(run_id: str) -> None:
             st.warning(plain(status["warning"]), icon=":material/warning:")
         metrics = run.metrics()
         if metrics:
-            st.altair_chart(curves_chart(metrics), width="stretch", key=f"train.curves.{run.id}")
+            st.altair_chart(curves_chart(metrics, run_task(run).monitor), width="stretch",
+                            key=f"train.curves.{run.id}")
         elif status["state"] in runs.LIVE_STATES:
             st.caption("Curves appear after the first finished epoch.")
         _run_actions(run, status)
@@ -300,6 +343,11 @@ def run_panel(run_id: str) -> None:
             st.code(run.log_tail(40) or "(empty)", language=None)
 
     panel()
+
+
+def run_task(run: runs.Run):
+    """The task a run trains (its config's; runs from before tasks trained classifiers)."""
+    return task_named((run.config_dict() or {}).get("task") or DEFAULT_TASK)
 
 
 def _status_header(run: runs.Run, status: dict) -> None:
@@ -322,7 +370,10 @@ def _status_header(run: runs.Run, status: dict) -> None:
     st.progress(min(max(fraction, 0.0), 1.0), text=f"epoch {epoch}/{total} · {status.get('message', '')}")
     cols = st.columns(4)
     cols[0].metric("State", state_text)
-    cols[1].metric("Best val accuracy", f"{status['best_val_accuracy']:.1%}" if status.get("best_val_accuracy") else "–")
+    monitor = run_task(run).monitor  # the trainer keeps the task's monitor metric under best_val_accuracy
+    cols[1].metric(f"Best {monitor.replace('_', ' ').replace('map', 'mAP')}",
+                   f"{status['best_val_accuracy']:.1%}" if status.get("best_val_accuracy") else "–",
+                   help=f"The validation metric this task keeps the best epoch by ({monitor}).")
     cols[2].metric("ETA", format_seconds(status.get("eta_seconds")) if state == runs.RUNNING else "–")
     last_epoch = status.get("epoch_seconds") or next(
         (row.get("seconds") for row in reversed(run.metrics()) if row.get("seconds") is not None), None)
@@ -375,11 +426,13 @@ def format_seconds(seconds) -> str:
     return f"{hours}h {minutes:02d}m" if hours else (f"{minutes}m {secs:02d}s" if minutes else f"{secs}s")
 
 
-def curves_chart(metrics: list[dict]) -> alt.Chart:
-    """Loss and accuracy per epoch, train (solid) and validation (dashed)."""
+def curves_chart(metrics: list[dict], monitor: str = "val_accuracy") -> alt.Chart:
+    """Loss and the task's monitor metric (accuracy; mAP for multi-label) per epoch, train (solid) and
+    validation (dashed)."""
+    score = monitor.removeprefix("val_")
     rows = []
     for row in metrics:
-        for metric in ("loss", "accuracy"):
+        for metric in ("loss", score):
             for split, key in (("train", metric), ("validation", f"val_{metric}")):
                 if row.get(key) is not None:
                     rows.append({"epoch": row["epoch"], "metric": metric, "split": split, "value": row[key],
@@ -394,7 +447,7 @@ def curves_chart(metrics: list[dict]) -> alt.Chart:
         strokeDash=alt.StrokeDash("split:N", legend=None),
         tooltip=["epoch:Q", "phase:N", "split:N", alt.Tooltip("value:Q", format=".4f")],
     ).properties(height=220, width=320)
-    return base.facet(column=alt.Column("metric:N", title=None, sort=["loss", "accuracy"])).resolve_scale(y="independent")
+    return base.facet(column=alt.Column("metric:N", title=None, sort=["loss", score])).resolve_scale(y="independent")
 
 
 # -- History --------------------------------------------------------------------------------------
@@ -428,13 +481,16 @@ def _history_frame(all_runs: list) -> None:
             "run": run.id, "state": status["state"], "model": status.get("model_ref") or "",
             "dataset": Path(status.get("dataset") or "").name, "backbone": status.get("backbone", ""),
             "epochs": f"{status.get('epoch', 0)}/{status.get('total_epochs', '?')}",
-            "best val acc": status.get("best_val_accuracy"), "test acc": metrics.get("accuracy"),
+            # The trainer keeps the task's monitor (val accuracy, val mAP) as best_val_accuracy.
+            "best val score": status.get("best_val_accuracy"), "test score": metrics.get("accuracy", metrics.get("mAP")),
             "created": status.get("created", ""),
         })
     frame = pd.DataFrame(rows)
     st.dataframe(frame, width="stretch", hide_index=True,
-                 column_config={"best val acc": st.column_config.NumberColumn(format="percent"),
-                                "test acc": st.column_config.NumberColumn(format="percent")})
+                 column_config={"best val score": st.column_config.NumberColumn(
+                                    format="percent", help="Validation accuracy (multi-label: mAP) of the best epoch"),
+                                "test score": st.column_config.NumberColumn(
+                                    format="percent", help="Test accuracy (multi-label: mAP)")})
 
 
 # -- Evaluation -----------------------------------------------------------------------------------
@@ -461,6 +517,10 @@ def evaluation_panel(model_ref: str, page: str, show_images: bool = True) -> Non
         st.warning(f"No evaluation report for {plain(model_ref)}: {plain(exc)}")
         return
     st.markdown(f"#### Evaluation of `{model_ref}` on the {report.split} split ({report.samples} images)")
+    if isinstance(report, MultiLabelReport):  # per-class thresholds and PR curves, no confusion matrix
+        multilabel_view.show_report(report, key=f"{page}.multilabel.{model_ref}")
+        _saved_curves(folder)
+        return
     summary = report.summary()
     cols = st.columns(6)
     cols[0].metric("Accuracy", f"{report.accuracy:.2%}")
@@ -484,6 +544,10 @@ def evaluation_panel(model_ref: str, page: str, show_images: bool = True) -> Non
     if show_images or st.toggle("Show the misclassified images", key=f"{page}.gallery.{model_ref}",
                                 help="Loads the dataset the model was evaluated on."):
         misclassified_gallery(report, catalog.training_config(name, version, settings), picked, f"{page}.cell.{model_ref}")
+    _saved_curves(folder)
+
+
+def _saved_curves(folder: Path) -> None:
     curves = folder / "curves.png"
     if curves.exists():
         with st.expander("Training curves (saved with the model)", icon=":material/show_chart:"):

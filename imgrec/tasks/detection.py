@@ -12,6 +12,7 @@ import numpy as np
 
 from imgrec.core.errors import ModelError
 from imgrec.tasks.base import BoxTarget, DecodeOptions, ParityJudgement, Task, Verdict
+from imgrec.tasks.detection_metrics import DetectionReport
 
 # The card's ``decoding`` keys and the defaults a detector card must state (checked on registration).
 SCORE_THRESHOLD, IOU_THRESHOLD, MAX_DETECTIONS, HEAD_SPEC = "score_threshold", "iou_threshold", "max_detections", "yolo"
@@ -212,7 +213,8 @@ class DetectionTask(Task):
                          "(COCO JSON, Pascal VOC XML or YOLO txt).")
 
     def report_from_dict(self, data: dict):
-        raise ModelError("Detection reports are read by `imgrec evaluate MODEL --dataset PATH`.")
+        """The report ``imgrec evaluate`` saved beside the detector (``DETECTION_REPORT``)."""
+        return DetectionReport.from_dict(data)
 
     def parity(self, reference: np.ndarray, candidate: np.ndarray, card) -> ParityJudgement:
         """Decode both with the card's defaults and match boxes per image (IoU ≥ 0.5, best assignment):
