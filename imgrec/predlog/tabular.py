@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import itertools
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from imgrec.core.errors import StoreError
-from imgrec.predlog import stats
+
+if TYPE_CHECKING:
+    from imgrec.predlog import stats
 
 FORMATS = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
@@ -32,6 +34,8 @@ def write_predictions(store, filters: stats.Filters, fmt: str, destination: Bina
     """
     if fmt not in FORMATS:
         raise StoreError(f"Unsupported export format '{fmt}'. Expected one of: {', '.join(FORMATS)}.")
+    from imgrec.predlog import stats  # SQLAlchemy and pandas load on first export, not with FORMATS
+
     pages = stats.iter_export(store, filters, page_size=page_size if max_rows is None else min(page_size, max_rows))
     first = next(pages, None)
     if first is None:  # no rows: still the columns (a CSV header, a typed Parquet schema)
