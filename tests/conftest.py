@@ -94,3 +94,11 @@ def detector_predictor(detector_settings):
     from imgrec.registry.detector_cards import DEFAULT_DETECTOR
 
     return Predictor.load(DEFAULT_DETECTOR, None, detector_settings)
+
+
+@pytest.fixture(autouse=True)
+def no_stock_detectors_in_the_shared_tiny_models(request, monkeypatch, tmp_path_factory):
+    """The app's model list registers the stock detectors into its models folder; a test on the session's
+    shared tiny models folder must not leave them there for the tests after it (``detector_settings`` has its own)."""
+    if "tiny_settings" in request.fixturenames and "detector_settings" not in request.fixturenames:
+        monkeypatch.setenv("IMGREC_SHARED_DETECTION_DIR", str(tmp_path_factory.getbasetemp() / "no-detectors"))
