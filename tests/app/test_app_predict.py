@@ -171,13 +171,11 @@ def two_models_dir(tiny_settings, tmp_path_factory):
     import keras
 
     from imgrec.registry import catalog
-    from imgrec.registry.detector_cards import STOCK_DETECTORS
     from tests.helpers.models import TINY_CLASSES, TINY_SIZE, tiny_card
 
     settings = make_settings(tmp_path_factory.mktemp("two-models"))
-    # Without the stock detectors other pages' tests may have registered into the shared folder.
-    shutil.copytree(tiny_settings.models_dir, settings.models_dir,
-                    ignore=lambda folder, names: [n for n in names if n in STOCK_DETECTORS])
+    # Only the tiny model: earlier tests may have registered other models into the shared folder.
+    shutil.copytree(tiny_settings.models_dir / "tiny-cnn", settings.models_dir / "tiny-cnn")
     keras.utils.set_random_seed(1)
     inputs = keras.Input((*TINY_SIZE, 3), name="image")
     x = keras.layers.Rescaling(1 / 255, name="scale")(inputs)
