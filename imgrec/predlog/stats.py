@@ -689,24 +689,20 @@ def review_queue(
         .limit(limit)
         .subquery()
     )
-    doubtful_boxes = (
-        sa.select(D.prediction_id.label("id"))
-        .join_from(detections_table, predictions_table, D.prediction_id == P.id)
-        .where(D.score < max_confidence, *conditions)
-        .group_by(D.prediction_id)
-        .order_by(sa.func.min(D.score), D.prediction_id)
-        .limit(limit)
-        .subquery()
-    )
-    doubtful_labels = (
-        sa.select(L.prediction_id.label("id"))
-        .join_from(prediction_labels_table, predictions_table, L.prediction_id == P.id)
-        .where(L.score < max_confidence, *conditions)
-        .group_by(L.prediction_id)
-        .order_by(sa.func.min(L.score), L.prediction_id)
-        .limit(limit)
-        .subquery()
-    )
+    def least_sure_items(items):
+        """Predictions with an item (a box, a found label) under ``max_confidence``, least sure item first."""
+        return (
+            sa.select(items.c.prediction_id.label("id"))
+            .join_from(items, predictions_table, items.c.prediction_id == P.id)
+            .where(items.c.score < max_confidence, *conditions)
+            .group_by(items.c.prediction_id)
+            .order_by(sa.func.min(items.c.score), items.c.prediction_id)
+            .limit(limit)
+            .subquery()
+        )
+
+    doubtful_boxes = least_sure_items(detections_table)
+    doubtful_labels = least_sure_items(prediction_labels_table)
     candidates = sa.union(sa.select(least_confident.c.id), sa.select(flagged.c.id),
                           sa.select(doubtful_boxes.c.id), sa.select(doubtful_labels.c.id)).subquery()
     lowest_box = sa.select(sa.func.min(D.score)).where(D.prediction_id == P.id).correlate(predictions_table)
