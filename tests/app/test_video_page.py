@@ -8,7 +8,7 @@ import pytest
 from imgrec.predlog.store import open_store
 from imgrec.registry import catalog
 from tests.helpers.apptest import app_with_settings, elements, shown
-from tests.helpers.settings import make_settings
+from tests.helpers.settings import make_settings, own_models_dir
 from tests.helpers.video import bikes_frames, write_clip
 
 PAGE = "pages/video.py"
@@ -16,7 +16,7 @@ PAGE = "pages/video.py"
 
 @pytest.fixture
 def settings(tmp_path, tiny_settings):
-    settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir)
+    settings = make_settings(tmp_path, models_dir=own_models_dir(tiny_settings, tmp_path))
     catalog.set_active_model("tiny-cnn", "1", settings)
     return settings
 

@@ -25,3 +25,11 @@ def settings_env(settings) -> dict[str, str]:
         "IMGREC_DATABASE_URL": settings.database_url,
         "IMGREC_DEFAULT_MODEL": settings.default_model,
     }
+
+
+def own_models_dir(settings, root: Path) -> Path:
+    """A copy of ``settings``' models folder under ``root``, for a test whose app registers models into it
+    (the app's start registers the stock model; its model list, the stock detectors)."""
+    import shutil
+
+    return Path(shutil.copytree(settings.models_dir, root / "own-models"))

@@ -10,7 +10,7 @@ import pytest
 
 from imgrec.core.settings import PROJECT_ROOT
 from tests.helpers.browser import browser_page, streamlit_server
-from tests.helpers.settings import make_settings
+from tests.helpers.settings import make_settings, own_models_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -33,7 +33,7 @@ def test_the_run_configuration_turns_the_file_watcher_off():
 
 
 def test_idle_server_after_a_prediction_uses_little_cpu(tiny_settings, photos_dir, tmp_path):
-    settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir, samples_dir=photos_dir)
+    settings = make_settings(tmp_path, models_dir=own_models_dir(tiny_settings, tmp_path), samples_dir=photos_dir)
     # address=None: the address, like every other server option, comes from .streamlit/config.toml as in `make run`.
     with streamlit_server(settings, address=None, with_process=True) as (url, process), browser_page() as page:
         page.goto(url)

@@ -14,7 +14,7 @@ from imgrec.core.drawing import class_colour
 from imgrec.registry import catalog
 from tests.helpers.browser import browser_page, screenshot, streamlit_server
 from tests.helpers.models import TINY_CLASSES
-from tests.helpers.settings import make_settings
+from tests.helpers.settings import make_settings, own_models_dir
 from tests.helpers.video import bikes_frames, write_y4m
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -29,7 +29,7 @@ GRAB_FRAME = """video => {
 
 
 def test_the_fake_camera_comes_back_annotated_with_a_frame_rate(tmp_path, tiny_settings):
-    settings = make_settings(tmp_path, models_dir=tiny_settings.models_dir)
+    settings = make_settings(tmp_path, models_dir=own_models_dir(tiny_settings, tmp_path))
     catalog.set_active_model("tiny-cnn", "1", settings)
     camera = write_y4m(tmp_path / "bikes.y4m", bikes_frames(20, (320, 240), step=5))
     fake_camera = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
