@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from imgrec.core.errors import ModelError
+
 
 @dataclass(frozen=True)
 class DecodeOptions:
@@ -67,6 +69,25 @@ class ParityJudgement:
     figures: dict[str, Any]
     ok: bool
     reason: str = ""
+
+
+def dense_head(features, num_classes: int, dropout: float, activation: str):
+    """Dropout then one dense layer of ``num_classes`` outputs: the classifiers' head (softmax or sigmoid)."""
+    from keras import layers  # Keras loads only when a model is built
+
+    if num_classes < 2:
+        raise ModelError(f"num_classes={num_classes}. Expected at least 2.")
+    x = layers.Dropout(dropout, name="dropout")(features)
+    return layers.Dense(num_classes, activation=activation, name="predictions")(x)
+
+
+def class_scores_shape_problem(output_shape: tuple, card) -> str | None:
+    """Why a classifier's outputs are not one score per card class, or None when they are."""
+    if len(output_shape) != 2:
+        return f"Model {card.ref} gives outputs of shape {output_shape}. Expected (batch, classes)."
+    if output_shape[-1] != card.num_classes:
+        return f"Model {card.ref} has {output_shape[-1]} outputs, but its card lists {card.num_classes} class names."
+    return None
 
 
 class Task(ABC):

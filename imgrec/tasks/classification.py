@@ -10,7 +10,15 @@ import numpy as np
 
 from imgrec.core.errors import ModelError
 from imgrec.tasks import classification_metrics
-from imgrec.tasks.base import ClassTarget, DecodeOptions, ParityJudgement, Task, Verdict
+from imgrec.tasks.base import (
+    ClassTarget,
+    DecodeOptions,
+    ParityJudgement,
+    Task,
+    Verdict,
+    class_scores_shape_problem,
+    dense_head,
+)
 
 # An export whose top-1 agrees with Keras on fewer held-out images than this is "diverging".
 MIN_TOP1_AGREEMENT = 0.97
@@ -45,6 +53,17 @@ class Classification:
     def top(self) -> Prediction:
         return self.predictions[0]
 
+    @property
+    def calibrated(self) -> np.ndarray:
+        """Every class's calibrated probability (the card's temperature), in the card's class order."""
+        return classification_metrics.apply_temperature(self.probabilities[None, :], self.temperature)[0]
+
+    def calibrated_scores(self, predictions: list[Prediction]) -> list[float]:
+        """The calibrated probability of each of ``predictions`` (what the verdict judges)."""
+        index = {name: i for i, name in enumerate(self.class_names)}
+        calibrated = self.calibrated
+        return [float(calibrated[index[p.label]]) if p.label in index else p.score for p in predictions]
+
 
 class ClassificationTask(Task):
     name = "image-classification"
@@ -60,12 +79,7 @@ class ClassificationTask(Task):
     }
 
     def head(self, features, num_classes: int, dropout: float):
-        from keras import layers  # Keras loads only when a model is built
-
-        if num_classes < 2:
-            raise ModelError(f"num_classes={num_classes}. Expected at least 2.")
-        x = layers.Dropout(dropout, name="dropout")(features)
-        return layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+        return dense_head(features, num_classes, dropout, "softmax")
 
     def loss(self, config, train_labels=None):
         """Class weights, when asked for, go to Keras' ``fit(class_weight=…)`` instead (see the trainer)."""
@@ -82,11 +96,7 @@ class ClassificationTask(Task):
         return ["accuracy", keras.metrics.TopKCategoricalAccuracy(k=min(3, num_classes), name="top3")]
 
     def check_outputs(self, output_shape: tuple, card) -> str | None:
-        if len(output_shape) != 2:
-            return f"Model {card.ref} gives outputs of shape {output_shape}. Expected (batch, classes)."
-        if output_shape[-1] != card.num_classes:
-            return f"Model {card.ref} has {output_shape[-1]} outputs, but its card lists {card.num_classes} class names."
-        return None
+        return class_scores_shape_problem(output_shape, card)
 
     # -- Inference -------------------------------------------------------------------------------
 
@@ -114,7 +124,7 @@ class ClassificationTask(Task):
     def verdict(self, result: Classification, threshold: float) -> Verdict:
         """Judged on the calibrated probabilities (the card's temperature): the top one against
         ``threshold``, its margin over the runner-up, and how spread they are (out of distribution?)."""
-        calibrated = classification_metrics.apply_temperature(result.probabilities[None, :], result.temperature)[0]
+        calibrated = result.calibrated
         order = np.argsort(-calibrated, kind="stable")
         best = float(calibrated[order[0]])
         second = float(calibrated[order[1]]) if len(order) > 1 else 0.0

@@ -11,7 +11,15 @@ import numpy as np
 
 from imgrec.core.errors import ModelError
 from imgrec.tasks import multilabel_metrics
-from imgrec.tasks.base import ClassTarget, DecodeOptions, ParityJudgement, Task, Verdict
+from imgrec.tasks.base import (
+    ClassTarget,
+    DecodeOptions,
+    ParityJudgement,
+    Task,
+    Verdict,
+    class_scores_shape_problem,
+    dense_head,
+)
 
 THRESHOLDS = "thresholds"  # the card's ``decoding`` key: one decision threshold per class, in class order
 # An export whose present/absent decisions at the card's thresholds agree with Keras on fewer
@@ -83,12 +91,7 @@ class MultiLabelTask(Task):
     # -- Modeling and training ------------------------------------------------------------------
 
     def head(self, features, num_classes: int, dropout: float):
-        from keras import layers  # Keras loads only when a model is built
-
-        if num_classes < 2:
-            raise ModelError(f"num_classes={num_classes}. Expected at least 2.")
-        x = layers.Dropout(dropout, name="dropout")(features)
-        return layers.Dense(num_classes, activation="sigmoid", name="predictions")(x)
+        return dense_head(features, num_classes, dropout, "sigmoid")
 
     def loss(self, config, train_labels=None):
         from imgrec.tasks import multilabel_losses  # Keras loads only when training
@@ -109,10 +112,9 @@ class MultiLabelTask(Task):
                 keras.metrics.BinaryAccuracy(name="binary_accuracy")]
 
     def check_outputs(self, output_shape: tuple, card) -> str | None:
-        if len(output_shape) != 2:
-            return f"Model {card.ref} gives outputs of shape {output_shape}. Expected (batch, classes)."
-        if output_shape[-1] != card.num_classes:
-            return f"Model {card.ref} has {output_shape[-1]} outputs, but its card lists {card.num_classes} class names."
+        problem = class_scores_shape_problem(output_shape, card)
+        if problem:
+            return problem
         try:
             card_thresholds(card)
         except ModelError as exc:

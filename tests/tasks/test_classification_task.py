@@ -64,6 +64,14 @@ def test_verdict_uses_the_cards_temperature():
     assert verdict.kind == "confident" and verdict.figures["calibrated"] == pytest.approx(0.49 / 0.54, abs=1e-4)
 
 
+def test_the_charts_calibrated_scores_are_the_verdicts():
+    sharpening = CARD.with_updates(metrics={"temperature": 0.5, "ood_threshold": 0.9})
+    [result] = TASK.decode(np.array([[0.7, 0.2, 0.1, 0, 0, 0, 0]], np.float32), sharpening, DecodeOptions(top_k=2), 1.0)
+    scores = result.calibrated_scores(result.predictions)
+    assert scores == pytest.approx([0.49 / 0.54, 0.04 / 0.54], abs=1e-4)
+    assert scores[0] == pytest.approx(TASK.verdict(result, 0.8).figures["calibrated"])
+
+
 def test_a_close_call_is_not_confident():
     [result] = TASK.decode(np.array([[0.55, 0.45, 0, 0, 0, 0, 0]], np.float32), TOLERANT, DecodeOptions(), 1.0)
     verdict = TASK.verdict(result, 0.5)
