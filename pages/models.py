@@ -11,7 +11,17 @@ from imgrec.tasks.detection import DetectionTask
 from imgrec.tasks.registry import task_for
 from ui import batch_view, detection_report_view, train_view
 from ui import models_view as view
-from ui.widgets import LOCKED, admin_unlocked, apply_change, ensure_routed, flash, plain, show_error, show_flash
+from ui.widgets import (
+    LOCKED,
+    admin_unlocked,
+    apply_change,
+    ensure_routed,
+    flash,
+    or_stop,
+    plain,
+    show_error,
+    show_flash,
+)
 
 # Where `make api` listens by default, for the usage snippets.
 API_PORT = 8000
@@ -24,12 +34,7 @@ st.caption("Registered models and their versions: cards, exports with a parity r
            "comparisons, downloads.")
 show_flash()
 
-try:
-    cards = catalog.list_cards(settings)
-    active = catalog.active_ref(settings)
-except Exception as exc:  # any failure becomes a message, never a traceback
-    show_error(exc)
-    st.stop()
+cards, active = or_stop(lambda: (catalog.list_cards(settings), catalog.active_ref(settings)))
 
 unlocked = admin_unlocked(settings)
 locked_help = None if unlocked else LOCKED

@@ -26,7 +26,7 @@ from ui import (
     predict_state,
 )
 from ui.predict_state import kept_widget
-from ui.widgets import ensure_routed, forget_other_inputs, plain, session_id, show_error
+from ui.widgets import ensure_routed, forget_other_inputs, or_stop, plain, session_id, show_error
 
 ensure_routed()
 settings = get_settings()
@@ -42,11 +42,7 @@ for state_key in (RESULTS, SERVED, OUTPUTS, SHOWN):
 st.title("Predict")
 st.caption("Upload images, take a photo or pick a sample. Each model's result, a verdict and a Grad-CAM map for each.")
 
-try:
-    refs = cache.model_refs()
-except Exception as exc:  # any failure becomes a message, never a traceback
-    show_error(exc)
-    st.stop()
+refs = or_stop(cache.model_refs)
 
 with st.sidebar:
     for problem in cache.stock_detectors(str(settings.models_dir)):
@@ -56,11 +52,7 @@ with st.sidebar:
                             help="The active model is listed first.")
 
 ref = ModelRef.parse(model_ref)
-try:
-    predictor = cache.predictor(ref.name, ref.version)
-except Exception as exc:
-    show_error(exc)
-    st.stop()
+predictor = or_stop(lambda: cache.predictor(ref.name, ref.version))
 view = VIEWS[type(predictor.task)]
 with st.sidebar:
     options = view.sidebar_options(predictor.card)

@@ -10,7 +10,7 @@ from imgrec.core.settings import get_settings
 from imgrec.tasks.base import DecodeOptions
 from imgrec.video.decode import ACCEPTED, ACCEPTED_EXTENSIONS
 from ui import cache, video_view
-from ui.widgets import ensure_routed, plain, show_error
+from ui.widgets import ensure_routed, or_stop, plain, show_error
 
 ensure_routed()
 settings = get_settings()
@@ -21,11 +21,7 @@ st.session_state.setdefault(RESULTS, {})
 st.title("Video")
 st.caption("Your webcam, live, or a video file: labels or boxes on every frame processed.")
 
-try:
-    refs = cache.model_refs()
-except Exception as exc:  # any failure becomes a message, never a traceback
-    show_error(exc)
-    st.stop()
+refs = or_stop(cache.model_refs)
 
 with st.sidebar:
     st.subheader("Model")
@@ -33,11 +29,7 @@ with st.sidebar:
     top_k = st.slider("Top-k", 1, MAX_TOP_K, min(3, settings.default_top_k), key="video.top_k")
 
 ref = ModelRef.parse(model_ref)
-try:
-    predictor = cache.predictor(ref.name, ref.version)
-except Exception as exc:
-    show_error(exc)
-    st.stop()
+predictor = or_stop(lambda: cache.predictor(ref.name, ref.version))
 
 live_tab, file_tab = st.tabs([":material/videocam: Live webcam", ":material/movie: Video file"])
 with live_tab:

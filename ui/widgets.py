@@ -81,6 +81,15 @@ def show_error(exc: Exception) -> None:
                  icon=":material/bug_report:")
 
 
+def or_stop(load: Callable[[], Any]) -> Any:
+    """What ``load`` returns; if it fails, the error as a message and the page stops there (never a traceback)."""
+    try:
+        return load()
+    except Exception as exc:  # any failure becomes a message
+        show_error(exc)
+        st.stop()
+
+
 def may_change(settings) -> bool:
     """Whether this session may change models and runs: always when no ``IMGREC_ADMIN_TOKEN`` is set (the
     app then listens on 127.0.0.1 only, unless told otherwise), else once the token was entered."""
