@@ -57,51 +57,71 @@ def kpis(summary: stats.Summary) -> None:
                      help=f"{summary.corrected:,} relabelled, {summary.confirmed:,} marked right in the review queue")
 
 
-def predictions_over_time(frame: pd.DataFrame, bucket: str = "day") -> alt.Chart:
-    frame = frame.assign(model=frame["model_name"] + "@" + frame["model_version"])
+def _counts_over_time(frame: pd.DataFrame, title: str, count: str, colour: str, colour_title: str,
+                      bucket: str, legend_columns: int | None = None) -> alt.Chart:
+    """Stacked bars of ``count`` per time bucket, coloured by ``colour``."""
+    legend = alt.Legend(orient="bottom") if legend_columns is None else alt.Legend(orient="bottom",
+                                                                                     columns=legend_columns)
     return (
-        alt.Chart(frame, title=f"Predictions per {bucket} (UTC), by model")
+        alt.Chart(frame, title=title)
         .mark_bar()
         .encode(
             x=alt.X("time:T", title=None, axis=alt.Axis(format=TIME_FORMATS[bucket], labelOverlap=True)),
-            y=alt.Y("predictions:Q", title="predictions", axis=COUNT_AXIS),
-            color=alt.Color("model:N", title="model", legend=alt.Legend(orient="bottom")),
-            tooltip=[alt.Tooltip("time:T", format=TIME_FORMATS[bucket]), "model:N", "predictions:Q"],
+            y=alt.Y(f"{count}:Q", title=count, axis=COUNT_AXIS),
+            color=alt.Color(f"{colour}:N", title=colour_title, legend=legend),
+            tooltip=[alt.Tooltip("time:T", format=TIME_FORMATS[bucket]), f"{colour}:N", f"{count}:Q"],
         )
         .properties(height=260)
     )
 
 
-def top_labels(frame: pd.DataFrame) -> alt.Chart:
+def _label_bars(frame: pd.DataFrame, title: str, score: str) -> alt.Chart:
+    """One horizontal bar per label, most predicted first; every label shown: a row per label (the chart grows)
+    instead of Vega dropping overlapping ones."""
     return (
-        alt.Chart(frame, title="Top labels")
+        alt.Chart(frame, title=title)
         .mark_bar(color=PRIMARY, cornerRadiusEnd=3)
         .encode(
-            # Every label shown: a row per label (the chart grows) instead of Vega dropping overlapping ones.
             y=alt.Y("label:N", sort="-x", title=None, axis=alt.Axis(labelLimit=200, labelOverlap=False)),
             x=alt.X("predictions:Q", title="predictions", axis=COUNT_AXIS),
             tooltip=["label:N", "predictions:Q", alt.Tooltip("share:Q", format=".1%"),
-                     alt.Tooltip("mean_confidence:Q", format=".1%")],
+                     alt.Tooltip(f"{score}:Q", format=".1%")],
         )
         .properties(height=max(260, 18 * len(frame)))
     )
 
 
-def confidence_histogram(frame: pd.DataFrame, threshold: float) -> alt.Chart:
+def _score_histogram(frame: pd.DataFrame, threshold: float, title: str, x_title: str, count: str,
+                     y_title: str) -> alt.Chart:
+    """Binned scores (``lower``..``upper``), bins at or under ``threshold`` in the "uncertain" colour."""
     frame = frame.assign(verdict=["uncertain" if upper <= threshold else "confident" for upper in frame["upper"]])
-    bars = (
-        alt.Chart(frame, title="Top-1 confidence")
+    return (
+        alt.Chart(frame, title=title)
         .mark_bar()
         .encode(
-            x=alt.X("lower:Q", bin="binned", title="confidence", axis=alt.Axis(format="%")),
+            x=alt.X("lower:Q", bin="binned", title=x_title, axis=alt.Axis(format="%")),
             x2="upper:Q",
-            y=alt.Y("predictions:Q", title="predictions", axis=COUNT_AXIS),
+            y=alt.Y(f"{count}:Q", title=y_title, axis=COUNT_AXIS),
             color=alt.Color("verdict:N", scale=alt.Scale(domain=["confident", "uncertain"],
                                                           range=[PRIMARY, SECONDARY]), legend=None),
-            tooltip=[alt.Tooltip("lower:Q", format=".0%"), alt.Tooltip("upper:Q", format=".0%"), "predictions:Q"],
+            tooltip=[alt.Tooltip("lower:Q", format=".0%"), alt.Tooltip("upper:Q", format=".0%"), f"{count}:Q"],
         )
+        .properties(height=260)
     )
-    return bars.properties(height=260)
+
+
+def predictions_over_time(frame: pd.DataFrame, bucket: str = "day") -> alt.Chart:
+    frame = frame.assign(model=frame["model_name"] + "@" + frame["model_version"])
+    return _counts_over_time(frame, f"Predictions per {bucket} (UTC), by model", "predictions", "model", "model",
+                             bucket)
+
+
+def top_labels(frame: pd.DataFrame) -> alt.Chart:
+    return _label_bars(frame, "Top labels", "mean_confidence")
+
+
+def confidence_histogram(frame: pd.DataFrame, threshold: float) -> alt.Chart:
+    return _score_histogram(frame, threshold, "Top-1 confidence", "confidence", "predictions", "predictions")
 
 
 def latency_over_time(frame: pd.DataFrame, bucket: str = "day") -> alt.Chart:
@@ -126,17 +146,8 @@ def latency_over_time(frame: pd.DataFrame, bucket: str = "day") -> alt.Chart:
 
 
 def objects_over_time(frame: pd.DataFrame, bucket: str = "day") -> alt.Chart:
-    return (
-        alt.Chart(frame, title=f"Detected objects per {bucket} (UTC), by class")
-        .mark_bar()
-        .encode(
-            x=alt.X("time:T", title=None, axis=alt.Axis(format=TIME_FORMATS[bucket], labelOverlap=True)),
-            y=alt.Y("objects:Q", title="objects", axis=COUNT_AXIS),
-            color=alt.Color("label:N", title="class", legend=alt.Legend(orient="bottom", columns=4)),
-            tooltip=[alt.Tooltip("time:T", format=TIME_FORMATS[bucket]), "label:N", "objects:Q"],
-        )
-        .properties(height=260)
-    )
+    return _counts_over_time(frame, f"Detected objects per {bucket} (UTC), by class", "objects", "label", "class",
+                             bucket, legend_columns=4)
 
 
 def objects_per_image(frame: pd.DataFrame) -> alt.Chart:
@@ -153,37 +164,14 @@ def objects_per_image(frame: pd.DataFrame) -> alt.Chart:
 
 
 def detection_scores(frame: pd.DataFrame, threshold: float) -> alt.Chart:
-    frame = frame.assign(verdict=["uncertain" if upper <= threshold else "confident" for upper in frame["upper"]])
-    return (
-        alt.Chart(frame, title="Detection scores (every box)")
-        .mark_bar()
-        .encode(
-            x=alt.X("lower:Q", bin="binned", title="score", axis=alt.Axis(format="%")),
-            x2="upper:Q",
-            y=alt.Y("objects:Q", title="boxes", axis=COUNT_AXIS),
-            color=alt.Color("verdict:N", scale=alt.Scale(domain=["confident", "uncertain"],
-                                                          range=[PRIMARY, SECONDARY]), legend=None),
-            tooltip=[alt.Tooltip("lower:Q", format=".0%"), alt.Tooltip("upper:Q", format=".0%"), "objects:Q"],
-        )
-        .properties(height=260)
-    )
+    return _score_histogram(frame, threshold, "Detection scores (every box)", "score", "objects", "boxes")
 
 
 # -- label sets --------------------------------------------------------------------------------
 
 
 def label_counts(frame: pd.DataFrame) -> alt.Chart:
-    return (
-        alt.Chart(frame, title="Labels found (multi-label)")
-        .mark_bar(color=PRIMARY, cornerRadiusEnd=3)
-        .encode(
-            y=alt.Y("label:N", sort="-x", title=None, axis=alt.Axis(labelLimit=200, labelOverlap=False)),
-            x=alt.X("predictions:Q", title="predictions", axis=COUNT_AXIS),
-            tooltip=["label:N", "predictions:Q", alt.Tooltip("share:Q", format=".1%"),
-                     alt.Tooltip("mean_score:Q", format=".1%")],
-        )
-        .properties(height=max(260, 18 * len(frame)))
-    )
+    return _label_bars(frame, "Labels found (multi-label)", "mean_score")
 
 
 def label_co_occurrence(frame: pd.DataFrame) -> alt.Chart:
