@@ -268,7 +268,7 @@ def log_outcomes(prediction_log: PredictionLog | None, outcomes: list[Outcome], 
                  metadata: dict | None = None) -> None:
     """Write each result to the log; a failed write leaves a warning on the outcome, never an exception."""
     # SQLAlchemy loads only once something is logged.
-    from imgrec.predlog.store import PredictionRecord, review_thumbnail, utc_now
+    from imgrec.predlog.store import PredictionRecord, keeps_thumbnail, review_thumbnail, utc_now
 
     if prediction_log is None:
         return
@@ -277,6 +277,7 @@ def log_outcomes(prediction_log: PredictionLog | None, outcomes: list[Outcome], 
     for outcome in outcomes:
         if not outcome.ok:
             continue
+        top_k = task_for(outcome.card).log_labels(outcome.result)
         record = PredictionRecord(
             sha256=outcome.image.sha256,
             byte_size=outcome.image.byte_size,
@@ -285,7 +286,7 @@ def log_outcomes(prediction_log: PredictionLog | None, outcomes: list[Outcome], 
             format=outcome.image.format,
             model_name=outcome.card.name,
             model_version=outcome.card.version,
-            top_k=task_for(outcome.card).log_labels(outcome.result),
+            top_k=top_k,
             detections=task_for(outcome.card).log_boxes(outcome.result),
             label_set=task_for(outcome.card).log_label_set(outcome.result),
             latency_ms=outcome.result.latency_ms,
@@ -295,7 +296,9 @@ def log_outcomes(prediction_log: PredictionLog | None, outcomes: list[Outcome], 
             metadata=metadata,
             image_bytes=outcome.upload.data if settings.keep_uploads else None,
             filename=outcome.upload.filename,
-            thumbnail=review_thumbnail(outcome.image.pixels),  # the store keeps it only for uncertain predictions
+            # Only unsure predictions keep one (the review queue's), so only they pay for making it.
+            thumbnail=review_thumbnail(outcome.image.pixels) if keeps_thumbnail(
+                top_k, settings.uncertain_threshold) else None,
             created_at=utc_now(),  # the prediction's time, also when the record is written later from the spool
             key=uuid.uuid4().hex,
         )

@@ -36,10 +36,10 @@ from imgrec.core.errors import StoreError
 from imgrec.core.files import write_atomically
 from imgrec.core.settings import Settings
 from imgrec.core.storage import Storage, StorageError, storage_for
+from imgrec.predlog.sources import SOURCES
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("app", "api", "cli", "batch", "video")
 SQLITE_BUSY_TIMEOUT_S = 30
 MIGRATIONS_LOCATION = "imgrec.predlog:migrations"
 # Any constant works: concurrent openers of one PostgreSQL database take turns migrating.
@@ -113,7 +113,7 @@ predictions_table = sa.Table(
     # Set by the faces (a UUID per prediction): writing the same record twice leaves one row.
     sa.Column("request_key", sa.String(32), nullable=True),
     sa.Column("filename", sa.Text, nullable=True),  # as the user's file was called (shown, never used as a path)
-    sa.CheckConstraint("source IN ('app', 'api', 'cli', 'batch', 'video')", name="source"),
+    sa.CheckConstraint(f"source IN ({', '.join(repr(source) for source in SOURCES)})", name="source"),
     # The trailing columns make these indexes covering for the analytics in imgrec.predlog.stats, so the
     # common aggregates read only the index (no lookup per row): see bench/analytics.py.
     sa.Index("ix_predictions_created_at", "created_at"),
@@ -408,8 +408,7 @@ class Store:
         _validate(record)
         created_at = as_utc_naive(record.created_at) if record.created_at else utc_now()
         stored_path = self._kept_path(record) if self.keep_uploads and record.image_bytes else None
-        top_score = max((float(score) for _, score in record.top_k), default=0.0)
-        thumbnail = record.thumbnail if top_score < self.review_below else None
+        thumbnail = record.thumbnail if keeps_thumbnail(record.top_k, self.review_below) else None
         new_file = None
         for attempt in (1, 2):
             try:
@@ -857,6 +856,11 @@ def prune_expired_uploads(store: Store, settings: Settings) -> int:
     except (StoreError, OSError) as exc:
         log.warning("Old uploads were not pruned: %s", exc)
         return 0
+
+
+def keeps_thumbnail(top_k, review_below: float) -> bool:
+    """Whether a prediction with these (label, score) pairs is unsure enough to keep a review thumbnail."""
+    return max((float(score) for _, score in top_k), default=0.0) < review_below
 
 
 def review_thumbnail(pixels) -> bytes:
