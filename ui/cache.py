@@ -14,6 +14,7 @@ from imgrec.core.errors import ImgrecError, StoreError
 from imgrec.core.settings import get_settings
 from imgrec.inference.predictor import Predictor
 from imgrec.inference.service import PredictionLog
+from imgrec.predlog.sources import SOURCES
 from imgrec.registry import catalog, detector_cards
 
 
@@ -118,7 +119,6 @@ class FilterOptions:
 @st.cache_data(ttl=QUERY_TTL, show_spinner=False)
 def filter_options() -> FilterOptions:
     from imgrec.predlog import stats  # SQLAlchemy loads only on pages that read the log
-    from imgrec.predlog.store import SOURCES  # SQLAlchemy loads only on pages that read the log
 
     models = stats.by_model(store())
     if models.empty:

@@ -30,13 +30,13 @@ from imgrec.core.files import utc_timestamp
 from imgrec.core.refs import ModelRef
 from imgrec.core.settings import Settings
 from imgrec.core.storage import Storage
+from imgrec.predlog.sources import BATCH_SOURCE
 from imgrec.registry import catalog
 
 PART_PREFIX, PART_SUFFIX = "part-", ".parquet"
 ROWS_PER_PART = 4096
 BATCH_SIZE = 32  # images per model call in an actor
 READ_CPUS = 0.5  # a read task mostly waits for the disk or the network
-BATCH_SOURCE = "batch"  # the prediction log's source for these predictions
 BATCH_DIR = "batch"  # under data_dir: the outputs of jobs launched from the app
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from imgrec.core.errors import StoreError
+from imgrec.predlog.sources import FRAME_INDEX, FRAME_TIME, VIDEO_SOURCE
 from imgrec.predlog.store import (
     NO_DETECTIONS_LABEL,
     Store,
@@ -39,10 +40,6 @@ from imgrec.predlog.store import (
 
 P, U, F, D = predictions_table.c, uploads_table.c, feedback_table.c, detections_table.c
 L = prediction_labels_table.c
-# How ``imgrec.video.process.log_frame`` (a layer above, so not importable here) logs a frame: the source,
-# and where the frame's index and time sit in the prediction's metadata.
-VIDEO_SOURCE = "video"
-FRAME_INDEX, FRAME_TIME = ("video", "frame"), ("video", "time_s")
 
 DEFAULT_UNCERTAIN_THRESHOLD = 0.5
 # Population stability index: shares below this count as this, so an empty bin does not make PSI infinite.

@@ -14,6 +14,7 @@ from imgrec.core.files import write_atomically
 from imgrec.core.images import DecodedImage
 from imgrec.inference.predictor import Predictor
 from imgrec.inference.service import Outcome, PredictionLog, Upload, log_outcomes
+from imgrec.predlog.sources import VIDEO_SOURCE, frame_metadata
 from imgrec.predlog.tabular import FORMATS
 from imgrec.tasks.base import DecodeOptions
 from imgrec.tasks.registry import task_for
@@ -21,7 +22,6 @@ from imgrec.video.annotate import annotate
 from imgrec.video.decode import Video, VideoFrame
 from imgrec.video.writer import AnnotatedVideoWriter
 
-SOURCE = "video"  # the prediction log's source of frames, so Analytics tells them from photos
 # Frames predicted together: batching pays on 2 cores, and a page's progress bar still moves often.
 FRAME_BATCH = 8
 TABLE_COLUMNS = ["frame", "time_s", "rank", "label", "score", "x1", "y1", "x2", "y2", "latency_ms"]
@@ -91,8 +91,8 @@ def log_frame(prediction_log: PredictionLog, video: Video, frame: VideoFrame, re
     image = DecodedImage(pixels=frame.pixels, format=info.format, width=info.width, height=info.height,
                          original_mode="RGB", byte_size=info.byte_size, sha256=info.sha256)
     outcome = Outcome(Upload(filename, video.data), card, image=image, result=result)
-    log_outcomes(prediction_log, [outcome], source=SOURCE, settings=settings,
-                 metadata={"video": {"frame": frame.index, "time_s": frame.time_s, "fps": round(info.fps, 3)}})
+    log_outcomes(prediction_log, [outcome], source=VIDEO_SOURCE, settings=settings,
+                 metadata=frame_metadata(frame.index, frame.time_s, info.fps))
     return outcome.prediction_id, outcome.log_warning
 
 
