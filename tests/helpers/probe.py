@@ -70,6 +70,22 @@ def copy_models(tiny_settings, root: Path) -> Path:
     return models
 
 
+def serve_tiny_model(tiny_settings, name: str, env: dict[str, str] | None = None, *, unprivileged: bool = False,
+                     prefix: str = "imgrec-probe-"):
+    """For a fixture to ``yield from``: an ``ApiServer`` on a copy of the tiny models folder (its default model),
+    with its own data folder and ``env`` on top; stopped and removed afterwards."""
+    root = shared_root(prefix)
+    server = ApiServer(root, {"IMGREC_MODELS_DIR": str(copy_models(tiny_settings, root)),
+                              "IMGREC_DATA_DIR": str(root / "data"), "IMGREC_DEFAULT_MODEL": "tiny-cnn", **(env or {})},
+                       unprivileged=unprivileged, name=name)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 class ApiServer:
     """``python -m imgrec serve`` on 127.0.0.1 with ``IMGREC_*`` from ``env``.
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import time
 
 import pytest
 
 from tests.helpers.probe import (
-    ApiServer,
-    copy_models,
     image_bytes,
     metric_samples,
     recorder,
     requests_by_status,
-    shared_root,
+    serve_tiny_model,
 )
 
 RECORDER = recorder()
@@ -25,14 +22,7 @@ HANG_UPS = 6
 
 @pytest.fixture(scope="module")
 def server(tiny_settings):
-    root = shared_root()
-    server = ApiServer(root, {"IMGREC_MODELS_DIR": str(copy_models(tiny_settings, root)),
-                              "IMGREC_DATA_DIR": str(root / "data"), "IMGREC_DEFAULT_MODEL": "tiny-cnn"},
-                       name="disconnects")
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    yield from serve_tiny_model(tiny_settings, "disconnects")
 
 
 def hang_up_mid_upload(port: int, image: bytes) -> None:

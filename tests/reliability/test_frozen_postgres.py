@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import threading
 import time
 
 import pytest
 
-from tests.helpers.probe import ApiServer, copy_models, image_bytes, recorder, shared_root, signal_cluster
+from tests.helpers.probe import image_bytes, recorder, serve_tiny_model, signal_cluster
 from tests.helpers.store_fixtures import find_postgres_binary, start_postgres_cluster
 
 pytestmark = pytest.mark.postgres
@@ -32,16 +31,9 @@ def cluster():
 
 @pytest.fixture
 def server(tiny_settings, cluster):
-    root = shared_root()
     url = cluster.url(cluster.create_database())
-    server = ApiServer(root, {"IMGREC_MODELS_DIR": str(copy_models(tiny_settings, root)),
-                              "IMGREC_DATA_DIR": str(root / "data"), "IMGREC_DEFAULT_MODEL": "tiny-cnn",
-                              "IMGREC_DATABASE_URL": url, "IMGREC_LOG_TIMEOUT_S": str(LOG_TIMEOUT_S)},
-                       name="frozen-postgres")
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    yield from serve_tiny_model(tiny_settings, "frozen-postgres",
+                                {"IMGREC_DATABASE_URL": url, "IMGREC_LOG_TIMEOUT_S": str(LOG_TIMEOUT_S)})
 
 
 def test_requests_during_a_frozen_database_end_within_the_log_deadline(server, cluster):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from tests.helpers.probe import ApiServer, copy_models, image_bytes, recorder, shared_root
+from tests.helpers.probe import image_bytes, recorder, serve_tiny_model
 
 RECORDER = recorder()
 _write_outcomes = RECORDER.fixture()
@@ -24,14 +22,7 @@ UNSTORABLE = {
 
 @pytest.fixture(scope="module")
 def server(tiny_settings):
-    root = shared_root()
-    server = ApiServer(root, {"IMGREC_MODELS_DIR": str(copy_models(tiny_settings, root)),
-                              "IMGREC_DATA_DIR": str(root / "data"), "IMGREC_DEFAULT_MODEL": "tiny-cnn"},
-                       name="metadata")
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    yield from serve_tiny_model(tiny_settings, "metadata")
 
 
 def test_metadata_that_cannot_be_stored_is_422(server):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from imgrec.core.settings import PROJECT_ROOT
-from tests.helpers.probe import ApiServer, copy_models, recorder, shared_root
+from tests.helpers.probe import ApiServer, recorder, serve_tiny_model, shared_root
 from tests.helpers.servers import free_port
 
 RECORDER = recorder()
@@ -44,15 +44,9 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "404", "415", "422",
 
 @pytest.fixture(scope="module")
 def server(tiny_settings):
-    root = shared_root("imgrec-contract-")
-    server = ApiServer(root, {"IMGREC_MODELS_DIR": str(copy_models(tiny_settings, root)),
-                              "IMGREC_DATA_DIR": str(root / "data"), "IMGREC_DEFAULT_MODEL": "tiny-cnn",
-                              "IMGREC_ADMIN_TOKEN": TOKEN, "IMGREC_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)},
-                       name="contract")
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    yield from serve_tiny_model(tiny_settings, "contract",
+                                {"IMGREC_ADMIN_TOKEN": TOKEN, "IMGREC_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)},
+                                prefix="imgrec-contract-")
 
 
 def run_schemathesis(server: ApiServer) -> tuple[subprocess.CompletedProcess, dict]:

@@ -4,14 +4,13 @@ answered 408 and disconnected once the body timeout passes (a real server, raw s
 from __future__ import annotations
 
 import select
-import shutil
 import socket
 import threading
 import time
 
 import pytest
 
-from tests.helpers.probe import ApiServer, copy_models, image_bytes, recorder, shared_root
+from tests.helpers.probe import image_bytes, recorder, serve_tiny_model
 
 RECORDER = recorder()
 _write_outcomes = RECORDER.fixture()
@@ -22,15 +21,7 @@ NORMAL_REQUESTS = 20
 
 @pytest.fixture
 def server(tiny_settings):
-    root = shared_root()
-    server = ApiServer(root, {"IMGREC_MODELS_DIR": str(copy_models(tiny_settings, root)),
-                              "IMGREC_DATA_DIR": str(root / "data"), "IMGREC_DEFAULT_MODEL": "tiny-cnn",
-                              "IMGREC_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S)},
-                       name="slow-uploads")
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    yield from serve_tiny_model(tiny_settings, "slow-uploads", {"IMGREC_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S)})
 
 
 def open_slow_client(port: int) -> socket.socket:

@@ -3,13 +3,12 @@ and readiness tells the truth (a real server that, like a non-root one, cannot w
 
 from __future__ import annotations
 
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.helpers.probe import ApiServer, copy_models, image_bytes, recorder, shared_root
+from tests.helpers.probe import image_bytes, recorder, serve_tiny_model
 
 RECORDER = recorder()
 _write_outcomes = RECORDER.fixture()
@@ -18,15 +17,8 @@ AFTER = 80
 
 @pytest.fixture
 def server(tiny_settings):
-    root = shared_root()
-    server = ApiServer(root, {"IMGREC_MODELS_DIR": str(copy_models(tiny_settings, root)),
-                              "IMGREC_DATA_DIR": str(root / "data"), "IMGREC_DEFAULT_MODEL": "tiny-cnn",
-                              "IMGREC_BATCH_MAX_WAIT_MS": "20"},
-                       unprivileged=True, name="read-only-episode")
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    yield from serve_tiny_model(tiny_settings, "read-only-episode", {"IMGREC_BATCH_MAX_WAIT_MS": "20"},
+                                unprivileged=True)
 
 
 def post(server, seed: int):
