@@ -76,7 +76,7 @@ with card_tab:
     elif st.button("Make this the active model", key="models.activate", type="primary", icon=":material/star:",
                    disabled=not unlocked, help=locked_help):
         apply_change(lambda: catalog.set_active_model(card.name, card.version, settings),
-                          f"{card.ref} is now the active model. The API switches on `POST /model/reload`.")
+                          f"{card.ref} is now the active model. The API switches after POST /model/reload.")
     view.card_panel(card)
     view.usage_panel(card, f"http://127.0.0.1:{API_PORT}")
 
