@@ -30,7 +30,7 @@ from imgrec.datasets.loading import Dataset, DatasetError, DatasetReport, Split
 FORMATS = ("csv", "coco", "voc", "yolo")
 MOSAIC = "cifar10-mosaic"
 BUILTIN = {MOSAIC: "CIFAR-10 mosaics (2x2 CIFAR-10 images, 1-4 distinct classes; shared data dir)"}
-MOSAIC_IMAGES = {"train": 20_000, "test": 4_000}  # mosaics per CIFAR-10 split
+MOSAIC_IMAGES = {"train": 40_000, "test": 4_000}  # mosaics per CIFAR-10 split
 MOSAIC_SEED = 2021  # fixed: the built-in set is the same for every run; the run's seed only picks val
 CLASSES_FILE = "classes.txt"
 IMAGE_COLUMN, LABELS_COLUMN = "image", "labels"

@@ -35,6 +35,7 @@ TAG_PREFIX = "test-"
 CONTEXT_ITEMS = (
     "deploy/Dockerfile", ".dockerignore", "requirements.txt", "pyproject.toml", "streamlit_app.py", ".streamlit",
     "imgrec", "ui", "pages", "models/cifar10-mobilenetv2", "models/fashion-mnist-cnn",
+    "models/cifar10-mosaic-multilabel",
 )
 WEIGHTS = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
 BUILD_TIMEOUT_S = 1800

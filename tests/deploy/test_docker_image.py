@@ -97,8 +97,9 @@ def test_image_is_non_root_small_and_labelled(image):
         names = {json.loads(line)["name"] for line in listing.logs().splitlines() if line.startswith("{")}
     finally:
         listing.remove()
-    # The stock ImageNet model registered at build time and the two shipped ones.
-    assert {"imagenet-mobilenetv2", "cifar10-mobilenetv2", "fashion-mnist-cnn"} <= names, listing.logs()[-2000:]
+    # The stock ImageNet model registered at build time and the three shipped ones.
+    assert {"imagenet-mobilenetv2", "cifar10-mobilenetv2", "fashion-mnist-cnn",
+            "cifar10-mosaic-multilabel"} <= names, listing.logs()[-2000:]
 
 
 def test_api_container_is_ready_on_postgres_and_predicts_a_real_photo(containers, photos_dir):
