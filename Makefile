@@ -80,7 +80,7 @@ $(CHECKOV): deploy/requirements-checkov.txt
 	touch $@
 
 test: lint browser deploy-tools
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 test-fast: lint
 	$(PY) -m pytest -q -m "not slow and not browser"
