@@ -58,17 +58,16 @@ def kpis(summary: stats.Summary) -> None:
 
 
 def _counts_over_time(frame: pd.DataFrame, title: str, count: str, colour: str, colour_title: str,
-                      bucket: str, legend_columns: int | None = None) -> alt.Chart:
+                      bucket: str, legend_columns=alt.Undefined) -> alt.Chart:
     """Stacked bars of ``count`` per time bucket, coloured by ``colour``."""
-    legend = alt.Legend(orient="bottom") if legend_columns is None else alt.Legend(orient="bottom",
-                                                                                     columns=legend_columns)
     return (
         alt.Chart(frame, title=title)
         .mark_bar()
         .encode(
             x=alt.X("time:T", title=None, axis=alt.Axis(format=TIME_FORMATS[bucket], labelOverlap=True)),
             y=alt.Y(f"{count}:Q", title=count, axis=COUNT_AXIS),
-            color=alt.Color(f"{colour}:N", title=colour_title, legend=legend),
+            color=alt.Color(f"{colour}:N", title=colour_title,
+                            legend=alt.Legend(orient="bottom", columns=legend_columns)),
             tooltip=[alt.Tooltip("time:T", format=TIME_FORMATS[bucket]), f"{colour}:N", f"{count}:Q"],
         )
         .properties(height=260)

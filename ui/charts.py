@@ -11,17 +11,15 @@ SECONDARY = "#f59e0b"
 CONFIDENT, UNCERTAIN = PRIMARY, SECONDARY
 
 
-def top_k_bars(predictions, threshold: float, calibrated: list[float] | None = None) -> alt.Chart:
-    """Horizontal bars, best first, coloured by whether the score clears the uncertainty threshold. With
-    ``calibrated`` scores the bars show those (what the verdict judges) and the tooltip both."""
-    raw = [p.score for p in predictions]
-    shown = raw if calibrated is None else calibrated
-    frame = pd.DataFrame({"label": [p.label for p in predictions], "score": shown, "raw": raw})
+def top_k_bars(predictions, calibrated: list[float], threshold: float) -> alt.Chart:
+    """Horizontal bars, best first: each prediction's calibrated score (what the verdict judges), coloured by
+    whether it clears the uncertainty threshold; the tooltip adds the model's raw score."""
+    frame = pd.DataFrame({"label": [p.label for p in predictions], "score": calibrated,
+                          "raw": [p.score for p in predictions]})
     frame["verdict"] = ["confident" if s >= threshold else "below threshold" for s in frame["score"]]
-    title = "confidence" if calibrated is None else "confidence (calibrated)"
-    tooltip = [alt.Tooltip("label:N"), alt.Tooltip("score:Q", format=".2%", title=title)]
-    if calibrated is not None:
-        tooltip.append(alt.Tooltip("raw:Q", format=".2%", title="model's score"))
+    title = "confidence (calibrated)"
+    tooltip = [alt.Tooltip("label:N"), alt.Tooltip("score:Q", format=".2%", title=title),
+               alt.Tooltip("raw:Q", format=".2%", title="model's score")]
     base = alt.Chart(frame).encode(
         y=alt.Y("label:N", sort=list(frame["label"]), title=None, axis=alt.Axis(labelLimit=220, labelOverlap=False)),
         x=alt.X("score:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=title),

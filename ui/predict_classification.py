@@ -46,7 +46,7 @@ def show(predictor, model_ref: str, image_key: str, item, result, threshold: flo
             controls, overlay_col, heatmap_col)
     with chart_col:
         predict_verdict.show(verdict)
-        st.altair_chart(top_k_bars(predictions, threshold, result.calibrated_scores(predictions)), width="stretch")
+        st.altair_chart(top_k_bars(predictions, result.calibrated_scores(predictions), threshold), width="stretch")
         st.caption(f"{plain(item.card.ref)} · {result.latency_ms:.0f} ms")
     if explained is not None:
         explain_view.details(predictor, model_ref, image_key, item, *explained, controls, refs)

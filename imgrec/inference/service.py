@@ -277,7 +277,8 @@ def log_outcomes(prediction_log: PredictionLog | None, outcomes: list[Outcome], 
     for outcome in outcomes:
         if not outcome.ok:
             continue
-        top_k = task_for(outcome.card).log_labels(outcome.result)
+        task = task_for(outcome.card)
+        top_k = task.log_labels(outcome.result)
         record = PredictionRecord(
             sha256=outcome.image.sha256,
             byte_size=outcome.image.byte_size,
@@ -287,8 +288,8 @@ def log_outcomes(prediction_log: PredictionLog | None, outcomes: list[Outcome], 
             model_name=outcome.card.name,
             model_version=outcome.card.version,
             top_k=top_k,
-            detections=task_for(outcome.card).log_boxes(outcome.result),
-            label_set=task_for(outcome.card).log_label_set(outcome.result),
+            detections=task.log_boxes(outcome.result),
+            label_set=task.log_label_set(outcome.result),
             latency_ms=outcome.result.latency_ms,
             source=source,
             session_id=session_id,

@@ -62,7 +62,7 @@ class Classification:
         """The calibrated probability of each of ``predictions`` (what the verdict judges)."""
         index = {name: i for i, name in enumerate(self.class_names)}
         calibrated = self.calibrated
-        return [float(calibrated[index[p.label]]) if p.label in index else p.score for p in predictions]
+        return [float(calibrated[index[p.label]]) for p in predictions]
 
 
 class ClassificationTask(Task):
